@@ -1,0 +1,42 @@
+"""Shared fixtures: real model files from ../shared (or the environment), temporary caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FACEDYN_SHARED", REPO.parent / "shared"))
+FIXTURES = SHARED / "fixtures" / "mediapipe"
+
+# Tests and users find the bundle the same way: through FACEDYN_LANDMARKER.
+if not os.environ.get("FACEDYN_LANDMARKER") and (SHARED / "models" / "face_landmarker.task").is_file():
+    os.environ["FACEDYN_LANDMARKER"] = str(SHARED / "models" / "face_landmarker.task")
+
+
+def _require(path: Path) -> Path:
+    """A real file a test needs: skipped on a laptop without it, a failure in CI (which must have it)."""
+    if path.is_file():
+        return path
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must have {path} (../shared beside the checkout)")
+    pytest.skip(f"{path} not present")
+
+
+@pytest.fixture(scope="session")
+def landmarker_task() -> Path:
+    env = os.environ.get("FACEDYN_LANDMARKER")
+    return _require(Path(env) if env else SHARED / "models" / "face_landmarker.task")
+
+
+@pytest.fixture(scope="session")
+def blendshapes_tflite_file() -> Path:
+    return _require(SHARED / "models" / "face_blendshapes.tflite")
+
+
+@pytest.fixture(scope="session")
+def mediapipe_fixtures() -> Path:
+    _require(FIXTURES / "face_blendshapes_in_landmarks.prototxt")
+    return FIXTURES
