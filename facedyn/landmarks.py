@@ -42,3 +42,19 @@ BLENDSHAPE_NAMES: tuple[str, ...] = (
 
 assert len(LANDMARK_SUBSET_IDXS) == NUM_SUBSET_LANDMARKS
 assert len(BLENDSHAPE_NAMES) == NUM_BLENDSHAPES
+
+# Left/right correspondence of the 146 subset points: a mirrored face's point i is the original's point
+# SUBSET_MIRROR_PERMUTATION[i]. Derived from MediaPipe's canonical face mesh (each vertex paired with the
+# vertex at its x-mirrored position) and, for the iris points (centre, +x, top, -x, bottom per eye), from
+# the order seen in MediaPipe's portrait test vector. An involution; tests/test_landmarks.py re-derives it.
+SUBSET_MIRROR_PERMUTATION: tuple[int, ...] = (
+    0, 1, 2, 3, 4, 75, 6, 7, 8, 9, 10, 76, 77, 78, 79, 80, 81, 82, 83, 84, 85, 86, 87, 88, 89, 90, 91,
+    92, 93, 94, 95, 96, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110, 111, 112, 113,
+    114, 115, 116, 52, 117, 118, 119, 120, 121, 122, 123, 124, 125, 126, 63, 127, 128, 129, 130, 131, 132,
+    133, 71, 72, 134, 135, 5, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
+    30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, 53, 54, 55,
+    56, 57, 58, 59, 60, 61, 62, 64, 65, 66, 67, 68, 69, 70, 73, 74, 141, 144, 143, 142, 145, 136, 139,
+    138, 137, 140,
+)
+
+assert sorted(SUBSET_MIRROR_PERMUTATION) == list(range(NUM_SUBSET_LANDMARKS))
