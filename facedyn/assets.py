@@ -20,7 +20,7 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-from facedyn.io import atomic_path, atomic_write_bytes
+from facedyn.io import atomic_write_bytes
 
 LANDMARKER_URL = (
     "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/"
@@ -32,6 +32,7 @@ BLENDSHAPES_ENV = "FACEDYN_BLENDSHAPES"
 CACHE_ENV = "FACEDYN_CACHE_DIR"
 BLENDSHAPES_MEMBER = "face_blendshapes.tflite"
 MESH_MEMBER = "geometry_pipeline_metadata_landmarks.binarypb"
+TFLITE_IDENTIFIER = b"TFL3"
 
 
 class AssetError(RuntimeError):
@@ -77,6 +78,13 @@ def landmarker_bundle(path: str | os.PathLike | None = None, download: bool = Tr
         return _existing_file(os.environ[LANDMARKER_ENV], LANDMARKER_ENV)
     cached = cache_dir() / "face_landmarker.task"
     if cached.is_file():
+        # Only verified downloads are written here; anything else was put there by hand or damaged.
+        digest = sha256_of(cached)
+        if digest != LANDMARKER_SHA256:
+            raise AssetError(
+                f"{cached} has SHA-256 {digest}, not the expected {LANDMARKER_SHA256}. Delete it (facedyn will "
+                f"download it again) or point {LANDMARKER_ENV} at the bundle you mean to use."
+            )
         return cached
     if not download:
         raise AssetError(f"MediaPipe's face_landmarker.task was not found. {_offline_help()}")
@@ -87,7 +95,7 @@ def _download_bundle(target: Path) -> Path:
     try:
         with urllib.request.urlopen(LANDMARKER_URL, timeout=30) as response:
             data = response.read()
-    except (urllib.error.URLError, OSError) as exc:
+    except OSError as exc:  # URLError, timeouts and refused connections are all OSErrors
         raise AssetError(f"Could not download face_landmarker.task ({exc}); are you offline? {_offline_help()}") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != LANDMARKER_SHA256:
@@ -110,19 +118,39 @@ def read_bundle_member(bundle: Path, member: str) -> bytes:
         raise AssetError(f"{bundle} has no {member}; is it MediaPipe's face_landmarker.task?") from None
 
 
+def is_tflite(data: bytes) -> bool:
+    """TFLite flatbuffers carry the file identifier "TFL3" at bytes 4-8."""
+    return data[4:8] == TFLITE_IDENTIFIER
+
+
 def blendshapes_tflite(path: str | os.PathLike | None = None) -> Path:
-    """Path to face_blendshapes.tflite: given directly, or extracted (once, by content hash) from a bundle."""
+    """Path to face_blendshapes.tflite: given directly, or extracted (once, by content hash) from a bundle.
+
+    `path` (config: model.blendshapes.path) and FACEDYN_BLENDSHAPES may name a .tflite file or a .task
+    bundle; the file's content decides which, not its name.
+    """
     if path:
         source = _existing_file(path, "model.blendshapes.path")
     elif os.environ.get(BLENDSHAPES_ENV):
         source = _existing_file(os.environ[BLENDSHAPES_ENV], BLENDSHAPES_ENV)
     else:
         source = landmarker_bundle()
-    if not zipfile.is_zipfile(source):
+    with open(source, "rb") as fh:
+        head = fh.read(8)
+    # Checked before the zip test: a TFLite file with packed metadata is also a valid zip.
+    if is_tflite(head):
         return source
+    if not zipfile.is_zipfile(source):
+        raise AssetError(
+            f"{source} is neither a TFLite model nor a MediaPipe .task bundle; expected face_blendshapes.tflite "
+            f"or face_landmarker.task"
+        )
     data = read_bundle_member(source, BLENDSHAPES_MEMBER)
-    extracted = cache_dir() / "models" / f"face_blendshapes-{hashlib.sha256(data).hexdigest()[:16]}.tflite"
-    if not extracted.is_file() or extracted.stat().st_size != len(data):
-        with atomic_path(extracted) as tmp:
-            tmp.write_bytes(data)
+    if not is_tflite(data):
+        raise AssetError(f"{BLENDSHAPES_MEMBER} inside {source} is not a TFLite model")
+    digest = hashlib.sha256(data).hexdigest()
+    extracted = cache_dir() / "models" / f"face_blendshapes-{digest[:16]}.tflite"
+    # The name carries the content hash, so a damaged extraction is detected and replaced.
+    if not extracted.is_file() or sha256_of(extracted) != digest:
+        atomic_write_bytes(extracted, data)
     return extracted

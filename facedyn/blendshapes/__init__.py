@@ -1,0 +1,10 @@
+"""MediaPipe's face_blendshapes model as a trainable torch module.
+
+    model = facedyn.blendshapes.load()            # (N, 146, 2) landmark pixels -> (N, 52) scores
+    names = facedyn.blendshapes.BLENDSHAPE_NAMES  # MediaPipe's output order
+"""
+
+from facedyn.blendshapes.loading import load
+from facedyn.landmarks import BLENDSHAPE_NAMES
+
+__all__ = ["BLENDSHAPE_NAMES", "load"]

@@ -1,0 +1,117 @@
+"""TFLite -> ONNX, converted once per model file (keyed by its SHA-256) and cached.
+
+tf2onnx runs in a child process: TensorFlow must never share a process with torch/torchvision (they
+segfault together), and a warm cache must not start TensorFlow at all. A cache entry is the ONNX file
+plus a JSON sidecar written after it; the sidecar records the source's and the ONNX file's SHA-256, so
+a partial or damaged entry is detected and rebuilt rather than loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+from filelock import FileLock
+
+from facedyn.assets import AssetError, cache_dir, is_tflite, sha256_of
+from facedyn.io import atomic_path, atomic_write_json
+from facedyn.landmarks import NUM_BLENDSHAPES, NUM_SUBSET_LANDMARKS
+
+ONNX_OPSET = 17
+EXPECTED_INPUT_SHAPE = [1, NUM_SUBSET_LANDMARKS, 2]
+# Bumped when the conversion itself changes, so older cache entries are not reused.
+CONVERSION_VERSION = 1
+
+
+def onnx_model_for(tflite_path: str | os.PathLike, cache: Path | None = None) -> Path:
+    """The validated ONNX conversion of `tflite_path`, from the cache or converted now (in a child process)."""
+    tflite_path = Path(tflite_path)
+    _check_is_tflite(tflite_path)
+    source_sha = sha256_of(tflite_path)
+    folder = (cache or cache_dir()) / "models"
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"blendshapes-{source_sha[:16]}-opset{ONNX_OPSET}.onnx"
+    sidecar = target.with_suffix(".json")
+    if _valid_entry(target, sidecar, source_sha):
+        return target
+    # Several processes (sweep trials, test workers) may start at once: one converts, the rest wait.
+    with FileLock(str(target) + ".lock"):
+        if not _valid_entry(target, sidecar, source_sha):
+            _convert(tflite_path, target, sidecar, source_sha)
+    return target
+
+
+def _check_is_tflite(path: Path) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if not is_tflite(head):
+        raise AssetError(f"{path} is not a TFLite model (no TFL3 identifier); expected face_blendshapes.tflite")
+
+
+def _valid_entry(target: Path, sidecar: Path, source_sha: str) -> bool:
+    try:
+        record = json.loads(sidecar.read_text())
+        return (
+            record.get("source_sha256") == source_sha
+            and record.get("conversion_version") == CONVERSION_VERSION
+            and target.is_file()
+            and sha256_of(target) == record.get("onnx_sha256")
+        )
+    except (OSError, ValueError):
+        return False
+
+
+def _convert(tflite_path: Path, target: Path, sidecar: Path, source_sha: str) -> None:
+    sidecar.unlink(missing_ok=True)  # the entry is invalid from here until the new sidecar lands
+    with atomic_path(target) as tmp:
+        command = [sys.executable, "-m", "tf2onnx.convert", "--tflite", str(tflite_path),
+                   "--output", str(tmp), "--opset", str(ONNX_OPSET)]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        if result.returncode != 0 or not tmp.stat().st_size:
+            raise AssetError(
+                f"Converting {tflite_path} to ONNX with tf2onnx failed (exit {result.returncode}):\n"
+                f"{result.stderr[-3000:]}"
+            )
+        _validate(tflite_path, onnx.load(str(tmp)))
+    atomic_write_json(sidecar, {
+        "source": str(tflite_path),
+        "source_sha256": source_sha,
+        "onnx_sha256": sha256_of(target),
+        "onnx_opset": ONNX_OPSET,
+        "conversion_version": CONVERSION_VERSION,
+    })
+
+
+def _validate(tflite_path: Path, model: onnx.ModelProto) -> None:
+    """A well-formed graph with MediaPipe's blendshape signature: 1x146x2 in, 52 scores out."""
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise AssetError(f"The ONNX conversion of {tflite_path} is not a valid ONNX model: {exc}") from None
+    inputs, outputs = model.graph.input, model.graph.output
+    in_shapes = [_shape(value) for value in inputs]
+    out_shapes = [_shape(value) for value in outputs]
+    if in_shapes != [EXPECTED_INPUT_SHAPE] or len(out_shapes) != 1 or _numel(out_shapes[0]) != NUM_BLENDSHAPES:
+        raise AssetError(
+            f"{tflite_path} takes inputs {in_shapes} and gives outputs {out_shapes}; MediaPipe's blendshape "
+            f"model takes one {EXPECTED_INPUT_SHAPE} input and gives {NUM_BLENDSHAPES} scores. "
+            f"Is it face_blendshapes.tflite?"
+        )
+
+
+def _shape(value: onnx.ValueInfoProto) -> list[int | str]:
+    return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+
+
+def _numel(shape: list[int | str]) -> int | None:
+    total = 1
+    for dim in shape:
+        if not isinstance(dim, int) or dim <= 0:
+            return None
+        total *= dim
+    return total

@@ -1,0 +1,119 @@
+"""ONNX -> torch with onnx2torch, made trainable and batched.
+
+onnx2torch gives a per-sample fx.GraphModule fixed to batch 1. Three changes make it a training module:
+  * every float initializer with more than one element (layer-norm scales, learned tokens, ...) becomes
+    an nn.Parameter; single-element floats (epsilons, fixed scales such as the 0.5 of a division) and
+    integer tensors (reshape shapes, slice bounds) stay buffers. onnx2torch makes one buffer per *use*
+    of an initializer; they are merged back to one tensor per ONNX initializer so nothing gets untied.
+  * 1x1 convolutions (MediaPipe's MLP-Mixer writes its dense layers this way) become the same
+    matrix product over the channel axis, which batches into one large GEMM instead of a tiny conv.
+  * torch.func.vmap runs the per-sample graph over the batch in one call: every op sees exactly the
+    shapes it was converted for, so batching cannot change the model's arithmetic, and autograd and
+    autocast work through it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import onnx
+import onnx2torch
+import torch
+from torch import fx, nn
+
+from facedyn.landmarks import NUM_BLENDSHAPES, NUM_SUBSET_LANDMARKS
+
+# onnx2torch's Slice indexes with a list of slices; torch warns about that on every call.
+warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional indexing")
+
+
+class PointwiseLinear(nn.Module):
+    """A 1x1, stride-1, unpadded, ungrouped Conv2d written as a linear map over the channel axis."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(conv.weight.detach().flatten(1).clone())
+        self.bias = None if conv.bias is None else nn.Parameter(conv.bias.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x.movedim(1, -1), self.weight, self.bias).movedim(-1, 1)
+
+
+class BlendshapeModel(nn.Module):
+    """MediaPipe's blendshape network: (N, 146, 2) landmark pixel coordinates -> (N, 52) scores."""
+
+    def __init__(self, per_sample: fx.GraphModule) -> None:
+        super().__init__()
+        self.per_sample = per_sample
+
+    def forward(self, landmarks: torch.Tensor) -> torch.Tensor:
+        if landmarks.dim() != 3 or landmarks.shape[1:] != (NUM_SUBSET_LANDMARKS, 2) or landmarks.shape[0] < 1:
+            raise ValueError(
+                f"blendshape model expects landmarks of shape (N, {NUM_SUBSET_LANDMARKS}, 2) with N >= 1, "
+                f"got {tuple(landmarks.shape)}"
+            )
+        if not landmarks.is_floating_point():
+            raise TypeError(f"blendshape model expects float landmarks, got {landmarks.dtype}")
+        return torch.func.vmap(self._one_sample)(landmarks)
+
+    def _one_sample(self, points: torch.Tensor) -> torch.Tensor:
+        return self.per_sample(points.unsqueeze(0)).reshape(NUM_BLENDSHAPES)
+
+
+def convert(onnx_path: str | Path) -> BlendshapeModel:
+    """A trainable, batched torch module from the (validated) ONNX blendshape model."""
+    graph_module = onnx2torch.convert(onnx.load(str(onnx_path)), attach_onnx_mapping=True)
+    _one_tensor_per_initializer(graph_module)
+    _float_weights_to_parameters(graph_module)
+    _pointwise_convs_to_linear(graph_module)
+    return BlendshapeModel(graph_module)
+
+
+def _initializer_names(graph_module: fx.GraphModule) -> dict[str, str]:
+    """For each onnx2torch initializer attribute, the ONNX initializer it was made from."""
+    names: dict[str, str] = {}
+    for node in graph_module.graph.nodes:
+        if node.op != "call_module":
+            continue
+        onnx_inputs = graph_module.get_submodule(node.target).onnx_mapping.inputs
+        for arg, onnx_name in zip(node.args, onnx_inputs):
+            if isinstance(arg, fx.Node) and arg.op == "get_attr" and arg.target.startswith("initializers."):
+                names[arg.target] = onnx_name
+    return names
+
+
+def _one_tensor_per_initializer(graph_module: fx.GraphModule) -> None:
+    container = graph_module.get_submodule("initializers")
+    onnx_name_of = _initializer_names(graph_module)
+    kept_attr: dict[str, str] = {}
+    for node in graph_module.graph.nodes:
+        if node.op == "get_attr" and node.target in onnx_name_of:
+            node.target = kept_attr.setdefault(onnx_name_of[node.target], node.target)
+    used = {node.target for node in graph_module.graph.nodes if node.op == "get_attr"}
+    for name, _ in list(container.named_buffers()):
+        if f"initializers.{name}" not in used:
+            delattr(container, name)
+    graph_module.recompile()
+
+
+def _float_weights_to_parameters(graph_module: fx.GraphModule) -> None:
+    container = graph_module.get_submodule("initializers")
+    for name, tensor in list(container.named_buffers()):
+        if tensor.is_floating_point() and tensor.numel() > 1:
+            delattr(container, name)
+            container.register_parameter(name, nn.Parameter(tensor.clone()))
+
+
+def _pointwise_convs_to_linear(graph_module: fx.GraphModule) -> None:
+    for name, module in list(graph_module.named_modules()):
+        if (
+            isinstance(module, nn.Conv2d)
+            and module.kernel_size == (1, 1)
+            and module.stride == (1, 1)
+            and module.padding == (0, 0)
+            and module.dilation == (1, 1)
+            and module.groups == 1
+        ):
+            parent, _, leaf = name.rpartition(".")
+            setattr(graph_module.get_submodule(parent) if parent else graph_module, leaf, PointwiseLinear(module))
