@@ -1,0 +1,1 @@
+"""Optuna sweeps over the staged training pipeline (see sweep.py)."""

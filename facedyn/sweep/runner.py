@@ -1,0 +1,221 @@
+"""Runs a sweep: fills each study up to its budget, stage by stage, sharing the work with other processes.
+
+Everything a process decides comes from the shared storage, so any number of `sweep.py` processes on any
+number of machines (one database URL, one study name) cooperate:
+- a study is filled until it holds `budget` COMPLETE + PRUNED trials; trials already there count, so
+  rerunning the command after a crash resumes instead of starting over;
+- a process that finds nothing left to start in a stage (the last trials run elsewhere) waits for them,
+  failing and taking over trials whose process died;
+- staged mode: the next stage starts from the checkpoint of the best trial of the stage before, read from
+  that trial's user attributes; each stage's study records its seed, so all its trials share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from facedyn.sweep.config import SweepConfigError
+from facedyn.sweep.report import write_report
+from facedyn.sweep.search import lr_key, make_pruner, make_sampler, searched_keys
+from facedyn.sweep.storage import fail_dead_trials, open_storage, storage_url
+from facedyn.sweep.trial import (
+    CHECKPOINT_ATTR, DIVERGED_ATTR, INIT_FROM_ATTR, SurplusTrial, SweepError, TrialPlan, objective,
+)
+
+log = logging.getLogger(__name__)
+
+JOINT = "all"
+BASE_OVERRIDES_ATTR = "base_overrides"
+SWEEP_ATTR = "sweep"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A sweep ready to run: its config, the user's training overrides, where it writes."""
+
+    cfg: DictConfig
+    base_overrides: tuple[str, ...]
+    init_from: str | None
+    sweep_dir: Path
+    storage_url: str
+    storage: optuna.storages.RDBStorage
+
+    def study_name(self, stage: str) -> str:
+        return f"{self.cfg.study_name}.{'joint' if stage == JOINT else 'stage_' + stage}"
+
+    def study_stages(self) -> list[str]:
+        return [JOINT] if self.cfg.mode == "joint" else [str(s) for s in self.cfg.stages]
+
+    def budget(self) -> int:
+        return int(self.cfg.trials if self.cfg.mode == "joint" else self.cfg.trials_per_stage)
+
+    def open_study(self, stage: str) -> optuna.Study:
+        study = optuna.create_study(
+            storage=self.storage, study_name=self.study_name(stage), direction=self.cfg.direction,
+            sampler=make_sampler(self.cfg), pruner=make_pruner(self.cfg), load_if_exists=True,
+        )
+        self._check_same_experiment(study)
+        return study
+
+    def _check_same_experiment(self, study: optuna.Study) -> None:
+        stored = study.user_attrs.get(BASE_OVERRIDES_ATTR)
+        if stored is None:
+            study.set_user_attr(BASE_OVERRIDES_ATTR, list(self.base_overrides))
+            study.set_user_attr(SWEEP_ATTR, OmegaConf.to_container(self.cfg))
+        elif list(stored) != list(self.base_overrides):
+            raise SweepConfigError(
+                f"study {study.study_name} in {self.storage_url} "
+                f"was started with the training overrides {stored}, this command gives {list(self.base_overrides)}:"
+                " rerun with the same overrides, or start another sweep with sweep.study_name=<new name>"
+            )
+
+
+def prepare(cfg: DictConfig, train_overrides: Sequence[str]) -> Sweep:
+    """Check the command against the training config (composing each trial's config once) before any
+    training, and open the storage."""
+    base, init_from = _split_overrides(cfg, train_overrides)
+    sweep_dir = Path(cfg.root) / cfg.study_name
+    _check_composes(cfg, base, init_from)
+    url = storage_url(cfg, sweep_dir)
+    return Sweep(cfg, tuple(base), init_from, sweep_dir, url, open_storage(cfg, url))
+
+
+def run(sweep: Sweep) -> Path:
+    """Fill every study of the sweep; write the report; return the sweep's folder."""
+    seed = sweep.init_from
+    stages = sweep.study_stages()
+    for stage in stages:
+        study = sweep.open_study(stage)
+        seed = _agreed_seed(study, seed) if sweep.cfg.mode == "staged" else None
+        plan = _plan(sweep, stage, seed)
+        log.info("study %s: %d trials, starting from %s", study.study_name, plan.budget, seed or "the default init")
+        _fill(study, plan, sweep.cfg)
+        if sweep.cfg.mode == "staged":
+            seed = _best_checkpoint(study)
+    write_report(sweep)
+    return sweep.sweep_dir
+
+
+def _split_overrides(cfg: DictConfig, overrides: Sequence[str]) -> tuple[list[str], str | None]:
+    """The user's overrides minus init_from (the seed of the first swept stage); refuses those the sweep sets."""
+    base, init_from = [], None
+    swept = {lr_key(s) for s in cfg.stages} | {"stage", "optimizer.lr"}
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+~") in swept:
+            raise SweepConfigError(f"override {override!r}: the sweep sets {key.lstrip('+~')} itself; drop it")
+        if key == "init_from":
+            if cfg.mode == "joint":
+                raise SweepConfigError("init_from=…: a joint sweep trains the whole pipeline from the start")
+            init_from = value
+        else:
+            base.append(override)
+    return base, init_from
+
+
+def _check_composes(cfg: DictConfig, base: list[str], init_from: str | None) -> None:
+    from facedyn.config import compose
+
+    for stage in ([JOINT] if cfg.mode == "joint" else [str(s) for s in cfg.stages]):
+        searched = [str(s) for s in cfg.stages] if stage == JOINT else [stage]
+        values = {key: _any_value(cfg, key) for key in searched_keys(cfg, searched)}
+        plan_overrides = base + [f"stage={stage}"] + [f"{k}={v}" for k, v in values.items()]
+        try:
+            composed = compose(plan_overrides)
+        except Exception as exc:  # Hydra's and OmegaConf's errors name the bad override
+            raise SweepConfigError(f"the trials of stage {stage} cannot compose their config: {exc}") from exc
+        for key in values:
+            if OmegaConf.select(composed, key, default=None) is None:
+                raise SweepConfigError(f"sweep: {key} is not a key of the training config (stage {stage})")
+    if init_from and not Path(init_from).exists():
+        raise SweepConfigError(f"init_from={init_from}: no such run folder or checkpoint")
+
+
+def _any_value(cfg: DictConfig, key: str) -> object:
+    """A value inside the search space of `key`, to check that the config takes it."""
+    for stage in cfg.stages:
+        if key == lr_key(str(stage)):
+            return float(cfg.lr_range[str(stage)][0])
+    for template, spec in cfg.params.items():
+        for stage in cfg.stages:
+            if template.replace("{stage}", str(stage)) == key:
+                if spec.type == "categorical":
+                    return spec.choices[0]
+                return int(spec.low) if spec.type == "int" else float(spec.low)
+    raise KeyError(key)
+
+
+def _plan(sweep: Sweep, stage: str, seed: str | None) -> TrialPlan:
+    searched = tuple(str(s) for s in sweep.cfg.stages) if stage == JOINT else (stage,)
+    return TrialPlan(
+        sweep=sweep.cfg, stage=stage, searched_stages=searched,
+        last_stage=searched[-1] if stage != JOINT else _last_stage(),
+        base_overrides=sweep.base_overrides, init_from=seed,
+        trials_dir=(sweep.sweep_dir / "trials" / stage).resolve(), budget=sweep.budget(),
+    )
+
+
+def _last_stage() -> str:
+    from facedyn.config import STAGE_ORDER
+
+    return STAGE_ORDER[-1]
+
+
+def _agreed_seed(study: optuna.Study, seed: str | None) -> str | None:
+    """The checkpoint every trial of the stage starts from: the one its study recorded first."""
+    if INIT_FROM_ATTR not in study.user_attrs:
+        study.set_user_attr(INIT_FROM_ATTR, seed)
+        return seed
+    recorded = study.user_attrs[INIT_FROM_ATTR]
+    if recorded != seed:
+        log.warning("study %s started from %s; keeping it (the stage before now says %s)",
+                    study.study_name, recorded, seed)
+    return recorded
+
+
+def _fill(study: optuna.Study, plan: TrialPlan, cfg: DictConfig) -> None:
+    run_trial = objective(plan)
+    while True:
+        fail_dead_trials(study)
+        counts = _counts(study)
+        if counts["done"] >= plan.budget:
+            return
+        if counts["diverged"] > plan.budget:
+            raise SweepError(f"study {study.study_name}: {counts['diverged']} trials gave a non-finite "
+                             f"{cfg.metric}; see their run folders under {plan.trials_dir}")
+        if counts["waiting"] or counts["done"] + counts["running"] < plan.budget:
+            study.optimize(run_trial, n_trials=1, catch=(SurplusTrial,), gc_after_trial=True)
+        else:
+            time.sleep(float(cfg.poll_seconds))  # the last trials run elsewhere: wait for them
+
+
+def _counts(study: optuna.Study) -> dict[str, int]:
+    trials = study.get_trials(deepcopy=False)
+    states = [t.state for t in trials]
+    return {
+        "done": sum(s in (TrialState.COMPLETE, TrialState.PRUNED) for s in states),
+        "running": states.count(TrialState.RUNNING),
+        "waiting": states.count(TrialState.WAITING),
+        "diverged": sum(bool(t.user_attrs.get(DIVERGED_ATTR)) for t in trials),
+    }
+
+
+def _best_checkpoint(study: optuna.Study) -> str:
+    try:
+        best = study.best_trial
+    except ValueError:
+        raise SweepError(f"study {study.study_name}: no trial finished (all pruned or failed), so no "
+                         "checkpoint can seed the next stage; loosen the pruner or widen the lr range") from None
+    checkpoint = best.user_attrs.get(CHECKPOINT_ATTR)
+    if not checkpoint or not Path(checkpoint).is_file():
+        raise SweepError(f"study {study.study_name}: the best trial {best.number}'s checkpoint {checkpoint} is "
+                         "missing (on another machine, the sweep folder must be shared by all of them)")
+    return checkpoint

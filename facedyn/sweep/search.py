@@ -1,0 +1,83 @@
+"""What a study searches and how: the sampler, the pruner, and each trial's suggested config values.
+
+Parameters are named by the config key they set (`stages.s2b.lr`), so a trial's overrides and the line that
+replays the best pipeline with train.py are just `key=value` of its params.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import optuna
+from omegaconf import DictConfig
+
+from facedyn.config import stage_key
+from facedyn.sweep.config import param_key
+
+
+def make_sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
+    seed = cfg.sampler.seed
+    if cfg.sampler.name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(cfg.sampler.n_startup_trials))
+
+
+def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
+    p = cfg.pruner
+    if p.name == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps, interval_steps=p.interval_steps
+        )
+    if p.name == "percentile":
+        return optuna.pruners.PercentilePruner(
+            p.percentile, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
+            interval_steps=p.interval_steps,
+        )
+    if p.name == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if p.name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
+def lr_key(stage: str) -> str:
+    return f"stages.{stage_key(stage)}.lr"
+
+
+def searched_keys(cfg: DictConfig, stages: Sequence[str]) -> list[str]:
+    """The config keys a trial covering `stages` sets: each stage's lr, then the extra params."""
+    keys = [lr_key(s) for s in stages]
+    for template in cfg.params:
+        keys.extend(dict.fromkeys(param_key(template, s) for s in stages))
+    return keys
+
+
+def suggest(trial: optuna.Trial, cfg: DictConfig, stages: Sequence[str]) -> dict[str, Any]:
+    """Ask the trial for every searched value of `stages`; {config key: value}."""
+    values: dict[str, Any] = {}
+    for stage in stages:
+        low, high = (float(v) for v in cfg.lr_range[stage])
+        values[lr_key(stage)] = trial.suggest_float(lr_key(stage), low, high, log=True)
+    for template, spec in cfg.params.items():
+        for key in dict.fromkeys(param_key(template, s) for s in stages):
+            values[key] = _suggest_one(trial, key, spec)
+    return values
+
+
+def _suggest_one(trial: optuna.Trial, key: str, spec: DictConfig) -> Any:
+    if spec.type == "categorical":
+        return trial.suggest_categorical(key, list(spec.choices))
+    if spec.type == "int":
+        return trial.suggest_int(key, int(spec.low), int(spec.high), log=spec.log)
+    return trial.suggest_float(key, float(spec.low), float(spec.high), log=spec.log)
+
+
+def as_overrides(values: dict[str, Any]) -> list[str]:
+    """`key=value` overrides for compose() and train.py; floats keep every digit."""
+    return [f"{key}={_format(value)}" for key, value in values.items()]
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return repr(value) if isinstance(value, float) else str(value)

@@ -1,0 +1,116 @@
+"""Where a sweep's studies live, and how trials of processes that died are failed and retried.
+
+A sweep keeps its studies in one database: by default a SQLite file in the sweep's folder, or any URL
+(postgresql://...) that several machines reach. A killed trial stays RUNNING in the database; it is failed
+and enqueued again (same parameters) by whichever process notices first:
+- on this host, at once: a RUNNING trial whose recorded pid is gone;
+- on any host, after `grace_period`: a RUNNING trial whose heartbeat stopped (optuna's heartbeat).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import socket
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.trial import TrialState
+from omegaconf import DictConfig
+
+from facedyn.runs import write_status
+
+log = logging.getLogger(__name__)
+
+DB_FILE = "study.db"
+HOST_ATTR = "host"
+PID_ATTR = "pid"
+RUN_DIR_ATTR = "run_dir"
+SQLITE_LOCK_TIMEOUT_S = 60
+
+
+def storage_url(cfg: DictConfig, sweep_dir: Path) -> str:
+    """The configured database URL, or a SQLite file in the sweep's folder."""
+    if cfg.storage:
+        return str(cfg.storage)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(sweep_dir / DB_FILE).resolve()}"
+
+
+def open_storage(cfg: DictConfig, url: str) -> RDBStorage:
+    """The RDB storage with heartbeats on; a stale trial is retried up to `max_retry` times."""
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}} if url.startswith("sqlite") else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(
+            url,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=int(cfg.heartbeat_interval),
+            grace_period=int(cfg.grace_period),
+            heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=int(cfg.max_retry)),
+        )
+
+
+def this_process() -> dict[str, object]:
+    """User attributes that tell which process runs a trial."""
+    return {HOST_ATTR: socket.gethostname(), PID_ATTR: os.getpid()}
+
+
+def fail_dead_trials(study: optuna.Study) -> list[int]:
+    """Fail (and enqueue again) RUNNING trials of processes on this host that are gone; heartbeat-stale
+    trials of any host too. Returns the numbers of the trials this call failed."""
+    failed = _fail_trials_of_dead_processes(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+        optuna.storages.fail_stale_trials(study)
+        after = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    for number in sorted(after - before):
+        _mark_interrupted(study.trials[number])
+    return failed + sorted(after - before)
+
+
+def _fail_trials_of_dead_processes(study: optuna.Study) -> list[int]:
+    host = socket.gethostname()
+    storage = study._storage
+    retry = storage.get_heartbeat_stale_trial_callback()
+    failed = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if trial.user_attrs.get(HOST_ATTR) != host or _alive(trial.user_attrs.get(PID_ATTR)):
+            continue
+        try:
+            storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue  # another process got there first (or the trial just ended)
+        log.warning("trial %d of %s: its process %s is gone; failed and queued again",
+                    trial.number, study.study_name, trial.user_attrs.get(PID_ATTR))
+        failed.append(trial.number)
+        frozen = copy.deepcopy(storage.get_trial(trial._trial_id))
+        _mark_interrupted(frozen)
+        if retry is not None:
+            retry(study, frozen)
+    return failed
+
+
+def _alive(pid: object) -> bool:
+    if not isinstance(pid, int):
+        return True  # no pid recorded: only the heartbeat can tell
+    if pid == os.getpid():
+        return False  # this process runs no trial while it looks: a leftover of a reused pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _mark_interrupted(trial: optuna.trial.FrozenTrial) -> None:
+    run_dir = trial.user_attrs.get(RUN_DIR_ATTR)
+    if run_dir and Path(run_dir).is_dir():
+        write_status(Path(run_dir), status="interrupted", error="the sweep process running this trial died")

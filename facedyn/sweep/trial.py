@@ -1,0 +1,128 @@
+"""One trial = one ordinary training run (compose() + facedyn.training.run) in its own run folder.
+
+The trial reports the sweep's metric after every epoch, so the pruner can stop it; a pruned trial's run
+folder says "pruned". A trial numbered past the budget (two processes asked at the same moment) runs
+nothing and is failed as surplus.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+
+from facedyn.runs import stage_checkpoint, write_status
+from facedyn.sweep.search import as_overrides, suggest
+from facedyn.sweep.storage import RUN_DIR_ATTR, this_process
+
+CHECKPOINT_ATTR = "checkpoint"
+METRICS_ATTR = "metrics"
+INIT_FROM_ATTR = "init_from"
+SURPLUS_ATTR = "surplus"
+DIVERGED_ATTR = "diverged"
+COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+class SurplusTrial(Exception):
+    """The budget was taken by lower-numbered trials: this one runs nothing."""
+
+
+class SweepError(RuntimeError):
+    """A sweep that cannot go on (no usable trial, a metric the trainer does not report, ...)."""
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What every trial of one study runs."""
+
+    sweep: DictConfig
+    stage: str                      # the stage trained ("all" in joint mode)
+    searched_stages: tuple[str, ...]  # whose lrs (and params) the trial sets
+    last_stage: str                 # whose checkpoint seeds what comes next
+    base_overrides: tuple[str, ...]  # the user's training overrides
+    init_from: str | None           # starting weights of the stage
+    trials_dir: Path
+    budget: int
+
+    def overrides(self, values: dict[str, Any]) -> list[str]:
+        extra = [f"stage={self.stage}"] + as_overrides(values)
+        if self.init_from:
+            extra.append(f"init_from={self.init_from}")
+        return list(self.base_overrides) + extra
+
+
+def objective(plan: TrialPlan):
+    """The study's objective: trains one trial and returns its final metric."""
+
+    def run_trial(trial: optuna.Trial) -> float:
+        _refuse_surplus(trial, plan.budget)
+        values = suggest(trial, plan.sweep, plan.searched_stages)
+        run_dir = (plan.trials_dir / str(trial.number)).resolve()
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise SweepError(f"{run_dir} already holds a run that the study does not know as trial "
+                             f"{trial.number}: was the database replaced? Move the folder away or use another "
+                             "sweep.study_name")
+        for key, value in {**this_process(), RUN_DIR_ATTR: str(run_dir), INIT_FROM_ATTR: plan.init_from}.items():
+            trial.set_user_attr(key, value)
+        metrics = train(plan, plan.overrides(values), run_dir, _Reporter(trial, plan.sweep.metric))
+        value = _metric(metrics, plan.sweep.metric, run_dir)
+        trial.set_user_attr(METRICS_ATTR, {k: float(v) for k, v in metrics.items() if _is_number(v)})
+        trial.set_user_attr(CHECKPOINT_ATTR, str(stage_checkpoint(run_dir, plan.last_stage)))
+        if not math.isfinite(value):
+            trial.set_user_attr(DIVERGED_ATTR, True)  # optuna fails a trial that returns nan
+        return value
+
+    return run_trial
+
+
+def train(plan: TrialPlan, overrides: Sequence[str], run_dir: Path, reporter: "_Reporter") -> dict:
+    from facedyn import training
+    from facedyn.config import compose
+
+    cfg = compose(list(overrides))
+    try:
+        return training.run(cfg, run_dir, overrides=list(overrides), epoch_callback=reporter)
+    except optuna.TrialPruned:
+        write_status(run_dir, status="pruned", error=None)
+        raise
+
+
+class _Reporter:
+    """epoch_callback: reports the metric as step 0, 1, 2, ... (across stages in joint mode), prunes."""
+
+    def __init__(self, trial: optuna.Trial, metric: str) -> None:
+        self.trial, self.metric, self.step = trial, metric, 0
+
+    def __call__(self, stage: str, epoch: int, epoch_metrics: dict) -> None:
+        value = epoch_metrics.get(self.metric)
+        if not _is_number(value):
+            raise SweepError(f"the trainer reports no number {self.metric!r} after an epoch (it reports "
+                             f"{', '.join(sorted(epoch_metrics))}): set sweep.metric to one of those")
+        self.trial.report(float(value), self.step)
+        self.step += 1
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"stage {stage} epoch {epoch}: {self.metric}={value:.4g}")
+
+
+def _refuse_surplus(trial: optuna.Trial, budget: int) -> None:
+    ahead = [t for t in trial.study.get_trials(deepcopy=False, states=COUNTED_STATES) if t.number < trial.number]
+    if len(ahead) >= budget:
+        trial.set_user_attr(SURPLUS_ATTR, True)
+        raise SurplusTrial(f"trial {trial.number}: the budget of {budget} trials is taken")
+
+
+def _metric(metrics: dict, name: str, run_dir: Path) -> float:
+    if not _is_number(metrics.get(name)):
+        raise SweepError(f"{run_dir}: the run's final metrics have no number {name!r}: set sweep.metric to one "
+                         f"of {', '.join(sorted(k for k, v in metrics.items() if _is_number(v)))}")
+    return float(metrics[name])
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)

@@ -1,0 +1,37 @@
+"""Tune each training stage's learning rate with Optuna: python sweep.py [sweep.<key>=<value> ...] [<train override> ...]
+
+`sweep.*` keys set the sweep (conf/sweep/default.yaml, or `sweep=<name>` for conf/sweep/<name>.yaml); every
+other `key=value` is a training override that each trial composes with, exactly as train.py takes it.
+Rerunning the same command resumes the sweep; starting it on several machines against one
+`sweep.storage=<database URL>` shares the work. Results: <sweep.root>/<sweep.study_name>/ (summary.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from facedyn.sweep.config import SweepConfigError, split_args
+
+
+def main(argv: list[str]) -> int:
+    if any(arg in ("-h", "--help") for arg in argv):
+        print(__doc__)
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from facedyn.sweep import runner
+
+    try:
+        args = split_args(argv)
+        sweep = runner.prepare(args.sweep, args.train_overrides)
+    except SweepConfigError as exc:
+        print(f"sweep.py: {exc}", file=sys.stderr)
+        return 2
+    sweep_dir = runner.run(sweep)
+    print(f"sweep finished: {sweep_dir / 'summary.md'}")
+    print((sweep_dir / "best_overrides.txt").read_text().strip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
