@@ -40,3 +40,36 @@ def blendshapes_tflite_file() -> Path:
 def mediapipe_fixtures() -> Path:
     _require(FIXTURES / "face_blendshapes_in_landmarks.prototxt")
     return FIXTURES
+
+
+# A tiny, fast pipeline for end-to-end tests: a small generated dataset shared by the session,
+# one epoch per stage, no ImageNet download attempt.
+TINY_STAGE_EPOCHS = {"s1": 1, "s2a": 2, "s2b": 1, "s3": 2, "s4": 1}
+
+
+@pytest.fixture(scope="session")
+def tiny_data_overrides(tmp_path_factory, landmarker_task) -> list[str]:
+    root = tmp_path_factory.mktemp("tiny-synthetic")
+    return [
+        f"data.synthetic.root={root / 'dataset'}",
+        f"data.cache_dir={root / 'cache'}",
+        "data.synthetic.videos=10",
+        "data.synthetic.frames_per_video=2",
+        "data.batch_size=16",
+    ]
+
+
+@pytest.fixture
+def tiny_overrides(tmp_path, tiny_data_overrides) -> list[str]:
+    """Overrides for a fast run whose outputs go to this test's tmp_path/outputs."""
+    return [
+        f"paths.output_dir={tmp_path / 'outputs'}",
+        "model.flow.weights=none",
+        "trainer.progress=false",
+        "trainer.threads=2",
+        *tiny_data_overrides,
+    ]
+
+
+def tiny_epochs(stages=TINY_STAGE_EPOCHS) -> list[str]:
+    return [f"stages.{key}.epochs={epochs}" for key, epochs in stages.items()]

@@ -1,0 +1,60 @@
+"""Checkpoints: written atomically, read with weights_only=True, and found for `init_from`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from facedyn.io import atomic_path
+from facedyn.runs import CHECKPOINT_DIR, stage_checkpoint
+
+log = logging.getLogger(__name__)
+LAST_CHECKPOINT = "last.pt"
+
+
+class CheckpointError(RuntimeError):
+    """No usable starting weights; the message names init_from."""
+
+
+def save(path: Path, payload: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: say which and why
+        raise CheckpointError(f"{path}: not a readable facedyn checkpoint ({exc})") from None
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
+
+
+def find_init_checkpoint(init_from: str | None, previous_stage: str, output_dir: Path) -> Path:
+    """The checkpoint a single-stage run starts from: `init_from` (run folder or file), else the newest
+    run under output_dir that finished the stage before."""
+    if init_from:
+        path = Path(init_from).expanduser()
+        if path.is_file():
+            return path
+        if path.is_dir():
+            candidate = stage_checkpoint(path, previous_stage)
+            if candidate.is_file():
+                return candidate
+            raise CheckpointError(f"init_from={init_from}: that run has no checkpoint of stage {previous_stage} ({candidate})")
+        raise CheckpointError(f"init_from={init_from}: no such run folder or checkpoint file")
+    candidates = sorted(Path(output_dir).glob(f"**/{CHECKPOINT_DIR}/stage_{previous_stage}.pt"),
+                        key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise CheckpointError(
+            f"stage {previous_stage} must run before this stage: no run under {output_dir} finished it. "
+            f"Run it first, or pass init_from=<run folder or checkpoint>."
+        )
+    log.info("Starting from the newest run that finished stage %s: %s (set init_from to choose another)",
+             previous_stage, candidates[-1])
+    return candidates[-1]

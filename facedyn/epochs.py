@@ -1,0 +1,116 @@
+"""One stage's epochs: training passes over a loader or over precomputed frozen-branch outputs, and validation."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from facedyn.loss import masked_mse
+from facedyn.model import FaceDynModel
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # bf16 on GPU, None: fp32
+    channels_last: bool
+    progress: bool
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def to_device(self, batch: Batch) -> Batch:
+        moved = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+        if self.channels_last and "flow" in moved:
+            moved["flow"] = moved["flow"].contiguous(memory_format=torch.channels_last)
+        return moved
+
+
+@dataclass
+class EpochResult:
+    loss: float
+    seconds_waiting: float = 0.0
+
+
+def _progress(iterable, total: int, description: str, enabled: bool):
+    return tqdm(iterable, total=total, desc=description, leave=False, disable=not enabled, dynamic_ncols=True)
+
+
+def train_epoch(model: FaceDynModel, batches: Iterator[Batch], total: int, predict: str,
+                optimizer: torch.optim.Optimizer, weights: torch.Tensor, runtime: Runtime, description: str,
+                heads_only: bool = False) -> EpochResult:
+    """One pass; with heads_only the batches carry precomputed branch outputs instead of raw inputs."""
+    total_loss, count = 0.0, 0
+    for batch in _progress(batches, total, description, runtime.progress):
+        batch = runtime.to_device(batch)
+        with runtime.autocast():
+            pred = model.heads(batch, predict) if heads_only else model(batch, predict)
+        loss = masked_mse(pred, batch["target"], batch["target_valid"], weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        size = len(batch["target"])
+        total_loss += float(loss.detach()) * size
+        count += size
+    return EpochResult(total_loss / max(count, 1))
+
+
+@torch.no_grad()
+def predict_all(model: FaceDynModel, batches: Iterator[Batch], total: int, predict: str, runtime: Runtime,
+                heads_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised predictions and the sample rows they belong to, in loader order."""
+    model.eval()
+    outputs, rows = [], []
+    for batch in _progress(batches, total, "validating", runtime.progress):
+        batch = runtime.to_device(batch)
+        with runtime.autocast():
+            pred = model.heads(batch, predict) if heads_only else model(batch, predict)
+        outputs.append(pred.float().cpu())
+        rows.append(batch["index"].cpu())
+    return torch.cat(outputs).numpy(), torch.cat(rows).numpy()
+
+
+@torch.no_grad()
+def precompute_branch_outputs(model: FaceDynModel, batches: Iterator[Batch], total: int, predict: str,
+                              runtime: Runtime) -> Batch:
+    """The frozen branches' outputs for a whole split, once, on un-augmented data (kept on the CPU)."""
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {}
+    for batch in _progress(batches, total, "precomputing frozen branches", runtime.progress):
+        on_device = runtime.to_device(batch)
+        with runtime.autocast():
+            inputs = model.branch_inputs(on_device, predict)
+        for key, value in inputs.items():
+            parts.setdefault(key, []).append(value.float().cpu())
+        for key in ("target", "target_valid", "index"):
+            parts.setdefault(key, []).append(batch[key])
+    return {key: torch.cat(values) for key, values in parts.items()}
+
+
+def tensor_batches(tensors: Batch, batch_size: int, order: torch.Tensor | None = None) -> Iterator[Batch]:
+    rows = order if order is not None else torch.arange(len(tensors["index"]))
+    for start in range(0, len(rows), batch_size):
+        chosen = rows[start:start + batch_size]
+        yield {key: value[chosen] for key, value in tensors.items()}
+
+
+def timed(iterable, clock: Callable[[], float], sink: list[float]) -> Iterator:
+    """Yield from iterable, adding to sink[0] the time spent waiting for each item (data-loading stalls)."""
+    iterator = iter(iterable)
+    while True:
+        start = clock()
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        sink[0] += clock() - start
+        yield item

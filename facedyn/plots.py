@@ -1,0 +1,78 @@
+"""Figures for people: training curves across stages, per-stage losses, confusion matrices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on servers
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from facedyn.io import atomic_path  # noqa: E402
+from facedyn.metrics import MAX_GRADE  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def training_curves(history: list[dict], path: Path) -> None:
+    """All stages on one epoch axis: train and val loss, val accuracy; stage boundaries marked."""
+    fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    x = np.arange(1, len(history) + 1)
+    loss_ax.plot(x, [r["train_loss"] for r in history], label="train loss", color="tab:blue")
+    loss_ax.plot(x, [r["val_loss"] for r in history], label="val loss", color="tab:orange")
+    loss_ax.set_yscale("log")
+    loss_ax.set_ylabel("loss (scaled MSE)")
+    for key, label in (("val_acc_dynamics", "dynamics"), ("val_acc_synkinesis", "synkinesis"), ("val_acc_both", "both")):
+        acc_ax.plot(x, [r.get(key, np.nan) for r in history], label=f"val accuracy: {label}")
+    acc_ax.set_ylabel("accuracy (rounded grades)")
+    acc_ax.set_xlabel("epoch (all stages)")
+    acc_ax.set_ylim(0, 1)
+    start = 0
+    for i, row in enumerate(history + [{"stage": None}]):
+        if i == len(history) or (i > 0 and row["stage"] != history[i - 1]["stage"]):
+            for ax in (loss_ax, acc_ax):
+                ax.axvline(i + 0.5, color="grey", linestyle=":", linewidth=1)
+            loss_ax.text((start + i) / 2 + 0.5, 1.01, f"stage {history[i - 1]['stage']}", ha="center",
+                         va="bottom", transform=loss_ax.get_xaxis_transform(), fontsize=9)
+            start = i
+    loss_ax.legend(loc="upper right")
+    acc_ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def stage_losses(history: list[dict], path: Path) -> None:
+    stages = list(dict.fromkeys(r["stage"] for r in history))
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 3), squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        rows = [r for r in history if r["stage"] == stage]
+        epochs = [r["epoch"] for r in rows]
+        ax.plot(epochs, [r["train_loss"] for r in rows], marker=".", label="train")
+        ax.plot(epochs, [r["val_loss"] for r in rows], marker=".", label="val")
+        ax.set_title(f"stage {stage}")
+        ax.set_xlabel("epoch")
+    axes[0][0].set_ylabel("loss")
+    axes[0][0].legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def confusion(matrix: list[list[int]], score: str, path: Path) -> None:
+    matrix_array = np.asarray(matrix)
+    grades = range(MAX_GRADE[score] + 1)
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    ax.imshow(matrix_array, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix_array):
+        ax.text(j, i, str(count), ha="center", va="center",
+                color="white" if count > matrix_array.max() / 2 else "black")
+    ax.set_xticks(list(grades))
+    ax.set_yticks(list(grades))
+    ax.set_xlabel("predicted grade (rounded)")
+    ax.set_ylabel("true grade")
+    ax.set_title(f"{score} (validation frames)")
+    _save(fig, path)
