@@ -1,0 +1,91 @@
+"""Settings of the synthetic dataset (a Hydra structured-config schema, held by DataConfig as data.synthetic)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import List, Optional
+
+GENERATOR_VERSION = 1  # bump when the generated data changes for the same settings
+EXPRESSIONS = ("eye_close", "smile", "brow_raise", "snarl", "lip_pucker")
+
+
+@dataclass
+class SyntheticConfig:
+    videos: int = 40  # subjects; each is filmed once per expression
+    frames_per_video: int = 4  # frames per expression clip, spread from onset to peak
+    expressions: List[str] = field(default_factory=lambda: list(EXPRESSIONS))
+    seed: int = 0
+    root: Optional[str] = None  # None: <cache>/datasets/synthetic-<hash of the other settings>
+    image_size: int = 112  # side of the saved flow image
+    render_size: int = 224  # side of the rendered frames (landmarks are in these pixels)
+    max_flow_magnitude: float = 4.0  # flow (pixels at image_size) shown at full brightness
+    flow_method: str = "farneback"  # see facedyn.data.flow_encoding.FLOW_METHODS
+    jpeg_quality: int = 90  # of the saved flow image and of the rendered frames (video compression)
+    # Labels.
+    healthy_fraction: float = 0.15  # share of subjects with no palsy (dynamics 5, synkinesis 0)
+    # Movement: the paralysed side moves movement_by_grade[dynamics - 1] times the healthy side.
+    movement_by_grade: List[float] = field(default_factory=lambda: [0.05, 0.28, 0.52, 0.76, 1.0])
+    movement_noise: float = 0.04  # sd of the per-clip deviation from that fraction
+    # Synkinesis: involuntary movement elsewhere on the paralysed side, synkinesis_by_grade[grade] of full.
+    synkinesis_by_grade: List[float] = field(default_factory=lambda: [0.0, 0.22, 0.45, 0.7])
+    synkinesis_noise: float = 0.04
+    peak_fraction_range: List[float] = field(default_factory=lambda: [0.4, 1.0])  # first and last frame
+    subject_strength_range: List[float] = field(default_factory=lambda: [0.85, 1.15])  # healthy-side gain
+    # Nuisances.
+    shape_variation: float = 1.0  # scale of the per-subject face-shape deformation
+    max_yaw_deg: float = 12.0
+    max_pitch_deg: float = 8.0
+    max_roll_deg: float = 8.0
+    head_motion_deg: float = 0.6  # sd of the head rotation between baseline and expression frame
+    head_motion_px: float = 0.6  # sd of the head shift between baseline and expression frame
+    landmark_noise_px: float = 0.6  # sd of the landmark detector's jitter (render pixels)
+    image_noise: float = 2.0  # sd of the camera noise (grey levels)
+    lighting_change: float = 0.03  # sd of the relative brightness change between the two frames
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.videos < 1 or self.frames_per_video < 1:
+            problems.append("videos and frames_per_video must be at least 1")
+        unknown = [name for name in self.expressions if name not in EXPRESSIONS]
+        if unknown or not self.expressions:
+            problems.append(f"expressions {unknown or '[]'} are not among {list(EXPRESSIONS)}")
+        if len(self.movement_by_grade) != 5 or len(self.synkinesis_by_grade) != 4:
+            problems.append("movement_by_grade needs 5 values (dynamics 1-5), synkinesis_by_grade 4 (0-3)")
+        if self.image_size < 16 or self.render_size < self.image_size:
+            problems.append("image_size must be >= 16 and render_size >= image_size")
+        if not self.max_flow_magnitude > 0:
+            problems.append("max_flow_magnitude must be positive")
+        if not 0 < self.peak_fraction_range[0] <= self.peak_fraction_range[1] <= 1:
+            problems.append("peak_fraction_range must be 0 < first <= last <= 1")
+        if problems:
+            raise ValueError("invalid synthetic dataset settings: " + "; ".join(problems))
+
+    def content(self) -> dict:
+        """Every setting that shapes the data (all but root), as plain JSON values."""
+        values = asdict(self)
+        values.pop("root")
+        return values
+
+    def digest(self) -> str:
+        """Short hash of content(): names the cached dataset these settings produce."""
+        text = json.dumps({"version": GENERATOR_VERSION, **self.content()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+PRESETS = {
+    "default": {"videos": 40, "frames_per_video": 4},
+    "large": {"videos": 200, "frames_per_video": 8},
+}
+
+
+def preset(name: str, **overrides) -> SyntheticConfig:
+    """A preset's settings (see PRESETS) with `overrides` applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    known = {f.name for f in fields(SyntheticConfig)}
+    bad = sorted(set(overrides) - known)
+    if bad:
+        raise ValueError(f"unknown synthetic settings {bad}")
+    return SyntheticConfig(**{**PRESETS[name], **overrides})
