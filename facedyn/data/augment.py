@@ -1,0 +1,121 @@
+"""Training-time augmentation that keeps the labels true, applied to a flow image and its landmarks together.
+
+Coordinate frames: the flow image is 112x112, the landmarks are pixels of the original video frame. A
+shift or zoom is therefore drawn as a fraction of the image size and applied to both in their own frame:
+the image moves by tx * 112 pixels and the landmarks by tx * frame width, both zoom about their frame's
+centre. The landmark frame is the video frame (data.landmarks.image_width/height) when known, otherwise
+the sample's landmark bounding box; the blendshape model centres and scale-normalises its input, so only
+the landmarks' relative geometry matters to it and either frame keeps them in a sane range.
+
+The horizontal mirror flips the image and mirrors the flow directions (hue: angle t -> 180 deg - t, see
+facedyn.data.flow_encoding.mirror_flow_image); the landmarks get x -> c - x (c = frame left + right edge)
+and the left/right correspondence swapped (SUBSET_MIRROR_PERMUTATION). Palsy grades are side-independent,
+so the labels stay.
+
+Randomness comes from (seed, epoch, sample row) alone, so a resumed run draws what an uninterrupted one
+would, whatever the batch order or worker count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import cv2
+import numpy as np
+
+from facedyn.data.config import AugmentConfig
+from facedyn.data.flow_encoding import mirror_flow_image
+from facedyn.landmarks import SUBSET_MIRROR_PERMUTATION
+
+MIRROR_PERMUTATION = np.asarray(SUBSET_MIRROR_PERMUTATION, dtype=np.intp)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A landmark coordinate frame: its left/top corner and size, in landmark units."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+
+    @classmethod
+    def around(cls, *landmark_sets: np.ndarray) -> "Frame":
+        points = np.concatenate(landmark_sets)
+        low, high = points.min(axis=0), points.max(axis=0)
+        return cls(float(low[0]), float(low[1]), float(high[0] - low[0]), float(high[1] - low[1]))
+
+    @property
+    def centre(self) -> np.ndarray:
+        return np.array([self.left + self.width / 2, self.top + self.height / 2], dtype=np.float32)
+
+
+def mirror_landmarks(landmarks: np.ndarray, frame: Frame) -> np.ndarray:
+    """The 146 landmarks of the mirrored face: x -> left + right edge - x, left/right points swapped."""
+    mirrored = landmarks[..., MIRROR_PERMUTATION, :].copy()
+    mirrored[..., 0] = 2 * frame.left + frame.width - mirrored[..., 0]
+    return mirrored
+
+
+def mirror_sample(
+    flow: np.ndarray, expression: np.ndarray, baseline: np.ndarray, frame: Frame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return mirror_flow_image(flow), mirror_landmarks(expression, frame), mirror_landmarks(baseline, frame)
+
+
+def _zoom_shift_image(image: np.ndarray, zoom: float, shift: np.ndarray) -> np.ndarray:
+    height, width = image.shape[:2]
+    centre = np.array([width, height], dtype=np.float64) / 2
+    offset = centre * (1 - zoom) + shift * [width, height]
+    matrix = np.array([[zoom, 0, offset[0]], [0, zoom, offset[1]]])
+    # Outside the original image there was no measured movement: zero flow is black (V = 0).
+    return cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
+
+
+def _zoom_shift_landmarks(landmarks: np.ndarray, zoom: float, shift: np.ndarray, frame: Frame) -> np.ndarray:
+    size = np.array([frame.width, frame.height], dtype=np.float32)
+    return (landmarks - frame.centre) * zoom + frame.centre + shift * size
+
+
+class Augmenter:
+    """Draws and applies one random augmentation per (epoch, sample row)."""
+
+    def __init__(self, cfg: AugmentConfig, frame_size: Optional[tuple[float, float]] = None):
+        self.cfg = cfg
+        self.frame_size = frame_size  # (width, height) of the landmarks' video frame, if known
+
+    def rng(self, epoch: int, row: int) -> np.random.Generator:
+        return np.random.default_rng([self.cfg.seed, epoch, row])
+
+    def _frame(self, expression: np.ndarray, baseline: np.ndarray) -> Frame:
+        if self.frame_size is not None:
+            return Frame(0.0, 0.0, *self.frame_size)
+        return Frame.around(expression, baseline)
+
+    def __call__(
+        self, flow: np.ndarray, expression: np.ndarray, baseline: np.ndarray, epoch: int, row: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Augmented (flow float32 HxWx3 in [0, 1], expression landmarks, baseline landmarks)."""
+        cfg, rng = self.cfg, self.rng(epoch, row)
+        frame = self._frame(expression, baseline)
+        if rng.random() < cfg.hflip_p:
+            flow, expression, baseline = mirror_sample(flow, expression, baseline, frame)
+        zoom = 1 + rng.uniform(-cfg.scale, cfg.scale)
+        shift = rng.uniform(-cfg.shift, cfg.shift, size=2)
+        if cfg.scale or cfg.shift:
+            flow = _zoom_shift_image(flow, zoom, shift)
+            expression = _zoom_shift_landmarks(expression, zoom, shift, frame)
+            baseline = _zoom_shift_landmarks(baseline, zoom, shift, frame)
+        # Scaling RGB scales V (the flow magnitude) and keeps hue and saturation (the direction).
+        image = flow.astype(np.float32) * np.float32((1 + rng.uniform(-cfg.brightness, cfg.brightness)) / 255)
+        if cfg.noise_std:
+            noise = rng.standard_normal(image.shape, dtype=np.float32)
+            noise *= np.float32(cfg.noise_std)
+            image += noise
+        np.clip(image, 0, 1, out=image)
+        if cfg.landmark_jitter:
+            face_size = float(np.ptp(baseline, axis=0).max())
+            expression = expression + rng.normal(0, cfg.landmark_jitter * face_size, expression.shape)
+            baseline = baseline + rng.normal(0, cfg.landmark_jitter * face_size, baseline.shape)
+        return image, expression.astype(np.float32), baseline.astype(np.float32)

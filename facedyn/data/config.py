@@ -1,0 +1,94 @@
+"""Data settings: dataclasses used as the Hydra structured-config schema of `conf/data/*.yaml`.
+
+Every field has a default, so OmegaConf rejects a misspelt key in YAML or on the command line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from facedyn.data.synthetic.config import SyntheticConfig
+
+
+@dataclass
+class LabelConfig:
+    """Where the labels sit in expression_g_column.json and which values the loss ignores.
+
+    A key may be a dotted path into nested objects ("grades.dynamics"). A label equal to an ignored
+    value is kept (its sample still trains the other head) but masked out of the loss, even when it
+    lies outside the valid range (e.g. -1 for "not graded").
+    """
+
+    dynamics_key: str = "dynamics"
+    synkinesis_key: str = "synkinesis"
+    dynamics_ignore: List[int] = field(default_factory=list)
+    synkinesis_ignore: List[int] = field(default_factory=list)
+
+
+@dataclass
+class BadSampleConfig:
+    """skip: leave bad samples out and list them in bad_samples.csv; fail: stop when any is bad.
+
+    Either way the run stops when more than max_fraction of the samples are bad.
+    """
+
+    policy: str = "skip"
+    max_fraction: float = 0.05
+
+
+@dataclass
+class LandmarkUnitsConfig:
+    """Units of the landmark .npy files: "pixels" of the video frame, or "normalised" to [0, 1].
+
+    Normalised landmarks are converted to pixels with image_width/image_height (both required then).
+    For pixels, image_width/image_height (the video frame size) are optional; when given, shifts,
+    scales and flips of the augmentation use that frame, otherwise each sample's landmark bounding box.
+    """
+
+    units: str = "pixels"
+    image_width: Optional[int] = None
+    image_height: Optional[int] = None
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation; validation data is never augmented.
+
+    shift: largest shift as a fraction of the image size (image and landmarks move by the same fraction);
+    scale: largest relative zoom (0.05 = 0.95..1.05) about the image centre; brightness: largest relative
+    change of the flow magnitude (V); noise_std: Gaussian noise on the [0, 1] flow image;
+    landmark_jitter: Gaussian noise on each landmark as a fraction of the face's bounding-box size;
+    hflip_p: probability of a horizontal mirror (flow directions and left/right landmarks swapped).
+    """
+
+    enabled: bool = True
+    seed: int = 0
+    shift: float = 0.05
+    scale: float = 0.05
+    brightness: float = 0.1
+    noise_std: float = 0.01
+    landmark_jitter: float = 0.002
+    hflip_p: float = 0.5
+
+
+@dataclass
+class DataConfig:
+    kind: str = "synthetic"  # synthetic | folder
+    root: Optional[str] = None
+    expressions: Optional[List[str]] = None  # None: every expression folder under root
+    image_size: int = 112
+    resize_flow: bool = True  # resize flow images of another size (with a warning) instead of rejecting them
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    bad_samples: BadSampleConfig = field(default_factory=BadSampleConfig)
+    landmarks: LandmarkUnitsConfig = field(default_factory=LandmarkUnitsConfig)
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    folds: int = 0  # 0: one train/validation split by val_fraction; n >= 2: n-fold cross-validation
+    fold: int = 0  # which of the n folds is the validation side, 0..n-1
+    cache: bool = True
+    cache_dir: Optional[str] = None  # default: <facedyn cache dir>/datasets
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    batch_size: int = 32
+    num_workers: int = 0
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

@@ -1,0 +1,81 @@
+"""The torch Dataset over decoded samples: numpy indexing only, no file IO."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from facedyn.data.augment import Augmenter
+from facedyn.data.samples import Samples
+
+
+class FaceDynDataset(Dataset):
+    """Items are dicts of tensors:
+
+    flow float32 (3, H, W) in [0, 1] (RGB, not normalised: the model does that),
+    expression_landmarks / baseline_landmarks float32 (146, 2), target float32 (2,) = [dynamics, synkinesis],
+    target_valid float32 (2,) (0 where the label is an ignored value), index int64 (the row in Samples).
+    """
+
+    def __init__(self, samples: Samples, indices: np.ndarray, augmenter: Optional[Augmenter] = None):
+        self.samples = samples
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.augmenter = augmenter
+        self.epoch = 0
+        self._targets = np.stack([samples.dynamics, samples.synkinesis], axis=1).astype(np.float32)
+        self._valid = np.stack([samples.dynamics_valid, samples.synkinesis_valid], axis=1).astype(np.float32)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's augmentation draws; call before iterating (DataLoader workers copy it then)."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+        row = int(self.indices[item])
+        flow = self.samples.flow[row]
+        expression = self.samples.expression_landmarks[row]
+        baseline = self.samples.baseline_landmarks[row]
+        if self.augmenter is not None:
+            image, expression, baseline = self.augmenter(flow, expression, baseline, self.epoch, row)
+            flow_tensor = torch.from_numpy(image).permute(2, 0, 1).contiguous()
+        else:
+            # The cached arrays are read-only memory maps: convert in numpy, hand torch a fresh array.
+            flow_tensor = torch.from_numpy(flow.astype(np.float32) * np.float32(1 / 255)).permute(2, 0, 1).contiguous()
+        return {
+            "flow": flow_tensor,
+            "expression_landmarks": torch.from_numpy(np.array(expression, dtype=np.float32)),
+            "baseline_landmarks": torch.from_numpy(np.array(baseline, dtype=np.float32)),
+            "target": torch.from_numpy(self._targets[row].copy()),
+            "target_valid": torch.from_numpy(self._valid[row].copy()),
+            "index": torch.tensor(row, dtype=torch.int64),
+        }
+
+
+def make_loader(
+    dataset: FaceDynDataset,
+    batch_size: int,
+    shuffle: bool,
+    epoch: int = 0,
+    seed: int = 0,
+    num_workers: int = 0,
+) -> DataLoader:
+    """A DataLoader for one epoch: sets the dataset's epoch and draws the order from (seed, epoch).
+
+    Build a new loader every epoch; a resumed run then sees the same order and augmentations as an
+    uninterrupted one.
+    """
+    dataset.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(int(np.random.default_rng([seed, epoch]).integers(2**62)))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator if shuffle else None,
+        num_workers=num_workers,
+        persistent_workers=False,
+    )

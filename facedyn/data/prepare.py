@@ -1,0 +1,175 @@
+"""From data settings to ready datasets: find, check, decode (or load the cache), report, split."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from facedyn.assets import cache_dir
+from facedyn.data import cache, layout
+from facedyn.data.augment import Augmenter
+from facedyn.data.config import DataConfig
+from facedyn.data.dataset import FaceDynDataset
+from facedyn.data.errors import DataError
+from facedyn.data.reader import BadSample, ReaderSettings, ReadResult, read_samples
+from facedyn.data.samples import Samples
+from facedyn.data.split import Split, split_by_video
+from facedyn.io import atomic_write_json, atomic_write_text
+
+BAD_SAMPLES_FILE = "bad_samples.csv"
+SPLIT_FILE = "split.json"
+BAD_POLICIES = ("skip", "fail")
+KINDS = ("synthetic", "folder")
+
+
+@dataclass
+class PreparedData:
+    cfg: DataConfig
+    root: Path
+    samples: Samples
+    train_indices: np.ndarray
+    val_indices: np.ndarray
+    bad_samples: list[BadSample]
+    landmark_frame: Optional[tuple[float, float]]  # (width, height) of the landmarks' video frame, if known
+
+    def make_dataset(self, indices: np.ndarray, augment: bool) -> FaceDynDataset:
+        """Dataset over rows `indices`; augmented (when data.augment.enabled) for training only."""
+        augmenter = Augmenter(self.cfg.augment, self.landmark_frame) if augment and self.cfg.augment.enabled else None
+        return FaceDynDataset(self.samples, indices, augmenter)
+
+
+def as_data_config(cfg: Any) -> DataConfig:
+    """A DataConfig from a DataConfig, a Hydra/OmegaConf node or a dict, checked against the schema."""
+    if isinstance(cfg, DataConfig):
+        return cfg
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), cfg))
+    except OmegaConfBaseException as exc:
+        raise DataError(f"invalid data settings: {str(exc).splitlines()[0]}") from None
+
+
+def _check_settings(cfg: DataConfig) -> None:
+    if cfg.kind not in KINDS:
+        raise DataError(f"data.kind={cfg.kind!r} is not one of: {', '.join(KINDS)}")
+    if cfg.bad_samples.policy not in BAD_POLICIES:
+        raise DataError(f"data.bad_samples.policy={cfg.bad_samples.policy!r} is not one of: {', '.join(BAD_POLICIES)}")
+    if not 0.0 <= cfg.bad_samples.max_fraction <= 1.0:
+        raise DataError(f"data.bad_samples.max_fraction={cfg.bad_samples.max_fraction} must lie in 0..1")
+    if cfg.image_size < 16:
+        raise DataError(f"data.image_size={cfg.image_size} is too small")
+
+
+def _dataset_root(cfg: DataConfig, log: logging.Logger) -> Path:
+    if cfg.kind == "folder":
+        return layout.check_root(cfg.root)
+    from facedyn.data.synthetic import ensure_dataset  # imported here: only synthetic runs need the generator
+
+    root = Path(ensure_dataset(cfg.synthetic))
+    log.info("data: synthetic dataset at %s", root)
+    return root
+
+
+def _landmark_frame(cfg: DataConfig) -> Optional[tuple[float, float]]:
+    if cfg.landmarks.image_width and cfg.landmarks.image_height:
+        return (float(cfg.landmarks.image_width), float(cfg.landmarks.image_height))
+    if cfg.kind == "synthetic":  # the generator's landmarks are pixels of its rendered frames
+        return (float(cfg.synthetic.render_size), float(cfg.synthetic.render_size))
+    return None
+
+
+def _read(cfg: DataConfig, root: Path, log: logging.Logger) -> ReadResult:
+    folders = layout.scan(root, cfg.expressions)
+    settings = ReaderSettings.from_config(cfg)
+
+    def decode() -> ReadResult:
+        log.info("data: decoding %d sample folders under %s", len(folders), root)
+        return read_samples(folders, settings)
+
+    if not cfg.cache:
+        return decode()
+    cache_root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else cache_dir() / "datasets"
+    return cache.load_or_build(cache.cache_location(cache_root, root, folders, settings), decode, log)
+
+
+def _bad_samples_csv(root: Path, bad: list[BadSample]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["path", "reason"])
+    writer.writerows([str(root / b.path), b.reason] for b in bad)
+    return out.getvalue()
+
+
+def _apply_bad_sample_policy(cfg: DataConfig, root: Path, result: ReadResult, report: Optional[Path]) -> None:
+    n_bad, n_total = len(result.bad), len(result.bad) + len(result.samples)
+    if not n_bad:
+        return
+    first = f"first: {root / result.bad[0].path}: {result.bad[0].reason}"
+    where = f"all listed in {report}" if report else "run with a run folder to get bad_samples.csv"
+    if not len(result.samples):
+        raise DataError(f"no usable samples: all {n_total} under {root} are bad; {first}; {where}")
+    if cfg.bad_samples.policy == "fail":
+        raise DataError(f"{n_bad} of {n_total} samples are bad (data.bad_samples.policy=fail); {first}; {where}")
+    if n_bad > cfg.bad_samples.max_fraction * n_total:
+        raise DataError(
+            f"{n_bad} of {n_total} samples ({n_bad / n_total:.1%}) are bad, more than "
+            f"data.bad_samples.max_fraction={cfg.bad_samples.max_fraction:g}; {first}; {where}"
+        )
+
+
+def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging.Logger] = None) -> PreparedData:
+    """Read (or load from cache) and check the dataset, apply the bad-sample policy, split by video.
+
+    Writes bad_samples.csv and split.json into `run_dir` when given. Raises DataError (one line) when
+    the data cannot be used.
+    """
+    log = log or logging.getLogger("facedyn.data")
+    cfg = as_data_config(cfg)
+    _check_settings(cfg)
+    root = _dataset_root(cfg, log)
+    result = _read(cfg, root, log)
+
+    report = Path(run_dir) / BAD_SAMPLES_FILE if run_dir is not None else None
+    if report is not None:
+        atomic_write_text(report, _bad_samples_csv(root, result.bad))
+    if result.resized:
+        log.warning("data: %d flow images were not %dx%d and were resized", result.resized, cfg.image_size, cfg.image_size)
+    log.info(
+        "data: %d usable samples, %d bad%s",
+        len(result.samples),
+        len(result.bad),
+        f" (skipped, listed in {report})" if result.bad and report else "",
+    )
+    _apply_bad_sample_policy(cfg, root, result, report)
+
+    samples = result.samples
+    split: Split = split_by_video(samples.video, cfg.val_fraction, cfg.split_seed, cfg.folds, cfg.fold)
+    if run_dir is not None:
+        atomic_write_json(
+            Path(run_dir) / SPLIT_FILE,
+            split.as_dict(root=str(root), val_fraction=cfg.val_fraction, seed=cfg.split_seed, folds=cfg.folds, fold=cfg.fold),
+        )
+    log.info(
+        "data: split by video: %d train samples (%d videos), %d validation samples (%d videos)%s",
+        len(split.train_indices),
+        len(split.train_videos),
+        len(split.val_indices),
+        len(split.val_videos),
+        f", fold {cfg.fold} of {cfg.folds}" if cfg.folds else "",
+    )
+    return PreparedData(
+        cfg=cfg,
+        root=root,
+        samples=samples,
+        train_indices=split.train_indices,
+        val_indices=split.val_indices,
+        bad_samples=result.bad,
+        landmark_frame=_landmark_frame(cfg),
+    )

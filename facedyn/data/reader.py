@@ -1,0 +1,239 @@
+"""Decode and check every sample folder: good samples become rows of `Samples`, bad ones a reason each.
+
+A sample is bad when a file is missing; the flow JPEG is unreadable, truncated, not 3-channel or of the
+wrong size (unless resizing is allowed); a landmark array is unreadable, not (146, 2), not floating point,
+or holds NaN/Inf; a label is missing, not an integer, or out of range (an ignored value is accepted and
+masked); or the folder name does not split into <video>_<frame>.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from dataclasses import asdict, dataclass
+from typing import Any, Optional, Sequence
+
+import cv2
+import numpy as np
+
+from facedyn.data.config import DataConfig
+from facedyn.data.errors import DataError
+from facedyn.data.layout import (
+    BASELINE_LANDMARKS_FILE,
+    EXPRESSION_LANDMARKS_FILE,
+    FLOW_FILE,
+    LABELS_FILE,
+    SampleFolder,
+)
+from facedyn.data.samples import Samples
+from facedyn.landmarks import NUM_SUBSET_LANDMARKS
+
+DYNAMICS_RANGE = (0, 5)  # Sunnybrook voluntary movement grade
+SYNKINESIS_RANGE = (0, 3)
+JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
+
+
+class BadSampleError(Exception):
+    """One sample's problem: `path` (the file or folder at fault) and a short `reason`."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class BadSample:
+    path: str  # relative to the dataset root
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReaderSettings:
+    """Everything besides the files that decides what a decoded sample holds (part of the cache key)."""
+
+    image_size: int
+    resize_flow: bool
+    dynamics_key: str
+    synkinesis_key: str
+    dynamics_ignore: tuple[int, ...]
+    synkinesis_ignore: tuple[int, ...]
+    landmark_scale: tuple[float, float]  # multiplies (x, y): 1 for pixels, the frame size for normalised
+
+    @classmethod
+    def from_config(cls, cfg: DataConfig) -> "ReaderSettings":
+        return cls(
+            image_size=int(cfg.image_size),
+            resize_flow=bool(cfg.resize_flow),
+            dynamics_key=cfg.labels.dynamics_key,
+            synkinesis_key=cfg.labels.synkinesis_key,
+            dynamics_ignore=tuple(int(v) for v in cfg.labels.dynamics_ignore),
+            synkinesis_ignore=tuple(int(v) for v in cfg.labels.synkinesis_ignore),
+            landmark_scale=landmark_scale(cfg),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def landmark_scale(cfg: DataConfig) -> tuple[float, float]:
+    units = cfg.landmarks.units
+    if units == "pixels":
+        return (1.0, 1.0)
+    if units == "normalised":
+        width, height = cfg.landmarks.image_width, cfg.landmarks.image_height
+        if not width or not height:
+            raise DataError(
+                "data.landmarks.units=normalised needs the video frame size: "
+                "data.landmarks.image_width=… data.landmarks.image_height=…"
+            )
+        return (float(width), float(height))
+    raise DataError(f"data.landmarks.units={units!r} is not one of: pixels, normalised")
+
+
+@dataclass
+class ReadResult:
+    samples: Samples
+    bad: list[BadSample]
+    resized: int  # flow images resized to image_size
+
+
+def _read_flow(folder: SampleFolder, settings: ReaderSettings) -> tuple[np.ndarray, bool]:
+    path = f"{folder.relative}/{FLOW_FILE}"
+    data = Path(folder.file(FLOW_FILE)).read_bytes()
+    if not data:
+        raise BadSampleError(path, "unreadable image (empty file)")
+    if data.startswith(JPEG_START) and not data.rstrip(b"\x00").endswith(JPEG_END):
+        raise BadSampleError(path, "truncated JPEG (no end-of-image marker)")
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        image = None
+    if image is None:
+        raise BadSampleError(path, "unreadable or truncated image")
+    if image.ndim != 3 or image.shape[2] != 3:
+        channels = 1 if image.ndim == 2 else image.shape[2]
+        raise BadSampleError(path, f"{channels} channel(s), expected a 3-channel colour image")
+    size = settings.image_size
+    resized = image.shape[:2] != (size, size)
+    if resized:
+        if not settings.resize_flow:
+            raise BadSampleError(
+                path, f"image is {image.shape[1]}x{image.shape[0]}, expected {size}x{size} (data.resize_flow=false)"
+            )
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), resized
+
+
+def _read_landmarks(folder: SampleFolder, name: str, scale: tuple[float, float]) -> np.ndarray:
+    path = f"{folder.relative}/{name}"
+    try:
+        array = np.load(folder.file(name), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise BadSampleError(path, f"unreadable .npy ({str(exc).splitlines()[0][:120]})") from None
+    if not isinstance(array, np.ndarray):
+        raise BadSampleError(path, "not a single .npy array")
+    if array.shape != (NUM_SUBSET_LANDMARKS, 2):
+        raise BadSampleError(path, f"shape {array.shape}, expected ({NUM_SUBSET_LANDMARKS}, 2)")
+    if array.dtype.kind != "f":
+        raise BadSampleError(path, f"dtype {array.dtype}, expected floating point")
+    if not np.isfinite(array).all():
+        raise BadSampleError(path, f"{int((~np.isfinite(array)).sum())} NaN/Inf value(s)")
+    return (array * np.asarray(scale)).astype(np.float32)
+
+
+def _lookup(obj: Any, dotted_key: str) -> Any:
+    for part in dotted_key.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            raise KeyError(dotted_key)
+        obj = obj[part]
+    return obj
+
+
+def _label(labels: Any, key: str, valid_range: tuple[int, int], ignore: Sequence[int], path: str) -> tuple[int, bool]:
+    try:
+        value = _lookup(labels, key)
+    except KeyError:
+        raise BadSampleError(path, f"label {key!r} missing") from None
+    integral = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if value is None or isinstance(value, bool) or not integral:
+        raise BadSampleError(path, f"label {key!r} is {value!r}, not an integer")
+    value = int(value)
+    if value in ignore:
+        return value, False
+    low, high = valid_range
+    if not low <= value <= high:
+        raise BadSampleError(path, f"label {key!r} is {value}, outside {low}..{high}")
+    return value, True
+
+
+def _read_labels(folder: SampleFolder, settings: ReaderSettings) -> tuple[int, bool, int, bool]:
+    path = f"{folder.relative}/{LABELS_FILE}"
+    try:
+        labels = json.loads(Path(folder.file(LABELS_FILE)).read_bytes())
+    except ValueError as exc:
+        raise BadSampleError(path, f"not valid JSON ({exc})") from None
+    dynamics = _label(labels, settings.dynamics_key, DYNAMICS_RANGE, settings.dynamics_ignore, path)
+    synkinesis = _label(labels, settings.synkinesis_key, SYNKINESIS_RANGE, settings.synkinesis_ignore, path)
+    return (*dynamics, *synkinesis)
+
+
+def _read_sample(folder: SampleFolder, settings: ReaderSettings) -> tuple[dict[str, Any], bool]:
+    missing = folder.missing_files
+    if missing:
+        raise BadSampleError(folder.relative, f"missing file(s): {', '.join(missing)}")
+    video_frame = folder.video_and_frame()
+    if video_frame is None:
+        raise BadSampleError(folder.relative, "folder name does not split into <video>_<frame> at its last '_'")
+    flow, resized = _read_flow(folder, settings)
+    row = {
+        "flow": flow,
+        "expression_landmarks": _read_landmarks(folder, EXPRESSION_LANDMARKS_FILE, settings.landmark_scale),
+        "baseline_landmarks": _read_landmarks(folder, BASELINE_LANDMARKS_FILE, settings.landmark_scale),
+    }
+    row["dynamics"], row["dynamics_valid"], row["synkinesis"], row["synkinesis_valid"] = _read_labels(folder, settings)
+    row["video"], row["frame"] = video_frame
+    row["expression"] = folder.expression
+    row["folder"] = folder.relative
+    return row, resized
+
+
+def read_samples(folders: Sequence[SampleFolder], settings: ReaderSettings) -> ReadResult:
+    """Decode every folder; a bad sample is recorded with its reason instead of stopping the read."""
+    rows: list[dict[str, Any]] = []
+    bad: list[BadSample] = []
+    resized = 0
+    for folder in folders:
+        try:
+            row, was_resized = _read_sample(folder, settings)
+        except BadSampleError as exc:
+            bad.append(BadSample(exc.path, exc.reason))
+            continue
+        except OSError as exc:  # a file vanished or became unreadable while we read it
+            bad.append(BadSample(folder.relative, f"unreadable ({exc.strerror or exc})"))
+            continue
+        rows.append(row)
+        resized += was_resized
+    return ReadResult(_stack(rows, settings.image_size), bad, resized)
+
+
+def _stack(rows: list[dict[str, Any]], image_size: int) -> Samples:
+    def column(name: str, dtype: Optional[type] = None, empty_shape: tuple[int, ...] = (0,)) -> np.ndarray:
+        if not rows:
+            return np.zeros(empty_shape, dtype=dtype or str)
+        return np.asarray([row[name] for row in rows], dtype=dtype)
+
+    landmarks_shape = (0, NUM_SUBSET_LANDMARKS, 2)
+    return Samples(
+        flow=column("flow", np.uint8, (0, image_size, image_size, 3)),
+        expression_landmarks=column("expression_landmarks", np.float32, landmarks_shape),
+        baseline_landmarks=column("baseline_landmarks", np.float32, landmarks_shape),
+        dynamics=column("dynamics", np.int64),
+        synkinesis=column("synkinesis", np.int64),
+        dynamics_valid=column("dynamics_valid", np.bool_),
+        synkinesis_valid=column("synkinesis_valid", np.bool_),
+        video=column("video", str),
+        expression=column("expression", str),
+        frame=column("frame", str),
+        folder=column("folder", str),
+    )
