@@ -36,8 +36,9 @@ def training_curves(history: list[dict], path: Path) -> None:
     start = 0
     for i, row in enumerate(history + [{"stage": None}]):
         if i == len(history) or (i > 0 and row["stage"] != history[i - 1]["stage"]):
-            for ax in (loss_ax, acc_ax):
-                ax.axvline(i + 0.5, color="grey", linestyle=":", linewidth=1)
+            if i < len(history):
+                for ax in (loss_ax, acc_ax):
+                    ax.axvline(i + 0.5, color="grey", linestyle=":", linewidth=1)
             loss_ax.text((start + i) / 2 + 0.5, 1.01, f"stage {history[i - 1]['stage']}", ha="center",
                          va="bottom", transform=loss_ax.get_xaxis_transform(), fontsize=9)
             start = i

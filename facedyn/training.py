@@ -82,15 +82,18 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def _attach_log_file(run_dir: Path) -> None:
+def _attach_log_file(run_dir: Path) -> Optional[logging.Handler]:
+    """Log into run_dir/train.log unless Hydra already does; returns the handler to detach afterwards."""
     target = str(run_dir / "train.log")
     root = logging.getLogger()
-    if not any(getattr(h, "baseFilename", None) == target for h in root.handlers):
-        handler = logging.FileHandler(target)
-        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
-        root.addHandler(handler)
-        if root.level > logging.INFO or root.level == logging.NOTSET:
-            root.setLevel(logging.INFO)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    if any(getattr(h, "baseFilename", None) == target for h in root.handlers):
+        return None
+    handler = logging.FileHandler(target)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    root.addHandler(handler)
+    return handler
 
 
 def run(cfg: DictConfig, run_dir: str | os.PathLike, overrides: Sequence[str] = (),
@@ -102,7 +105,16 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike, overrides: Sequence[str] = 
     """
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    _attach_log_file(run_dir)
+    handler = _attach_log_file(run_dir)
+    try:
+        return _run(cfg, run_dir, overrides, epoch_callback)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], epoch_callback: Optional[EpochCallback]) -> dict:
     stages = stages_to_run(cfg)
     resuming = bool(cfg.resume)
     if resuming and Path(cfg.resume).resolve() != run_dir:
