@@ -72,7 +72,10 @@ def _dataset_root(cfg: DataConfig, log: logging.Logger) -> Path:
         return layout.check_root(cfg.root)
     from facedyn.data.synthetic import ensure_dataset  # imported here: only synthetic runs need the generator
 
-    root = Path(ensure_dataset(cfg.synthetic))
+    try:
+        root = Path(ensure_dataset(cfg.synthetic))
+    except (ValueError, FileExistsError) as exc:  # a damaged or foreign folder where the dataset should be
+        raise DataError(f"synthetic dataset: {exc}") from None
     log.info("data: synthetic dataset at %s", root)
     return root
 

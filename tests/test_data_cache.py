@@ -1,0 +1,96 @@
+"""The decoded-dataset cache: reused while the files are unchanged, rebuilt when any of them changes."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from facedyn.data import prepare_data
+from facedyn.data.layout import FLOW_FILE, LABELS_FILE
+from tests.test_data_fixtures import dataset_root, folder_config, write_sample  # noqa: F401
+
+
+def _cache_folders(cache: Path) -> list[Path]:
+    return sorted(p for p in cache.iterdir() if p.is_dir())
+
+
+def _assert_same_samples(a, b) -> None:
+    for name, array in a.samples.arrays().items():
+        np.testing.assert_array_equal(array, getattr(b.samples, name), err_msg=name)
+
+
+def test_second_run_reads_the_cache_not_the_files(dataset_root: Path, tmp_path: Path, caplog) -> None:
+    cfg = folder_config(dataset_root, tmp_path / "cache")
+    first = prepare_data(cfg, tmp_path / "run1")
+    (cached,) = _cache_folders(tmp_path / "cache")
+
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        second = prepare_data(cfg, tmp_path / "run2")
+    assert any("loaded 60 decoded samples from cache" in r.getMessage() for r in caplog.records)
+    assert not any("decoding" in r.getMessage() for r in caplog.records)
+    _assert_same_samples(first, second)
+    assert _cache_folders(tmp_path / "cache") == [cached]
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_bad_samples_are_reported_from_the_cache_too(dataset_root: Path, tmp_path: Path) -> None:
+    (dataset_root / "smile" / "patient01_0000" / LABELS_FILE).write_text('{"dynamics": 9, "synkinesis": 0}')
+    cfg = folder_config(dataset_root, tmp_path / "cache")
+    prepare_data(cfg, tmp_path / "run1")
+    prepare_data(cfg, tmp_path / "run2")
+    assert (tmp_path / "run1" / "bad_samples.csv").read_text() == (tmp_path / "run2" / "bad_samples.csv").read_text()
+    assert "outside 0..5" in (tmp_path / "run2" / "bad_samples.csv").read_text()
+
+
+def test_a_changed_file_rebuilds_the_cache_and_drops_the_stale_one(dataset_root: Path, tmp_path: Path) -> None:
+    cfg = folder_config(dataset_root, tmp_path / "cache")
+    prepare_data(cfg, None)
+    (old,) = _cache_folders(tmp_path / "cache")
+
+    # Same size, new content and modification time: a relabelled sample.
+    labels_file = dataset_root / "smile" / "patient02_0001" / LABELS_FILE
+    labels = json.loads(labels_file.read_text())
+    labels["dynamics"] = (labels["dynamics"] + 1) % 6
+    labels_file.write_text(json.dumps(labels))
+    os.utime(labels_file, ns=(labels_file.stat().st_atime_ns, labels_file.stat().st_mtime_ns + 1_000_000_000))
+    data = prepare_data(cfg, None)
+    row = int(np.flatnonzero(data.samples.folder == "smile/patient02_0001")[0])
+    assert data.samples.dynamics[row] == labels["dynamics"]
+    (new,) = _cache_folders(tmp_path / "cache")
+    assert new != old
+
+
+def test_added_and_removed_samples_rebuild_the_cache(dataset_root: Path, tmp_path: Path) -> None:
+    cfg = folder_config(dataset_root, tmp_path / "cache")
+    assert len(prepare_data(cfg, None).samples) == 60
+    write_sample(dataset_root, "smile", "patient50", "0000", np.random.default_rng(9))
+    assert len(prepare_data(cfg, None).samples) == 61
+    (dataset_root / "smile" / "patient50_0000" / FLOW_FILE).unlink()
+    data = prepare_data(cfg, None)
+    assert len(data.samples) == 60 and len(data.bad_samples) == 1
+
+
+def test_reader_settings_are_part_of_the_key(dataset_root: Path, tmp_path: Path) -> None:
+    (dataset_root / "smile" / "patient01_0000" / LABELS_FILE).write_text('{"dynamics": 0, "synkinesis": 0}')
+    plain = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
+    ignoring = prepare_data(folder_config(dataset_root, tmp_path / "cache", **{"labels.dynamics_ignore": [0]}), None)
+    assert plain.samples.dynamics_valid.all() and not ignoring.samples.dynamics_valid.all()
+    assert len(_cache_folders(tmp_path / "cache")) == 2
+
+
+def test_an_unreadable_cache_is_rebuilt(dataset_root: Path, tmp_path: Path) -> None:
+    cfg = folder_config(dataset_root, tmp_path / "cache")
+    first = prepare_data(cfg, None)
+    (cached,) = _cache_folders(tmp_path / "cache")
+    (cached / "flow.npy").write_bytes(b"garbage")
+    _assert_same_samples(first, prepare_data(cfg, None))
+    _assert_same_samples(first, prepare_data(cfg, None))
+
+
+def test_cache_off_decodes_without_writing(dataset_root: Path, tmp_path: Path) -> None:
+    data = prepare_data(folder_config(dataset_root, tmp_path / "cache", cache=False), None)
+    assert len(data.samples) == 60 and not (tmp_path / "cache").exists()
