@@ -3,7 +3,7 @@
 Per subject (one "video" id): a face shape, head pose, skin, lighting and labels. Per expression clip:
 a neutral baseline frame, then frames_per_video frames ramping from onset to peak. Each sample holds
 the HSV flow image baseline -> frame, both frames' 146 landmarks (with detector jitter) and the
-clip's labels. Every subject draws from its own random stream (seed, subject index), so a subject
+clip's labels. Every subject draws from its own random streams (seed, subject index), so a subject
 looks the same whatever the number of subjects.
 """
 
@@ -71,7 +71,13 @@ def as_config(cfg: Any) -> SyntheticConfig:
     return SyntheticConfig(**cfg)
 
 
-def _sample_labels(rng: np.random.Generator, cfg: SyntheticConfig) -> dict[str, ClipLabels]:
+def _stream(cfg: SyntheticConfig, index: int, purpose: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(index, purpose)))
+
+
+def sample_labels(cfg: SyntheticConfig, index: int) -> dict[str, ClipLabels]:
+    """Subject `index`'s grades per expression (own random stream: cheap, and stable when looks change)."""
+    rng = _stream(cfg, index, 0)
     if rng.random() < cfg.healthy_fraction:
         return {name: ClipLabels(5, 0, "none") for name in cfg.expressions}
     side = SIDES[int(rng.integers(2))]
@@ -86,15 +92,14 @@ def _sample_labels(rng: np.random.Generator, cfg: SyntheticConfig) -> dict[str, 
 
 def sample_subject(mesh: CanonicalMesh, cfg: SyntheticConfig, index: int) -> tuple[Subject, np.random.Generator]:
     """Subject `index` of this seed, and the random stream that continues with its clips."""
-    rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(index,)))
+    rng = _stream(cfg, index, 1)
     shape = face.sample_shape(mesh.vertices, rng, cfg.shape_variation)
     neutral = shape + expressions.eye_close(shape) * rng.uniform(-0.3, 0.0)  # eyes open wider or less
     pose = face.sample_pose(rng, cfg.render_size, cfg.max_yaw_deg, cfg.max_pitch_deg, cfg.max_roll_deg)
     gaze = rng.normal(0.0, 0.03, 2)
     appearance = render.sample_appearance(mesh, rng, cfg.render_size)
     strength = float(rng.uniform(*cfg.subject_strength_range))
-    labels = _sample_labels(rng, cfg)
-    return Subject(f"s{index:04d}", neutral, pose, gaze, appearance, strength, labels), rng
+    return Subject(f"s{index:04d}", neutral, pose, gaze, appearance, strength, sample_labels(cfg, index)), rng
 
 
 def _side_gains(rng: np.random.Generator, cfg: SyntheticConfig, subject: Subject,
@@ -143,35 +148,41 @@ class Sample:
     labels: dict
 
 
+def clip_samples(mesh: CanonicalMesh, cfg: SyntheticConfig, subject: Subject, expression: str,
+                 rng: np.random.Generator) -> Iterator[Sample]:
+    """One expression clip of `subject`: its baseline frame, then every frame from onset to peak."""
+    labels = subject.labels[expression]
+    size = cfg.render_size
+    right, left, synkinesis = _side_gains(rng, cfg, subject, labels)
+    movement = expressions.sided(expressions.EXPRESSION_FIELDS[expression](subject.neutral), subject.neutral,
+                                 right, left)
+    if labels.paralysed_side != "none":
+        involuntary = expressions.SYNKINESIS_FIELDS[expression](subject.neutral)
+        gains = (synkinesis, 0.0) if labels.paralysed_side == "right" else (0.0, synkinesis)
+        movement = movement + expressions.sided(involuntary, subject.neutral, *gains)
+    base_pose = subject.pose.moved(rng, 2.0, 0.01 * size)  # each clip is framed a little differently
+    base_points = face.project(subject.neutral, base_pose)
+    base_frame = _camera(render.render(mesh, base_points, subject.appearance, size, base_pose.scale), rng, cfg, 1.0)
+    base_landmarks = _landmarks(base_points, subject, rng, cfg)
+    for frame_index, fraction in enumerate(_peak_fractions(rng, cfg)):
+        pose = base_pose.moved(rng, cfg.head_motion_deg, cfg.head_motion_px)
+        points = face.project(subject.neutral + fraction * movement, pose)
+        gain = 1.0 + rng.normal(0.0, cfg.lighting_change)
+        frame = _camera(render.render(mesh, points, subject.appearance, size, pose.scale), rng, cfg, gain)
+        flow = resize_flow(compute_flow(base_frame, frame, cfg.flow_method), cfg.image_size)
+        yield Sample(
+            expression, f"{subject.name}_{frame_index}", encode_flow(flow, cfg.max_flow_magnitude),
+            _landmarks(points, subject, rng, cfg), base_landmarks,
+            {"dynamics": labels.dynamics, "synkinesis": labels.synkinesis,
+             "paralysed_side": labels.paralysed_side, "peak_fraction": round(float(fraction), 3)},
+        )
+
+
 def subject_samples(mesh: CanonicalMesh, cfg: SyntheticConfig, index: int) -> Iterator[Sample]:
     """All samples of subject `index`: every expression clip, every frame."""
     subject, rng = sample_subject(mesh, cfg, index)
-    size = cfg.render_size
     for expression in cfg.expressions:
-        labels = subject.labels[expression]
-        right, left, synkinesis = _side_gains(rng, cfg, subject, labels)
-        voluntary = expressions.sided(expressions.EXPRESSION_FIELDS[expression](subject.neutral),
-                                      subject.neutral, right, left)
-        involuntary = expressions.SYNKINESIS_FIELDS[expression](subject.neutral)
-        if labels.paralysed_side != "none":
-            gains = (synkinesis, 0.0) if labels.paralysed_side == "right" else (0.0, synkinesis)
-            voluntary = voluntary + expressions.sided(involuntary, subject.neutral, *gains)
-        base_pose = subject.pose.moved(rng, 2.0, 0.01 * size)  # each clip is framed a little differently
-        base_points = face.project(subject.neutral, base_pose)
-        base_frame = _camera(render.render(mesh, base_points, subject.appearance, size, base_pose.scale), rng, cfg, 1.0)
-        base_landmarks = _landmarks(base_points, subject, rng, cfg)
-        for frame_index, fraction in enumerate(_peak_fractions(rng, cfg)):
-            pose = base_pose.moved(rng, cfg.head_motion_deg, cfg.head_motion_px)
-            points = face.project(subject.neutral + fraction * voluntary, pose)
-            gain = 1.0 + rng.normal(0.0, cfg.lighting_change)
-            frame = _camera(render.render(mesh, points, subject.appearance, size, pose.scale), rng, cfg, gain)
-            flow = resize_flow(compute_flow(base_frame, frame, cfg.flow_method), cfg.image_size)
-            yield Sample(
-                expression, f"{subject.name}_{frame_index}", encode_flow(flow, cfg.max_flow_magnitude),
-                _landmarks(points, subject, rng, cfg), base_landmarks,
-                {"dynamics": labels.dynamics, "synkinesis": labels.synkinesis,
-                 "paralysed_side": labels.paralysed_side, "peak_fraction": round(float(fraction), 3)},
-            )
+        yield from clip_samples(mesh, cfg, subject, expression, rng)
 
 
 def _write_sample(root: Path, sample: Sample, jpeg_quality: int) -> None:
