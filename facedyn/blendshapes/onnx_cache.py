@@ -1,9 +1,10 @@
 """TFLite -> ONNX, converted once per model file (keyed by its SHA-256) and cached.
 
-tf2onnx runs in a child process: TensorFlow must never share a process with torch/torchvision (they
-segfault together), and a warm cache must not start TensorFlow at all. A cache entry is the ONNX file
-plus a JSON sidecar written after it; the sidecar records the source's and the ONNX file's SHA-256, so
-a partial or damaged entry is detected and rebuilt rather than loaded.
+tf2onnx runs in a child process (tflite_to_onnx.py): TensorFlow must never share a process with
+torch/torchvision (they segfault together), and a warm cache must not start TensorFlow at all. The child
+also runs the TFLite interpreter and ONNX Runtime on probe inputs; a conversion that disagrees is refused.
+A cache entry is the ONNX file plus a JSON sidecar written after it; the sidecar records the source's and
+the ONNX file's SHA-256, so a partial or damaged entry is detected and rebuilt rather than loaded.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import onnx
 from filelock import FileLock
 
@@ -24,7 +27,11 @@ from facedyn.landmarks import NUM_BLENDSHAPES, NUM_SUBSET_LANDMARKS
 ONNX_OPSET = 17
 EXPECTED_INPUT_SHAPE = [1, NUM_SUBSET_LANDMARKS, 2]
 # Bumped when the conversion itself changes, so older cache entries are not reused.
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2
+# Largest |TFLite - ONNX| accepted on the probe inputs (MediaPipe's model converts to within ~5e-6).
+PROBE_TOLERANCE = 1e-4
+NUM_PROBES = 8
+CONVERTER = Path(__file__).with_name("tflite_to_onnx.py")
 
 
 def onnx_model_for(tflite_path: str | os.PathLike, cache: Path | None = None) -> Path:
@@ -67,24 +74,50 @@ def _valid_entry(target: Path, sidecar: Path, source_sha: str) -> bool:
 
 def _convert(tflite_path: Path, target: Path, sidecar: Path, source_sha: str) -> None:
     sidecar.unlink(missing_ok=True)  # the entry is invalid from here until the new sidecar lands
-    with atomic_path(target) as tmp:
-        command = [sys.executable, "-m", "tf2onnx.convert", "--tflite", str(tflite_path),
-                   "--output", str(tmp), "--opset", str(ONNX_OPSET)]
+    with atomic_path(target) as tmp, tempfile.TemporaryDirectory(prefix="facedyn-probes-") as scratch:
+        probes = Path(scratch) / "probes.npy"
+        np.save(probes, _probe_landmarks())
+        command = [sys.executable, str(CONVERTER), str(tflite_path), str(tmp), str(probes),
+                   "--opset", str(ONNX_OPSET)]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
         result = subprocess.run(command, capture_output=True, text=True, env=env)
-        if result.returncode != 0 or not tmp.stat().st_size:
+        if result.returncode != 0:
             raise AssetError(
                 f"Converting {tflite_path} to ONNX with tf2onnx failed (exit {result.returncode}):\n"
                 f"{result.stderr[-3000:]}"
             )
+        report = _last_json_line(result.stdout, f"the converter's report on {tflite_path}")
+        if "signature" in report:
+            _refuse_signature(tflite_path, report["signature"]["inputs"], report["signature"]["outputs"])
         _validate(tflite_path, onnx.load(str(tmp)))
+        difference = report["max_abs_difference"]
+        if difference is None or difference > PROBE_TOLERANCE:
+            raise AssetError(
+                f"tf2onnx's conversion of {tflite_path} disagrees with the TFLite interpreter by {difference} "
+                f"(allowed {PROBE_TOLERANCE}); not cached"
+            )
     atomic_write_json(sidecar, {
         "source": str(tflite_path),
         "source_sha256": source_sha,
         "onnx_sha256": sha256_of(target),
         "onnx_opset": ONNX_OPSET,
         "conversion_version": CONVERSION_VERSION,
+        "probe_max_abs_difference": difference,
     })
+
+
+def _last_json_line(text: str, what: str) -> dict:
+    try:
+        return json.loads(text.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise AssetError(f"{what} is missing; the converter printed:\n{text[-2000:]}") from None
+
+
+def _probe_landmarks() -> np.ndarray:
+    """Point sets of face-like size in pixels, to compare TFLite and ONNX outputs on."""
+    rng = np.random.default_rng(0)
+    centres = rng.uniform(300, 700, size=(NUM_PROBES, 1, 2))
+    return (centres + rng.normal(scale=60, size=(NUM_PROBES, *EXPECTED_INPUT_SHAPE[1:]))).astype(np.float32)
 
 
 def _validate(tflite_path: Path, model: onnx.ModelProto) -> None:
@@ -93,15 +126,18 @@ def _validate(tflite_path: Path, model: onnx.ModelProto) -> None:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise AssetError(f"The ONNX conversion of {tflite_path} is not a valid ONNX model: {exc}") from None
-    inputs, outputs = model.graph.input, model.graph.output
-    in_shapes = [_shape(value) for value in inputs]
-    out_shapes = [_shape(value) for value in outputs]
+    in_shapes = [_shape(value) for value in model.graph.input]
+    out_shapes = [_shape(value) for value in model.graph.output]
     if in_shapes != [EXPECTED_INPUT_SHAPE] or len(out_shapes) != 1 or _numel(out_shapes[0]) != NUM_BLENDSHAPES:
-        raise AssetError(
-            f"{tflite_path} takes inputs {in_shapes} and gives outputs {out_shapes}; MediaPipe's blendshape "
-            f"model takes one {EXPECTED_INPUT_SHAPE} input and gives {NUM_BLENDSHAPES} scores. "
-            f"Is it face_blendshapes.tflite?"
-        )
+        _refuse_signature(tflite_path, in_shapes, out_shapes)
+
+
+def _refuse_signature(tflite_path: Path, in_shapes: list, out_shapes: list) -> None:
+    raise AssetError(
+        f"{tflite_path} takes inputs {in_shapes} and gives outputs {out_shapes}; MediaPipe's blendshape "
+        f"model takes one {EXPECTED_INPUT_SHAPE} input and gives {NUM_BLENDSHAPES} scores. "
+        f"Is it face_blendshapes.tflite?"
+    )
 
 
 def _shape(value: onnx.ValueInfoProto) -> list[int | str]:
