@@ -68,3 +68,14 @@ def dataset_root(tmp_path: Path) -> Path:
     root = tmp_path / "dataset"
     write_dataset(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic_config(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
+    """The synthetic generator's smallest useful dataset (8 asymmetric faces), in a temporary folder."""
+    from facedyn.data.synthetic import SyntheticConfig
+
+    folder = tmp_path_factory.mktemp("synthetic")
+    cfg = DataConfig(kind="synthetic", cache_dir=str(folder / "cache"), val_fraction=0.25)
+    cfg.synthetic = SyntheticConfig(videos=4, frames_per_video=1, expressions=["eye_close", "smile"], root=str(folder / "dataset"))
+    return cfg

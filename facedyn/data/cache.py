@@ -1,7 +1,8 @@
 """A compact cache of a decoded dataset, so later runs skip decoding thousands of small files.
 
-One folder of .npy files per (dataset root, reader settings): the `Samples` arrays (memory-mapped on
-load, so loading costs next to nothing and DataLoader workers share the pages) and the bad-sample list.
+One folder of .npy files per (dataset root, reader settings): the `Samples` arrays and the bad-sample list.
+The arrays are memory-mapped copy-on-write on load: loading costs next to nothing, DataLoader workers
+share the pages, and the arrays are writable like decoded ones without ever changing the cache.
 Its name carries a hash of every sample file's path, size and modification time: any change to the
 dataset gives a new name, so a stale cache is never read; stale ones are deleted. The folder is built
 under a temporary name and renamed into place (atomic), and a file lock keeps parallel runs (a sweep)
@@ -61,7 +62,7 @@ def _save(path: Path, result: ReadResult) -> None:
 
 def _load(path: Path) -> ReadResult:
     arrays = {
-        name: np.load(path / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+        name: np.load(path / f"{name}.npy", mmap_mode="c", allow_pickle=False)
         for name in [*Samples.field_names(), _BAD_PATH, _BAD_REASON, _RESIZED]
     }
     bad = [BadSample(str(p), str(r)) for p, r in zip(arrays[_BAD_PATH], arrays[_BAD_REASON])]

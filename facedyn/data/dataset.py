@@ -40,14 +40,15 @@ class FaceDynDataset(Dataset):
         flow = self.samples.flow[row]
         expression = self.samples.expression_landmarks[row]
         baseline = self.samples.baseline_landmarks[row]
+        # numpy, not torch, for the per-item work: torch would spread these small ops over its threads.
         if self.augmenter is not None:
             image, expression, baseline = self.augmenter(flow, expression, baseline, self.epoch, row)
-            flow_tensor = torch.from_numpy(image).permute(2, 0, 1).contiguous()
+            chw = np.ascontiguousarray(image.transpose(2, 0, 1))
         else:
-            # The cached arrays are read-only memory maps: convert in numpy, hand torch a fresh array.
-            flow_tensor = torch.from_numpy(flow.astype(np.float32) * np.float32(1 / 255)).permute(2, 0, 1).contiguous()
+            chw = np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
+            chw /= 255
         return {
-            "flow": flow_tensor,
+            "flow": torch.from_numpy(chw),
             "expression_landmarks": torch.from_numpy(np.array(expression, dtype=np.float32)),
             "baseline_landmarks": torch.from_numpy(np.array(baseline, dtype=np.float32)),
             "target": torch.from_numpy(self._targets[row].copy()),
