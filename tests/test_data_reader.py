@@ -245,5 +245,8 @@ def test_yaml_settings_match_the_schema_and_typos_are_rejected() -> None:
         as_data_config(OmegaConf.merge(OmegaConf.load(REPO / "conf" / "data" / f"{name}.yaml"), {"root": "/data"}))
     with pytest.raises(DataError, match="val_fractoin"):
         as_data_config({"kind": "folder", "root": "/data", "val_fractoin": 0.3})
+    with pytest.raises(DataError, match="invalid data settings: invalid synthetic dataset settings"):
+        as_data_config({"synthetic": {"videos": 0}})
     folder = OmegaConf.load(REPO / "conf" / "data" / "folder.yaml")
-    assert OmegaConf.is_missing(folder, "root")
+    with pytest.raises(DataError, match="data.root is not set"):
+        prepare_data(folder, None)

@@ -22,6 +22,7 @@ EXPRESSION_LANDMARKS_FILE = "expression_landmarks.npy"
 BASELINE_LANDMARKS_FILE = "baseline_landmarks.npy"
 LABELS_FILE = "expression_g_column.json"
 SAMPLE_FILES = (FLOW_FILE, EXPRESSION_LANDMARKS_FILE, BASELINE_LANDMARKS_FILE, LABELS_FILE)
+ROOT_NOT_SET = "data.root is not set; point it at the dataset folder: data.root=/path/to/dataset"
 LAYOUT_HINT = f"expected <root>/<expression>/<video>_<frame>/{{{', '.join(SAMPLE_FILES)}}}"
 
 
@@ -69,7 +70,7 @@ def _file_stats(folder: str) -> tuple[tuple[str, int, int], ...]:
 
 def check_root(root: str | os.PathLike | None) -> Path:
     if root is None or str(root).strip() == "":
-        raise DataError("data.root is not set; point it at the dataset folder: data.root=/path/to/dataset")
+        raise DataError(ROOT_NOT_SET)
     path = Path(root).expanduser()
     if not path.exists():
         raise DataError(f"dataset root {path} does not exist (data.root)")

@@ -50,9 +50,11 @@ def as_data_config(cfg: Any) -> DataConfig:
     """A DataConfig from a DataConfig, a Hydra/OmegaConf node or a dict, checked against the schema."""
     if isinstance(cfg, DataConfig):
         return cfg
+    if OmegaConf.is_config(cfg) and OmegaConf.is_missing(cfg, "root"):  # conf/data/folder.yaml's `root: ???`
+        raise DataError(layout.ROOT_NOT_SET)
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), cfg))
-    except OmegaConfBaseException as exc:
+    except (OmegaConfBaseException, ValueError) as exc:  # ValueError: a schema's own checks (__post_init__)
         raise DataError(f"invalid data settings: {str(exc).splitlines()[0]}") from None
 
 
