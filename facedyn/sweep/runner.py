@@ -52,7 +52,7 @@ class Sweep:
         return f"{self.cfg.study_name}.{'joint' if stage == JOINT else 'stage_' + stage}"
 
     def study_stages(self) -> list[str]:
-        return [JOINT] if self.cfg.mode == "joint" else [str(s) for s in self.cfg.stages]
+        return _study_stages(self.cfg)
 
     def budget(self) -> int:
         return int(self.cfg.trials if self.cfg.mode == "joint" else self.cfg.trials_per_stage)
@@ -79,11 +79,11 @@ class Sweep:
 
 
 def prepare(cfg: DictConfig, train_overrides: Sequence[str]) -> Sweep:
-    """Check the command against the training config (composing each trial's config once) before any
-    training, and open the storage."""
+    """Check the command against the training config (composing each study's trial config once) before
+    any training, then open the storage."""
     base, init_from = _split_overrides(cfg, train_overrides)
     sweep_dir = Path(cfg.root) / cfg.study_name
-    _check_composes(cfg, base, init_from)
+    _check_composes(cfg, tuple(base), init_from, sweep_dir)
     url = storage_url(cfg, sweep_dir)
     return Sweep(cfg, tuple(base), init_from, sweep_dir, url, open_storage(cfg, url))
 
@@ -95,7 +95,7 @@ def run(sweep: Sweep) -> Path:
     for stage in stages:
         study = sweep.open_study(stage)
         seed = _agreed_seed(study, seed) if sweep.cfg.mode == "staged" else None
-        plan = _plan(sweep, stage, seed)
+        plan = _plan(sweep.cfg, sweep.base_overrides, sweep.sweep_dir, stage, seed)
         log.info("study %s: %d trials, starting from %s", study.study_name, plan.budget, seed or "the default init")
         _fill(study, plan, sweep.cfg)
         if sweep.cfg.mode == "staged":
@@ -121,22 +121,21 @@ def _split_overrides(cfg: DictConfig, overrides: Sequence[str]) -> tuple[list[st
     return base, init_from
 
 
-def _check_composes(cfg: DictConfig, base: list[str], init_from: str | None) -> None:
+def _check_composes(cfg: DictConfig, base: tuple[str, ...], init_from: str | None, sweep_dir: Path) -> None:
     from facedyn.config import compose
 
-    for stage in ([JOINT] if cfg.mode == "joint" else [str(s) for s in cfg.stages]):
-        searched = [str(s) for s in cfg.stages] if stage == JOINT else [stage]
-        values = {key: _any_value(cfg, key) for key in searched_keys(cfg, searched)}
-        plan_overrides = base + [f"stage={stage}"] + [f"{k}={v}" for k, v in values.items()]
+    if init_from and not Path(init_from).exists():
+        raise SweepConfigError(f"init_from={init_from}: no such run folder or checkpoint")
+    for stage in _study_stages(cfg):
+        plan = _plan(cfg, base, sweep_dir, stage, init_from)
+        values = {key: _any_value(cfg, key) for key in searched_keys(cfg, plan.searched_stages)}
         try:
-            composed = compose(plan_overrides)
+            composed = compose(plan.overrides(values))
         except Exception as exc:  # Hydra's and OmegaConf's errors name the bad override
             raise SweepConfigError(f"the trials of stage {stage} cannot compose their config: {exc}") from exc
         for key in values:
             if OmegaConf.select(composed, key, default=None) is None:
                 raise SweepConfigError(f"sweep: {key} is not a key of the training config (stage {stage})")
-    if init_from and not Path(init_from).exists():
-        raise SweepConfigError(f"init_from={init_from}: no such run folder or checkpoint")
 
 
 def _any_value(cfg: DictConfig, key: str) -> object:
@@ -153,14 +152,19 @@ def _any_value(cfg: DictConfig, key: str) -> object:
     raise KeyError(key)
 
 
-def _plan(sweep: Sweep, stage: str, seed: str | None) -> TrialPlan:
-    searched = tuple(str(s) for s in sweep.cfg.stages) if stage == JOINT else (stage,)
+def _plan(cfg: DictConfig, base: tuple[str, ...], sweep_dir: Path, stage: str, seed: str | None) -> TrialPlan:
+    searched = tuple(str(s) for s in cfg.stages) if stage == JOINT else (stage,)
     return TrialPlan(
-        sweep=sweep.cfg, stage=stage, searched_stages=searched,
+        sweep=cfg, stage=stage, searched_stages=searched,
         last_stage=searched[-1] if stage != JOINT else _last_stage(),
-        base_overrides=sweep.base_overrides, init_from=seed,
-        trials_dir=(sweep.sweep_dir / "trials" / stage).resolve(), budget=sweep.budget(),
+        base_overrides=base, init_from=seed,
+        trials_dir=(sweep_dir / "trials" / stage).resolve(),
+        budget=int(cfg.trials if cfg.mode == "joint" else cfg.trials_per_stage),
     )
+
+
+def _study_stages(cfg: DictConfig) -> list[str]:
+    return [JOINT] if cfg.mode == "joint" else [str(s) for s in cfg.stages]
 
 
 def _last_stage() -> str:

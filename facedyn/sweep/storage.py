@@ -18,7 +18,7 @@ from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from omegaconf import DictConfig
 
@@ -51,8 +51,22 @@ def open_storage(cfg: DictConfig, url: str) -> RDBStorage:
             engine_kwargs=engine_kwargs,
             heartbeat_interval=int(cfg.heartbeat_interval),
             grace_period=int(cfg.grace_period),
-            heartbeat_stale_trial_callback=RetryFailedTrialCallback(max_retry=int(cfg.max_retry)),
+            heartbeat_stale_trial_callback=_retry(int(cfg.max_retry)),
         )
+
+
+def _retry(max_retry: int):
+    """Enqueue a failed trial again with its params; the copy drops the dead owner's host and pid, so no
+    process mistakes the retry, once running, for the dead trial."""
+    enqueue = RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        trial = copy.deepcopy(trial)
+        for key in (HOST_ATTR, PID_ATTR, RUN_DIR_ATTR):
+            trial.user_attrs.pop(key, None)
+        enqueue(study, trial)
+
+    return retry
 
 
 def this_process() -> dict[str, object]:

@@ -7,6 +7,7 @@ nothing and is failed as surplus.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from facedyn.config import stage_key
 from facedyn.runs import stage_checkpoint, write_status
 from facedyn.sweep.search import as_overrides, suggest
 from facedyn.sweep.storage import RUN_DIR_ATTR, this_process
@@ -51,10 +53,20 @@ class TrialPlan:
     budget: int
 
     def overrides(self, values: dict[str, Any]) -> list[str]:
+        """The trial's compose() overrides: the user's (minus those of stages it does not compose), then
+        the stage, the searched values and the starting weights."""
+        composed = None if self.stage == "all" else stage_key(self.stage)
+        base = [o for o in self.base_overrides if composed is None or _stage_of(o) in (None, composed)]
         extra = [f"stage={self.stage}"] + as_overrides(values)
         if self.init_from:
             extra.append(f"init_from={self.init_from}")
-        return list(self.base_overrides) + extra
+        return base + extra
+
+
+def _stage_of(override: str) -> str | None:
+    """`s2b` for an override of stages.s2b.*; None for any other key."""
+    parts = override.partition("=")[0].lstrip("+~").split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "stages" else None
 
 
 def objective(plan: TrialPlan):
@@ -91,6 +103,18 @@ def train(plan: TrialPlan, overrides: Sequence[str], run_dir: Path, reporter: "_
     except optuna.TrialPruned:
         write_status(run_dir, status="pruned", error=None)
         raise
+    finally:
+        _detach_log_file(run_dir)
+
+
+def _detach_log_file(run_dir: Path) -> None:
+    """training.run adds a handler for <run>/train.log to the root logger; one process runs many trials,
+    so each trial's handler goes when it ends (else every later trial also logs into this one's file)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if Path(getattr(handler, "baseFilename", "/")).parent == run_dir:
+            root.removeHandler(handler)
+            handler.close()
 
 
 class _Reporter:

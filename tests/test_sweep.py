@@ -1,0 +1,195 @@
+"""Sweeps with the real trainer on a tiny generated dataset, studies in real SQLite files.
+
+Stages 2a and 3 are swept: they train only heads on precomputed branch outputs, so a trial takes seconds
+on CPU; stage 3 shows the staged hand-over (every trial starts from stage 2a's best checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from omegaconf import OmegaConf
+from optuna.trial import TrialState
+
+from facedyn.config import compose
+from facedyn.runs import METRICS_FILE, STATUS_FILE, read_json
+from facedyn.sweep import runner
+from facedyn.sweep.config import split_args
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_DATA = ["data.synthetic.videos=5", "data.synthetic.frames_per_video=1",
+             "data.synthetic.expressions=[smile,eye_close]", "model.flow.weights=none", "trainer.progress=false",
+             "stages.s2a.init=none"]
+
+
+def sweep_args(root: Path, *extra: str) -> list[str]:
+    return [f"sweep.root={root}", "sweep.study_name=tiny", "sweep.stages=[2a,3]", "sweep.sampler.name=random",
+            f"paths.output_dir={root / 'outputs'}", *TINY_DATA, *extra]
+
+
+def run_sweep(args: list[str]) -> Path:
+    parsed = split_args(args)
+    return runner.run(runner.prepare(parsed.sweep, parsed.train_overrides))
+
+
+def load(sweep_dir: Path, stage: str) -> optuna.Study:
+    return optuna.load_study(study_name=f"tiny.stage_{stage}", storage=f"sqlite:///{sweep_dir / 'study.db'}")
+
+
+def mtimes(study: optuna.Study) -> dict[int, float]:
+    return {t.number: (Path(t.user_attrs["run_dir"]) / METRICS_FILE).stat().st_mtime_ns
+            for t in study.trials if t.state == TrialState.COMPLETE}
+
+
+# Seed 3 of the random sampler draws the smallest lr (a decade below the others) for trial 2 of each stage:
+# after one epoch it lies behind the median of trials 0 and 1, and the median pruner (1 startup trial, no
+# warm-up) stops it.
+PRUNING = ["sweep.trials_per_stage=3", "sweep.sampler.seed=3", "sweep.pruner.n_startup_trials=1",
+           "sweep.pruner.n_warmup_steps=0", "stages.s2a.epochs=3", "stages.s3.epochs=2"]
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("sweeps")
+    return run_sweep(sweep_args(root, *PRUNING))
+
+
+def test_each_stage_is_a_study_in_sqlite_seeded_by_the_best_trial_before(staged: Path) -> None:
+    assert (staged / "study.db").is_file()
+    first, second = load(staged, "2a"), load(staged, "3")
+    for study in (first, second):
+        states = [t.state for t in study.trials]
+        assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 3
+        lrs = [t.params["stages.s" + study.study_name.split("_")[-1] + ".lr"] for t in study.trials]
+        assert len(set(lrs)) == 3
+    seed = first.best_trial.user_attrs["checkpoint"]
+    assert Path(seed).is_file() and Path(seed).parent.parent == Path(first.best_trial.user_attrs["run_dir"])
+    assert second.user_attrs["init_from"] == seed
+    for trial in second.trials:
+        assert f"init_from={seed}" in read_overrides(Path(trial.user_attrs["run_dir"]))
+        assert trial.user_attrs["init_from"] == seed
+
+
+def read_overrides(run_dir: Path) -> list[str]:
+    return list(OmegaConf.load(run_dir / "overrides.yaml"))
+
+
+def test_trials_are_run_folders_and_a_hopeless_one_is_pruned(staged: Path) -> None:
+    study = load(staged, "2a")
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert pruned, "the median pruner stopped no trial"
+    for trial in study.trials:
+        run_dir = Path(trial.user_attrs["run_dir"])
+        assert run_dir == staged / "trials" / "2a" / str(trial.number)
+        history = read_json(run_dir / "training_history.json")["epochs"]
+        # The run folder trained with the trial's lr, and reported every epoch it trained.
+        assert OmegaConf.load(run_dir / "config.yaml").stages.s2a.lr == pytest.approx(trial.params["stages.s2a.lr"])
+        assert len(history) == len(trial.intermediate_values)
+        status = read_json(run_dir / STATUS_FILE)["status"]
+        if trial.state == TrialState.PRUNED:
+            assert status == "pruned" and len(history) < 3
+            assert not (run_dir / METRICS_FILE).exists()
+        else:
+            assert status == "finished" and len(history) == 3
+            assert trial.value == pytest.approx(read_json(run_dir / METRICS_FILE)["final"]["val_loss"])
+
+
+def test_summary_plots_and_a_train_py_line_for_the_best_pipeline(staged: Path) -> None:
+    summary = json.loads((staged / "summary.json").read_text())
+    assert summary["complete"]
+    best_values = {}
+    for stage in ("2a", "3"):
+        best = load(staged, stage).best_trial
+        assert summary["stages"][stage]["best"]["number"] == best.number
+        assert summary["stages"][stage]["best"]["metrics"]["val_loss"] == pytest.approx(best.value)
+        best_values.update(best.params)
+        for plot in (f"history_{stage}.png", f"params_{stage}.png"):
+            assert (staged / "plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    assert len(summary["trials"]) == len(load(staged, "2a").trials) + len(load(staged, "3").trials)
+    assert len((staged / "trials.csv").read_text().splitlines()) == len(summary["trials"]) + 1
+    assert "## All trials" in (staged / "summary.md").read_text()
+    line = shlex.split((staged / "best_overrides.txt").read_text())
+    assert line[:2] == ["python", "train.py"]
+    cfg = compose(line[2:])  # what train.py would run
+    assert cfg.stages.s2a.lr == pytest.approx(best_values["stages.s2a.lr"])
+    assert cfg.stages.s3.lr == pytest.approx(best_values["stages.s3.lr"])
+    assert cfg.data.synthetic.videos == 5
+
+
+def test_rerunning_a_finished_sweep_repeats_nothing(staged: Path) -> None:
+    before = {stage: (len(load(staged, stage).trials), mtimes(load(staged, stage))) for stage in ("2a", "3")}
+    run_sweep(sweep_args(staged.parent, *PRUNING))
+    after = {stage: (len(load(staged, stage).trials), mtimes(load(staged, stage))) for stage in ("2a", "3")}
+    assert after == before
+
+
+def sweep_command(root: Path, *extra: str) -> list[str]:
+    return [sys.executable, str(REPO / "sweep.py"), *sweep_args(root, *extra)]
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=log.parent, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    assert process.wait(timeout=timeout) == 0, log.read_text()[-3000:]
+
+
+def test_a_killed_sweep_resumes_without_repeating_finished_trials(tmp_path: Path) -> None:
+    extra = ["sweep.stages=[2a]", "sweep.trials_per_stage=3", "sweep.pruner.name=none", "stages.s2a.epochs=3"]
+    command = sweep_command(tmp_path, *extra)
+    process = start(command, tmp_path / "first.log")
+    killed_status = tmp_path / "tiny" / "trials" / "2a" / "1" / STATUS_FILE
+    deadline = time.monotonic() + 300
+    while not killed_status.is_file():
+        assert process.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)  # mid-trial 1, as a crash or an OOM kill would
+    process.wait()
+    study = load(tmp_path / "tiny", "2a")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.RUNNING]
+    done_before = mtimes(study)
+    killed_lr = study.trials[1].params["stages.s2a.lr"]
+
+    finish(start(command, tmp_path / "second.log"), tmp_path / "second.log")
+
+    study = load(tmp_path / "tiny", "2a")
+    states = [t.state for t in study.trials]
+    assert states[1] == TrialState.FAIL
+    assert states.count(TrialState.COMPLETE) == 3 and len(states) == 4  # the budget counts trial 0
+    assert {n: m for n, m in mtimes(study).items() if n in done_before} == done_before
+    retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == 1]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params["stages.s2a.lr"] == killed_lr
+    assert read_json(killed_status)["status"] == "interrupted"
+
+
+def test_two_processes_share_one_study_without_duplicating_trials(tmp_path: Path) -> None:
+    command = sweep_command(tmp_path, "sweep.trials_per_stage=2", "sweep.pruner.name=none", "sweep.poll_seconds=0.5",
+                            "stages.s2a.epochs=2", "stages.s3.epochs=2")
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    processes = [start(command, log) for log in logs]
+    for process, log in zip(processes, logs):
+        finish(process, log)
+    pids, run_dirs = set(), []
+    for stage in ("2a", "3"):
+        trials = load(tmp_path / "tiny", stage).trials
+        ran = [t for t in trials if not t.user_attrs.get("surplus")]
+        assert [t.state for t in ran] == [TrialState.COMPLETE] * 2
+        pids |= {t.user_attrs["pid"] for t in ran}
+        run_dirs += [t.user_attrs["run_dir"] for t in ran]
+    assert len(pids) == 2  # both processes trained
+    assert len(set(run_dirs)) == 4 and all(read_json(Path(d) / STATUS_FILE)["status"] == "finished" for d in run_dirs)
+    seed = load(tmp_path / "tiny", "2a").best_trial.user_attrs["checkpoint"]
+    assert {t.user_attrs["init_from"] for t in load(tmp_path / "tiny", "3").trials if t.params} == {seed}
