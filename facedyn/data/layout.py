@@ -56,16 +56,33 @@ def _subfolders(path: str) -> list[tuple[str, str]]:
         return sorted((e.name, e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
 
 
-def _file_stats(folder: str) -> tuple[tuple[str, int, int], ...]:
-    # Runs 4x per sample on every start (the cache key): kept lean.
+def _file_stats(folder: str, dir_fd: Optional[int]) -> tuple[tuple[str, int, int], ...]:
+    """(name, size, mtime_ns) of the sample files in `folder` (relative to dir_fd when given).
+
+    Runs 4x per sample on every start (the cache key), so it is kept lean: a stat relative to the open
+    expression folder saves the kernel walking the whole path each time.
+    """
     stats = []
     for name in SAMPLE_FILES:
         try:
-            st = os.stat(f"{folder}/{name}")
+            st = os.stat(f"{folder}/{name}", dir_fd=dir_fd)
         except FileNotFoundError:
+            continue
+        except OSError:  # present but not stat-able: the reader reports why it cannot be read
+            stats.append((name, -1, -1))
             continue
         stats.append((name, st.st_size, st.st_mtime_ns))
     return tuple(stats)
+
+
+def _sample_folders(expression: str, expression_dir: str) -> list[SampleFolder]:
+    if os.stat not in os.supports_dir_fd:
+        return [SampleFolder(expression, name, path, _file_stats(path, None)) for name, path in _subfolders(expression_dir)]
+    dir_fd = os.open(expression_dir, os.O_RDONLY)
+    try:
+        return [SampleFolder(expression, name, path, _file_stats(name, dir_fd)) for name, path in _subfolders(expression_dir)]
+    finally:
+        os.close(dir_fd)
 
 
 def check_root(root: str | os.PathLike | None) -> Path:
@@ -97,11 +114,7 @@ def scan(root: Path, expressions: Optional[Sequence[str]] = None) -> list[Sample
             f"{root} looks like one expression folder (its subfolders hold {FLOW_FILE}); "
             f"point data.root at the folder above it; {LAYOUT_HINT}"
         )
-    folders = [
-        SampleFolder(expression, name, path, _file_stats(path))
-        for expression, expression_dir in expression_dirs.items()
-        for name, path in _subfolders(expression_dir)
-    ]
+    folders = [folder for expression, path in expression_dirs.items() for folder in _sample_folders(expression, path)]
     if not folders:
         raise DataError(f"dataset root {root} holds no sample folders; {LAYOUT_HINT}")
     return folders
