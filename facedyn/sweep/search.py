@@ -6,9 +6,12 @@ replays the best pipeline with train.py are just `key=value` of its params.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
+import numpy as np
 import optuna
+from optuna.distributions import BaseDistribution
+from optuna.trial import FrozenTrial, TrialState
 from omegaconf import DictConfig
 
 from facedyn.config import stage_key
@@ -16,10 +19,48 @@ from facedyn.sweep.config import param_key
 
 
 def make_sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
-    seed = cfg.sampler.seed
-    if cfg.sampler.name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(cfg.sampler.n_startup_trials))
+    """The configured sampler; with a seed, trial n draws from a generator seeded by (seed, n)."""
+    def sampler(seed: int | None) -> optuna.samplers.BaseSampler:
+        if cfg.sampler.name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=int(cfg.sampler.n_startup_trials))
+
+    return sampler(None) if cfg.sampler.seed is None else TrialSeededSampler(sampler, int(cfg.sampler.seed))
+
+
+class TrialSeededSampler(optuna.samplers.BaseSampler):
+    """A sampler whose randomness for trial n comes from (seed, n) alone, not from the process's history.
+
+    So a seeded sweep draws the same values whichever process runs a trial and whether or not it was
+    resumed, and two processes sharing a study never draw the same values for their first trials (as two
+    equally seeded ordinary samplers would). Model-based samplers (TPE) still learn from every trial.
+    """
+
+    def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
+        self._make, self._seed = make, seed
+        self._inner = make(seed)
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        self._inner = self._make(int(np.random.SeedSequence([self._seed, trial.number]).generate_state(1)[0]))
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        self._inner.after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._inner.reseed_rng()
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:

@@ -12,11 +12,14 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import random
 import socket
+import time
 import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy.exc
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -31,6 +34,7 @@ HOST_ATTR = "host"
 PID_ATTR = "pid"
 RUN_DIR_ATTR = "run_dir"
 SQLITE_LOCK_TIMEOUT_S = 60
+STORAGE_ATTEMPTS = 5
 
 
 def storage_url(cfg: DictConfig, sweep_dir: Path) -> str:
@@ -43,6 +47,17 @@ def storage_url(cfg: DictConfig, sweep_dir: Path) -> str:
 
 def open_storage(cfg: DictConfig, url: str) -> RDBStorage:
     """The RDB storage with heartbeats on; a stale trial is retried up to `max_retry` times."""
+    for _ in range(STORAGE_ATTEMPTS - 1):
+        try:
+            return _rdb_storage(cfg, url)
+        except sqlalchemy.exc.SQLAlchemyError:
+            # Processes that start together race to create the tables of a new database; the loser
+            # finds them made on its next try.
+            time.sleep(1.0 + random.random())
+    return _rdb_storage(cfg, url)
+
+
+def _rdb_storage(cfg: DictConfig, url: str) -> RDBStorage:
     engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}} if url.startswith("sqlite") else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
