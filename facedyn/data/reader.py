@@ -9,8 +9,8 @@ masked); or the folder name does not split into <video>_<frame>.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import cv2

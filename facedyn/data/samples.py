@@ -35,6 +35,3 @@ class Samples:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "Samples":
         return cls(**{name: arrays[name] for name in cls.field_names()})
-
-    def take(self, indices: np.ndarray) -> "Samples":
-        return Samples(**{name: array[indices] for name, array in self.arrays().items()})
