@@ -1,0 +1,87 @@
+"""MediaPipe's real face_blendshapes model through the pipeline: exact against TFLite and MediaPipe's test vector."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from facedyn.blendshapes import BLENDSHAPE_NAMES, load
+from facedyn.blendshapes.onnx_cache import onnx_model_for
+from facedyn.blendshapes.reference import tflite_scores
+from facedyn.landmarks import LANDMARK_SUBSET_IDXS, NUM_BLENDSHAPES
+from tests.mediapipe_fixtures import read_landmarks, read_scores
+
+pytestmark = pytest.mark.real_model
+
+IMAGE_WIDTH, IMAGE_HEIGHT = 820, 1024  # MediaPipe's test portrait
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("FACEDYN_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def fixture_face(mediapipe_fixtures) -> np.ndarray:
+    """MediaPipe's test portrait: its 146 model landmarks in pixels."""
+    mesh = read_landmarks(mediapipe_fixtures / "face_blendshapes_in_landmarks.prototxt", IMAGE_WIDTH, IMAGE_HEIGHT)
+    return mesh[list(LANDMARK_SUBSET_IDXS)].astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def plausible_faces(fixture_face) -> np.ndarray:
+    """256 faces: the portrait under random similarity transforms, plus small per-point noise."""
+    rng = np.random.default_rng(11)
+    count = 256
+    angles = rng.uniform(-0.35, 0.35, count)
+    scales = rng.uniform(0.5, 1.6, count)
+    shifts = rng.uniform(-150, 150, (count, 1, 2))
+    rotations = np.stack([np.stack([np.cos(angles), -np.sin(angles)], -1),
+                          np.stack([np.sin(angles), np.cos(angles)], -1)], -2)  # (count, 2, 2)
+    centre = fixture_face.mean(axis=0)
+    faces = (fixture_face - centre) @ rotations.transpose(0, 2, 1) * scales[:, None, None] + centre + shifts
+    faces += rng.normal(scale=2.0, size=faces.shape)
+    return faces.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tflite_reference(blendshapes_tflite_file, fixture_face, plausible_faces) -> np.ndarray:
+    """TFLite scores for [fixture face, *plausible faces], in one child process."""
+    return tflite_scores(np.concatenate([fixture_face[None], plausible_faces]), blendshapes_tflite_file)
+
+
+@pytest.mark.parametrize("batch", [1, 7, 256])
+def test_matches_the_tflite_interpreter(cache, blendshapes_tflite_file, plausible_faces, tflite_reference, batch):
+    model = load(blendshapes_tflite_file).eval()
+    with torch.no_grad():
+        scores = model(torch.from_numpy(plausible_faces[:batch])).numpy()
+    assert scores.shape == (batch, NUM_BLENDSHAPES)
+    assert np.abs(scores - tflite_reference[1 : batch + 1]).max() <= 1e-5
+    if batch > 1:
+        assert scores.std(axis=0).max() > 0.01  # the faces differ enough to move the scores
+
+
+def test_reproduces_mediapipes_test_vector(cache, landmarker_task, mediapipe_fixtures, fixture_face, tflite_reference):
+    expected = read_scores(mediapipe_fixtures / "face_blendshapes_out.prototxt")
+    assert list(expected) == list(BLENDSHAPE_NAMES)
+    expected = np.array(list(expected.values()), dtype=np.float32)
+    model = load(landmarker_task)  # the bundle users download, as FACEDYN_LANDMARKER names it
+    with torch.no_grad():
+        scores = model(torch.from_numpy(fixture_face[None])).numpy()[0]
+    assert np.abs(scores - expected).max() <= 1e-4
+    assert np.abs(tflite_reference[0] - expected).max() <= 1e-5  # the reference itself is MediaPipe's
+
+
+def test_every_float_weight_is_a_parameter(cache, blendshapes_tflite_file):
+    graph = onnx.load(str(onnx_model_for(blendshapes_tflite_file))).graph
+    weights = [onnx.numpy_helper.to_array(t) for t in graph.initializer]
+    weight_count = sum(w.size for w in weights if w.dtype.kind == "f" and w.size > 1)
+    model = load(blendshapes_tflite_file)
+    assert sum(p.numel() for p in model.parameters()) == weight_count > 400_000
+    assert all(not b.is_floating_point() or b.numel() == 1 for b in model.buffers())
+    model(torch.from_numpy(np.full((2, 146, 2), 300, np.float32) + np.arange(292).reshape(146, 2))).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
