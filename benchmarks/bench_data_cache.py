@@ -50,16 +50,18 @@ def _evict_from_page_cache(root: Path) -> bool:
     return True
 
 
-def _timed(cfg: DataConfig, before=None) -> tuple[float, PreparedData]:
+def _timed(cfg: DataConfig, before=None) -> tuple[float, float, PreparedData]:
+    """(wall seconds, CPU seconds of this process, data) of one prepare_data call."""
     if before is not None:
         before()
-    started = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     data = prepare_data(cfg, None, log=logging.getLogger("bench"))
-    return time.perf_counter() - started, data
+    return time.perf_counter() - wall, time.process_time() - cpu, data
 
 
-def _median(cfg: DataConfig, repeats: int, before=None) -> float:
-    return statistics.median(_timed(cfg, before)[0] for _ in range(repeats))
+def _medians(cfg: DataConfig, repeats: int, before=None) -> tuple[float, float]:
+    runs = [_timed(cfg, before)[:2] for _ in range(repeats)]
+    return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
 def _epoch_wait_share(data: PreparedData, batch_size: int, workers: int) -> tuple[float, float, int]:
@@ -101,27 +103,26 @@ def main() -> None:
         cfg.cache_dir = cache_dir
         cfg.cache = False
         started = time.perf_counter()
-        _, data = _timed(cfg)  # generates the synthetic dataset on first use; reads every file once
+        data = _timed(cfg)[2]  # generates the synthetic dataset on first use; reads every file once
         root, n = data.root, len(data.samples)
         print(f"dataset: {root} ({n} samples, {len(set(data.samples.video))} videos); first read {time.perf_counter() - started:.1f} s")
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
-        cold_hot = _median(cfg, args.repeats)
-        evictable = _evict_from_page_cache(root)
-        cold_evicted = _median(cfg, args.repeats, before=lambda: _evict_from_page_cache(root)) if evictable else float("nan")
+        figures = {"cold, files cached by the OS": _medians(cfg, args.repeats)}
+        if _evict_from_page_cache(root):
+            figures["cold, files not cached by OS"] = _medians(cfg, args.repeats, before=lambda: _evict_from_page_cache(root))
         cfg.cache = True
-        first = _timed(cfg)[0]
-        warm = _median(cfg, args.repeats)
+        figures["first run (decode + write)"] = _timed(cfg)[:2]
+        figures["warm (cache)"] = warm = _medians(cfg, args.repeats)
 
-        print(f"\nload of {n} samples, median of {args.repeats}:")
-        print(f"  cold, files cached by the OS : {cold_hot * 1e3:8.1f} ms")
-        print(f"  cold, files not cached by OS : {cold_evicted * 1e3:8.1f} ms")
-        print(f"  first run (decode + write)   : {first * 1e3:8.1f} ms  (once)")
-        print(f"  warm (cache)                 : {warm * 1e3:8.1f} ms")
-        print(f"  warm is {cold_hot / warm:.1f}x faster than cold with OS-cached files, "
-              f"{cold_evicted / warm:.1f}x faster than cold from disk (goal: >= 20x)")
+        print(f"\nload of {n} samples, median of {args.repeats} (first run: once); wall and CPU time of this process:")
+        for name, (wall, cpu) in figures.items():
+            print(f"  {name:30s}: {wall * 1e3:8.1f} ms wall {cpu * 1e3:8.1f} ms CPU")
+        for name in ("cold, files cached by the OS", "cold, files not cached by OS"):
+            if name in figures:
+                print(f"  warm vs {name}: {figures[name][0] / warm[0]:.1f}x (wall), {figures[name][1] / warm[1]:.1f}x (CPU); goal >= 20x")
 
-        data = _timed(cfg)[1]
+        data = _timed(cfg)[2]
         print(f"\nstage-1 epoch: resnet18(num_classes=2), batch {args.batch_size}, {len(data.train_indices)} augmented training samples")
         for workers in args.workers:
             total, share, batches = _epoch_wait_share(data, args.batch_size, workers)
