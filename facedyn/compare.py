@@ -36,6 +36,7 @@ COLUMNS = ("when", "run", "kind", "sweep", "stage", "overrides", "epochs", "best
 SHORT_HEADERS = {"val_mae_dynamics": "mae_dyn", "val_mae_synkinesis": "mae_syn", "val_acc_dynamics": "acc_dyn",
                  "val_acc_synkinesis": "acc_syn", "val_qwk_dynamics": "qwk_dyn", "val_qwk_synkinesis": "qwk_syn",
                  "best_val_loss": "best_loss", "duration_s": "seconds"}
+MAX_CELL = 60
 RUN_NAME_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{2}-\d{2}-\d{2})")
 
 
@@ -286,12 +287,17 @@ def sort_runs(runs: list[Run], column: str) -> list[Run]:
 
 
 def table_text(runs: list[Run], columns: Sequence[str]) -> str:
+    """The table as printed: long cells (overrides, notes) cut at MAX_CELL characters; the CSV has them whole."""
     headers = [SHORT_HEADERS.get(c, c) for c in columns]
-    cells = [[_cell(r.row[c]) for c in columns] for r in runs]
+    cells = [[_cut(_cell(r.row[c])) for c in columns] for r in runs]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
 def _cell(value: Any) -> str:
@@ -345,7 +351,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--override", action="append", default=[], metavar="KEY[=VALUE]",
                         help="only runs with this override (repeatable)")
     parser.add_argument("--status", help="only runs in this status (finished, interrupted, failed, pruned, ...)")
-    parser.add_argument("--sort", default="when", help="column to sort by; -column sorts descending")
+    parser.add_argument("--sort", default="when", help="column to sort by; --sort=-column sorts descending")
     parser.add_argument("--columns", help=f"comma-separated columns to print (of: {', '.join(COLUMNS)})")
     parser.add_argument("--metric", default="val_loss", help="the per-epoch metric the plot shows")
     parser.add_argument("--out", type=Path, default=Path("outputs") / "compare",
