@@ -88,11 +88,13 @@ class FaceDynModel(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.flow = FlowBranch()
-        expression_model = blendshapes.load(cfg.blendshapes.path)
         self.share_blendshapes = cfg.blendshapes.share_weights
-        self.blendshapes = nn.ModuleDict({"expression": expression_model})
-        if not self.share_blendshapes:
-            self.blendshapes["baseline"] = blendshapes.load(cfg.blendshapes.path)
+        # Loading may or may not draw random numbers (a converted graph vs. a cached copy); keep it from
+        # shifting the seeded initialisation of the layers built after it.
+        with torch.random.fork_rng(devices=[]):
+            self.blendshapes = nn.ModuleDict({"expression": blendshapes.load(cfg.blendshapes.path)})
+            if not self.share_blendshapes:
+                self.blendshapes["baseline"] = blendshapes.load(cfg.blendshapes.path)
         features = 2 * NUM_BLENDSHAPES
         if cfg.landmark_hidden > 0:
             self.landmark_head: nn.Module = nn.Sequential(
