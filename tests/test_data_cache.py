@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -94,3 +96,31 @@ def test_an_unreadable_cache_is_rebuilt(dataset_root: Path, tmp_path: Path) -> N
 def test_cache_off_decodes_without_writing(dataset_root: Path, tmp_path: Path) -> None:
     data = prepare_data(folder_config(dataset_root, tmp_path / "cache", cache=False), None)
     assert len(data.samples) == 60 and not (tmp_path / "cache").exists()
+
+
+def _prepare_and_report(cfg, queue) -> None:
+    records: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: records.append(record.getMessage())
+    log = logging.getLogger(f"facedyn.data.test.{os.getpid()}")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    data = prepare_data(cfg, None, log)
+    queue.put((records, int(data.samples.dynamics.sum())))
+
+
+def test_parallel_runs_decode_the_dataset_once(dataset_root: Path, tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    cfg = folder_config(dataset_root, tmp_path / "cache")
+    workers = [context.Process(target=_prepare_and_report, args=(cfg, queue)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    results = [queue.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    decoded = [records for records, _ in results if any("decoding" in message for message in records)]
+    assert len(decoded) == 1
+    assert len({total for _, total in results}) == 1
+    assert len(_cache_folders(tmp_path / "cache")) == 1

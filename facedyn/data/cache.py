@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from filelock import FileLock
@@ -84,20 +84,33 @@ def _remove_stale(path: Path) -> None:
             shutil.rmtree(other, ignore_errors=True)
 
 
+def _try_load(path: Path, log: logging.Logger) -> tuple[Optional[ReadResult], bool]:
+    """(the cached result or None, whether a cache folder was there but unreadable)."""
+    if not path.is_dir():
+        return None, False
+    try:
+        result = _load(path)
+    except (OSError, ValueError) as exc:
+        log.warning("data: cache %s is unreadable (%s); rebuilding it", path, exc)
+        return None, True
+    log.info("data: loaded %d decoded samples from cache %s", len(result.samples), path)
+    return result, False
+
+
 def load_or_build(path: Path, build: Callable[[], ReadResult], log: logging.Logger) -> ReadResult:
     """The cached result at `path`, or `build()` written there (atomically, under a lock) and returned."""
+    # A cache folder only ever appears complete (renamed into place), so reading needs no lock.
+    result, damaged = _try_load(path, log)
+    if result is not None:
+        return result
     path.parent.mkdir(parents=True, exist_ok=True)
     # One lock per root and settings, kept in place: deleting a lock file others wait on breaks the lock.
     with FileLock(str(path.parent / f"{_prefix(path)}.lock")):
-        if path.is_dir():
-            try:
-                result = _load(path)
-                log.info("data: loaded %d decoded samples from cache %s", len(result.samples), path)
-                return result
-            except (OSError, ValueError) as exc:
-                log.warning("data: cache %s is unreadable (%s); rebuilding it", path, exc)
-        result = build()
-        _save(path, result)
-        _remove_stale(path)
-        log.info("data: cached %d decoded samples in %s", len(result.samples), path)
+        if not damaged:
+            result, _ = _try_load(path, log)  # another process may have built it meanwhile
+        if result is None:
+            result = build()
+            _save(path, result)
+            _remove_stale(path)
+            log.info("data: cached %d decoded samples in %s", len(result.samples), path)
     return result
