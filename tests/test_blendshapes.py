@@ -178,6 +178,18 @@ def test_each_load_is_an_independent_copy(standin, cache, landmarks):
     assert not torch.allclose(first(points).detach(), before)
 
 
+def test_a_saved_state_dict_restores_into_a_fresh_load(standin, cache, landmarks, tmp_path):
+    trained = load(standin["tflite"])
+    with torch.no_grad():
+        for parameter in trained.parameters():
+            parameter.mul_(1.1)
+    torch.save(trained.state_dict(), tmp_path / "blendshapes.pt")
+    restored = load(standin["tflite"])
+    restored.load_state_dict(torch.load(tmp_path / "blendshapes.pt"))
+    points = torch.from_numpy(landmarks[:4])
+    assert torch.equal(restored(points), trained(points))
+
+
 def test_runs_under_cpu_bf16_autocast(standin, cache, landmarks, reference):
     model = load(standin["tflite"])
     with torch.autocast("cpu", dtype=torch.bfloat16):

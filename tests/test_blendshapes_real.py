@@ -85,3 +85,12 @@ def test_every_float_weight_is_a_parameter(cache, blendshapes_tflite_file):
     assert all(not b.is_floating_point() or b.numel() == 1 for b in model.buffers())
     model(torch.from_numpy(np.full((2, 146, 2), 300, np.float32) + np.arange(292).reshape(146, 2))).sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_trains_under_cpu_bf16_autocast(cache, blendshapes_tflite_file, plausible_faces, tflite_reference):
+    model = load(blendshapes_tflite_file)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        scores = model(torch.from_numpy(plausible_faces[:16]))
+    scores.float().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert np.abs(scores.detach().float().numpy() - tflite_reference[1:17]).max() < 0.1
