@@ -71,8 +71,11 @@ def dataset_root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_synthetic_config(tmp_path_factory: pytest.TempPathFactory) -> DataConfig:
-    """The synthetic generator's smallest useful dataset (8 asymmetric faces), in a temporary folder."""
+def tiny_synthetic_config(tmp_path_factory: pytest.TempPathFactory, landmarker_task: Path) -> DataConfig:
+    """The synthetic generator's smallest useful dataset (8 asymmetric faces), in a temporary folder.
+
+    The generator builds its faces from the canonical mesh in MediaPipe's bundle (landmarker_task).
+    """
     from facedyn.data.synthetic import SyntheticConfig
 
     folder = tmp_path_factory.mktemp("synthetic")
