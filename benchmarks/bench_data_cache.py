@@ -59,6 +59,12 @@ def _timed(cfg: DataConfig, before=None) -> tuple[float, float, PreparedData]:
     return time.perf_counter() - wall, time.process_time() - cpu, data
 
 
+def _timed_scan(root: Path) -> tuple[float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    scan(root)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def _medians(cfg: DataConfig, repeats: int, before=None) -> tuple[float, float]:
     runs = [_timed(cfg, before)[:2] for _ in range(repeats)]
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
@@ -118,6 +124,9 @@ def main() -> None:
         print(f"\nload of {n} samples, median of {args.repeats} (first run: once); wall and CPU time of this process:")
         for name, (wall, cpu) in figures.items():
             print(f"  {name:30s}: {wall * 1e3:8.1f} ms wall {cpu * 1e3:8.1f} ms CPU")
+        scans = [_timed_scan(root) for _ in range(args.repeats)]
+        print(f"  of warm, listing + stat of all {len(SAMPLE_FILES) * n} sample files (the cache key): "
+              f"{statistics.median(w for w, _ in scans) * 1e3:.1f} ms wall {statistics.median(c for _, c in scans) * 1e3:.1f} ms CPU")
         for name in ("cold, files cached by the OS", "cold, files not cached by OS"):
             if name in figures:
                 print(f"  warm vs {name}: {figures[name][0] / warm[0]:.1f}x (wall), {figures[name][1] / warm[1]:.1f}x (CPU); goal >= 20x")
