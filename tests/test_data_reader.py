@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Callable
 
@@ -250,3 +251,19 @@ def test_yaml_settings_match_the_schema_and_typos_are_rejected() -> None:
     folder = OmegaConf.load(REPO / "conf" / "data" / "folder.yaml")
     with pytest.raises(DataError, match="data.root is not set"):
         prepare_data(folder, None)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"kind": "csv"}, "data.kind='csv' is not one of: synthetic, folder"),
+        ({"bad_samples.policy": "ignore"}, "data.bad_samples.policy='ignore' is not one of: skip, fail"),
+        ({"bad_samples.max_fraction": 1.5}, "must lie in 0..1"),
+        ({"augment.shift": -0.1}, "data.augment.shift=-0.1 must not be negative"),
+        ({"augment.hflip_p": 2.0}, "hflip_p must lie in 0..1"),
+        ({"landmarks.units": "inches"}, "data.landmarks.units='inches' is not one of: pixels, normalised"),
+    ],
+)
+def test_invalid_settings_are_one_line_errors(overrides: dict, message: str, dataset_root: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=re.escape(message)):
+        prepare_data(folder_config(dataset_root, tmp_path / "cache", **overrides), None)

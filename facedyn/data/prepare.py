@@ -67,6 +67,12 @@ def _check_settings(cfg: DataConfig) -> None:
         raise DataError(f"data.bad_samples.max_fraction={cfg.bad_samples.max_fraction} must lie in 0..1")
     if cfg.image_size < 16:
         raise DataError(f"data.image_size={cfg.image_size} is too small")
+    augment = cfg.augment
+    for name in ("shift", "scale", "brightness", "noise_std", "landmark_jitter"):
+        if getattr(augment, name) < 0:
+            raise DataError(f"data.augment.{name}={getattr(augment, name)} must not be negative")
+    if not 0.0 <= augment.hflip_p <= 1.0 or augment.scale >= 1.0:
+        raise DataError("data.augment.hflip_p must lie in 0..1 and data.augment.scale below 1")
 
 
 def _dataset_root(cfg: DataConfig, log: logging.Logger) -> Path:
