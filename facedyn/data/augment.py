@@ -107,8 +107,10 @@ class Augmenter:
             flow = _zoom_shift_image(flow, zoom, shift)
             expression = _zoom_shift_landmarks(expression, zoom, shift, frame)
             baseline = _zoom_shift_landmarks(baseline, zoom, shift, frame)
-        # Scaling RGB scales V (the flow magnitude) and keeps hue and saturation (the direction).
-        image = flow.astype(np.float32) * np.float32((1 + rng.uniform(-cfg.brightness, cfg.brightness)) / 255)
+        # Scaling RGB scales V (the flow magnitude) and keeps hue and saturation (the direction); a zoomed
+        # scene also moves `zoom` times as many pixels.
+        gain = zoom * (1 + rng.uniform(-cfg.brightness, cfg.brightness))
+        image = flow.astype(np.float32) * np.float32(gain / 255)
         if cfg.noise_std:
             noise = rng.standard_normal(image.shape, dtype=np.float32)
             noise *= np.float32(cfg.noise_std)
