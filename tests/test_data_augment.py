@@ -123,6 +123,20 @@ def test_loader_order_is_reproducible_per_epoch(dataset_root: Path, tmp_path: Pa
     assert sorted(order(2)) == sorted(rows.tolist())
 
 
+def test_a_worker_process_draws_the_same_batches(dataset_root: Path, tmp_path: Path) -> None:
+    prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
+    data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)  # memory-mapped from the cache
+    rows = data.train_indices[:8]
+
+    def batches(workers: int) -> list[dict[str, torch.Tensor]]:
+        dataset = data.make_dataset(rows, augment=True)
+        return list(make_loader(dataset, 4, shuffle=True, epoch=5, seed=1, num_workers=workers))
+
+    for in_process, in_worker in zip(batches(0), batches(1)):
+        for key in in_process:
+            torch.testing.assert_close(in_process[key], in_worker[key], rtol=0, atol=0)
+
+
 def test_validation_data_is_never_augmented(dataset_root: Path, tmp_path: Path) -> None:
     data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
     for dataset in (data.make_dataset(data.val_indices, augment=False),):
