@@ -20,6 +20,7 @@ def main(argv: list[str]) -> int:
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from facedyn.sweep import runner
+    from facedyn.sweep.trial import SweepError, SweepInterrupted
 
     try:
         args = split_args(argv)
@@ -27,10 +28,29 @@ def main(argv: list[str]) -> int:
     except SweepConfigError as exc:
         print(f"sweep.py: {exc}", file=sys.stderr)
         return 2
-    sweep_dir = runner.run(sweep)
+    try:
+        sweep_dir = runner.run(sweep)
+    except (SweepInterrupted, KeyboardInterrupt):
+        print("sweep.py: interrupted; rerun the same command to resume (the trial cut short is retried)",
+              file=sys.stderr)
+        return 130
+    except (SweepError, *user_errors()) as exc:
+        print(f"sweep.py: error: {exc}", file=sys.stderr)
+        return 1
     print(f"sweep finished: {sweep_dir / 'summary.md'}")
     print((sweep_dir / "best_overrides.txt").read_text().strip())
     return 0
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """The trainer's errors about the user's data, files or config (those train.py reports without a traceback)."""
+    from facedyn.assets import AssetError
+    from facedyn.checkpoints import CheckpointError
+    from facedyn.config import ConfigError
+    from facedyn.data import DataError
+    from facedyn.model import WeightsUnavailable
+
+    return AssetError, CheckpointError, ConfigError, DataError, WeightsUnavailable
 
 
 if __name__ == "__main__":

@@ -35,6 +35,11 @@ class SurplusTrial(Exception):
     """The budget was taken by lower-numbered trials: this one runs nothing."""
 
 
+class SweepInterrupted(SystemExit):
+    """Ctrl-C during a trial. A SystemExit, which optuna does not catch: the trial stays RUNNING, and the
+    next sweep process fails it and queues it again, as for a killed process."""
+
+
 class SweepError(RuntimeError):
     """A sweep that cannot go on (no usable trial, a metric the trainer does not report, ...)."""
 
@@ -103,6 +108,8 @@ def train(plan: TrialPlan, overrides: Sequence[str], run_dir: Path, reporter: "_
     except optuna.TrialPruned:
         write_status(run_dir, status="pruned", error=None)
         raise
+    except KeyboardInterrupt:
+        raise SweepInterrupted(130) from None
     finally:
         _detach_log_file(run_dir)
 
