@@ -52,8 +52,11 @@ class SampleFolder(NamedTuple):
 
 def _subfolders(path: str) -> list[tuple[str, str]]:
     """(name, path) of the non-hidden folders in `path`, sorted by name."""
-    with os.scandir(path) as entries:
-        return sorted((e.name, e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+    try:
+        with os.scandir(path) as entries:
+            return sorted((e.name, e.path) for e in entries if not e.name.startswith(".") and e.is_dir())
+    except OSError as exc:
+        raise DataError(f"cannot list the dataset folder {path}: {exc.strerror or exc}") from None
 
 
 def _file_stats(folder: str, dir_fd: Optional[int]) -> tuple[tuple[str, int, int], ...]:
