@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from facedyn.config import compose
 from facedyn.runs import METRICS_FILE, STATUS_FILE, read_json
 from facedyn.sweep import runner
-from facedyn.sweep.config import split_args
+from facedyn.sweep.config import SweepConfigError, split_args
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DATA = ["data.synthetic.videos=5", "data.synthetic.frames_per_video=1",
@@ -193,3 +193,34 @@ def test_two_processes_share_one_study_without_duplicating_trials(tmp_path: Path
     assert len(set(run_dirs)) == 4 and all(read_json(Path(d) / STATUS_FILE)["status"] == "finished" for d in run_dirs)
     seed = load(tmp_path / "tiny", "2a").best_trial.user_attrs["checkpoint"]
     assert {t.user_attrs["init_from"] for t in load(tmp_path / "tiny", "3").trials if t.params} == {seed}
+
+
+@pytest.mark.slow
+def test_joint_mode_trains_the_whole_pipeline_per_trial_and_searches_extra_keys(tmp_path: Path) -> None:
+    epochs = [f"stages.s{stage}.epochs=1" for stage in ("1", "2a", "2b", "3", "4")]
+    args = [f"sweep.root={tmp_path}", "sweep.study_name=tiny", "sweep.mode=joint", "sweep.trials=2",
+            "sweep.sampler.name=random", "sweep.sampler.seed=0", "sweep.pruner.name=none",
+            'sweep.params={"data.batch_size": {type: categorical, choices: [4, 8]}}',
+            f"paths.output_dir={tmp_path / 'outputs'}", *TINY_DATA[:-1], *epochs]
+    sweep_dir = run_sweep(args)
+    study = optuna.load_study(study_name="tiny.joint", storage=f"sqlite:///{sweep_dir / 'study.db'}")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 2
+    for trial in study.trials:
+        run_dir = Path(trial.user_attrs["run_dir"])
+        assert run_dir.parent == sweep_dir / "trials" / "all"
+        config = OmegaConf.load(run_dir / "config.yaml")
+        assert config.data.batch_size == trial.params["data.batch_size"]
+        for stage in ("1", "2a", "2b", "3", "4"):
+            assert config.stages[f"s{stage}"].lr == pytest.approx(trial.params[f"stages.s{stage}.lr"])
+        assert read_json(run_dir / STATUS_FILE)["status"] == "finished"
+        assert trial.user_attrs["checkpoint"].endswith("stage_4.pt") and Path(trial.user_attrs["checkpoint"]).is_file()
+    line = shlex.split((sweep_dir / "best_overrides.txt").read_text())
+    assert f"data.batch_size={study.best_trial.params['data.batch_size']}" in line
+    assert compose(line[2:]).stages.s2b.lr == pytest.approx(study.best_trial.params["stages.s2b.lr"])
+
+
+def test_searched_keys_the_training_config_lacks_are_refused_before_training(tmp_path: Path) -> None:
+    args = sweep_args(tmp_path, 'sweep.params={"stages.s{stage}.dropout": {low: 0.0, high: 0.5}}')
+    with pytest.raises(SweepConfigError, match=r"stages\.s2a\.dropout"):
+        run_sweep(args)
+    assert not (tmp_path / "tiny").exists()
