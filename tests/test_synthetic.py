@@ -88,8 +88,8 @@ def test_frames_ramp_from_onset_to_peak(small_dataset):
         assert _corner_flow(peak) > 1.3 * _corner_flow(onset)
 
 
-def test_same_seed_same_bytes_other_seed_other_data(small_dataset, tmp_path):
-    again = generate_dataset(tmp_path / "again", SyntheticConfig(**SMALL))
+def test_same_seed_same_bytes_also_in_parallel_other_seed_other_data(small_dataset, tmp_path):
+    again = generate_dataset(tmp_path / "again", SyntheticConfig(**SMALL), workers=2)
     assert _files(again) == _files(small_dataset)
     other = generate_dataset(tmp_path / "other", SyntheticConfig(**{**SMALL, "seed": 6, "videos": 1}))
     a = np.load(small_dataset / "smile" / "s0000_0" / "baseline_landmarks.npy")

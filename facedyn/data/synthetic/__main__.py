@@ -1,9 +1,10 @@
-"""python -m facedyn.data.synthetic --out DIR [--preset default|large] [--seed N] [--videos N]"""
+"""python -m facedyn.data.synthetic --out DIR [--preset default|large] [--seed N] [--videos N] [--workers N]"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   for k, v in PRESETS.items()))
     parser.add_argument("--seed", type=int, help="random seed (default 0)")
     parser.add_argument("--videos", type=int, help="number of subjects, overriding the preset")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="processes rendering subjects in parallel (default: one per CPU); same data either way")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in (("seed", args.seed), ("videos", args.videos)) if v is not None}
     if args.out is not None:
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = preset(args.preset, **overrides)
         started = time.perf_counter()
-        root = ensure_dataset(cfg)
+        root = ensure_dataset(cfg, workers=max(1, args.workers))
     except (AssetError, ValueError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

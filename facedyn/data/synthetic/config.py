@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import List, Optional
 
-GENERATOR_VERSION = 1  # bump when the generated data changes for the same settings
+GENERATOR_VERSION = 2  # bump when the generated data changes for the same settings
 EXPRESSIONS = ("eye_close", "smile", "brow_raise", "snarl", "lip_pucker")
 
 
@@ -29,18 +29,18 @@ class SyntheticConfig:
     movement_by_grade: List[float] = field(default_factory=lambda: [0.05, 0.28, 0.52, 0.76, 1.0])
     movement_noise: float = 0.04  # sd of the per-clip deviation from that fraction
     # Synkinesis: involuntary movement elsewhere on the paralysed side, synkinesis_by_grade[grade] of full.
-    synkinesis_by_grade: List[float] = field(default_factory=lambda: [0.0, 0.22, 0.45, 0.7])
+    synkinesis_by_grade: List[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.8])
     synkinesis_noise: float = 0.04
-    peak_fraction_range: List[float] = field(default_factory=lambda: [0.4, 1.0])  # first and last frame
-    subject_strength_range: List[float] = field(default_factory=lambda: [0.85, 1.15])  # healthy-side gain
+    peak_fraction_range: List[float] = field(default_factory=lambda: [0.6, 1.0])  # first and last frame
+    subject_strength_range: List[float] = field(default_factory=lambda: [0.9, 1.1])  # healthy-side gain
     # Nuisances.
     shape_variation: float = 1.0  # scale of the per-subject face-shape deformation
     max_yaw_deg: float = 12.0
     max_pitch_deg: float = 8.0
     max_roll_deg: float = 8.0
-    head_motion_deg: float = 0.6  # sd of the head rotation between baseline and expression frame
-    head_motion_px: float = 0.6  # sd of the head shift between baseline and expression frame
-    landmark_noise_px: float = 0.6  # sd of the landmark detector's jitter (render pixels)
+    head_motion_deg: float = 0.4  # sd of the head rotation between baseline and expression frame
+    head_motion_px: float = 0.4  # sd of the head shift between baseline and expression frame
+    landmark_noise_px: float = 0.4  # sd of the landmark detector's jitter (render pixels)
     image_noise: float = 2.0  # sd of the camera noise (grey levels)
     lighting_change: float = 0.03  # sd of the relative brightness change between the two frames
 

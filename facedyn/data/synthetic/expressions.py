@@ -74,14 +74,14 @@ def brow_raise(vertices: np.ndarray) -> np.ndarray:
     weight = np.maximum(weight, np.where(vertices[:, 1] > brow_y, 0.6 * np.exp(-(vertices[:, 1] - brow_y) / 4.0), 0.0))
     eye_top = vertices[[159, 386], 1].mean()
     weight *= 1.0 / (1.0 + np.exp(-(vertices[:, 1] - eye_top - 0.4) / 0.25))  # nothing below the eyes
-    return weight[:, None] * np.array([0.0, 0.7, 0.0]) - 0.25 * eye_close(vertices)
+    return weight[:, None] * np.array([0.0, 0.85, 0.0]) - 0.25 * eye_close(vertices)
 
 
 def snarl(vertices: np.ndarray) -> np.ndarray:
     """Upper lip and nose wings drawn up (levator labii superioris alaeque nasi), inner brows down."""
     out = _gauss(vertices, vertices[NOSE_ROOT], 0.9) * np.array([0.0, -0.2, 0.0])
     for side, lip, wing, cheek, brow in zip((-1.0, 1.0), UPPER_LIP_LATERAL, NOSE_WINGS, CHEEKS, INNER_BROWS):
-        out += _gauss(vertices, vertices[lip], 0.8) * np.array([0.05 * side, 0.6, 0.05])
+        out += _gauss(vertices, vertices[lip], 0.8) * np.array([0.05 * side, 0.75, 0.05])
         out += _gauss(vertices, vertices[wing], 0.9) * np.array([0.05 * side, 0.35, 0.0])
         out += _gauss(vertices, vertices[cheek], 1.0) * np.array([0.0, 0.2, 0.0])
         out += _gauss(vertices, vertices[brow], 0.8) * np.array([-0.1 * side, -0.3, 0.0])
