@@ -280,11 +280,13 @@ def _train_stage(cfg: DictConfig, stage: str, model: FaceDynModel, data, runtime
     train_set = data.make_dataset(train_rows, augment=augment)
     val_set = data.make_dataset(val_rows, augment=False)
     eval_batches = _batches(len(val_set), cfg.trainer.eval_batch_size)
+    precompute_start = time.perf_counter()
     if spec.precompute_frozen:  # frozen branches: their outputs once per stage, not every epoch
         train_cache = precompute_branch_outputs(model, _loader(train_set, cfg, shuffle=False),
                                                 _batches(len(train_set), cfg.trainer.eval_batch_size), spec.predict, runtime)
         val_cache = precompute_branch_outputs(model, _loader(val_set, cfg, shuffle=False), eval_batches, spec.predict, runtime)
     started = time.perf_counter()
+    precompute_seconds = started - precompute_start
     pred_norm, rows = np.zeros((0, 2)), val_rows
     for epoch in range(first_epoch, spec.epochs + 1):
         epoch_start = time.perf_counter()
@@ -319,6 +321,7 @@ def _train_stage(cfg: DictConfig, stage: str, model: FaceDynModel, data, runtime
     stage_history = [r for r in progress.history if r["stage"] == stage]
     progress.stage_rows.append({"stage": stage, "predict": spec.predict, "epochs": spec.epochs,
                                 "seconds": sum(r["seconds"] for r in stage_history),
+                                "precompute_seconds": precompute_seconds,
                                 "train_loss": stage_history[-1]["train_loss"], "val_loss": stage_history[-1]["val_loss"]})
     if len(pred_norm) == 0:  # resumed after the stage's last epoch: predictions are recomputed
         pred_norm, rows = predict_all(model, _loader(val_set, cfg, shuffle=False), eval_batches, spec.predict, runtime)

@@ -176,7 +176,9 @@ def test_single_stage_finds_the_newest_run_that_finished_the_stage_before(refere
 
 def test_single_stage_run_from_init_from(reference_run, tmp_path):
     _, reference_dir, _, overrides = reference_run
-    cfg = compose([*overrides, "stage=3", f"init_from={reference_dir}", "stages.s3.epochs=1"])
+    overrides = [o for o in overrides if not o.startswith("stages.")] + ["stage=3", f"init_from={reference_dir}",
+                                                                          "stages.s3.epochs=1"]
+    cfg = compose(overrides)
     metrics = training.run(cfg, tmp_path / "s3", overrides)
     assert np.isfinite(metrics["val_loss"])
     assert "Initial weights: " + str(stage_checkpoint(reference_dir, "2b")) in (tmp_path / "s3" / "train.log").read_text()
