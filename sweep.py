@@ -24,12 +24,10 @@ def main(argv: list[str]) -> int:
 
     try:
         args = split_args(argv)
-        sweep = runner.prepare(args.sweep, args.train_overrides)
+        sweep_dir = runner.run(runner.prepare(args.sweep, args.train_overrides))
     except SweepConfigError as exc:
         print(f"sweep.py: {exc}", file=sys.stderr)
         return 2
-    try:
-        sweep_dir = runner.run(sweep)
     except (SweepInterrupted, KeyboardInterrupt):
         print("sweep.py: interrupted; rerun the same command to resume (the trial cut short is retried)",
               file=sys.stderr)

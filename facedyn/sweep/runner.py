@@ -107,7 +107,7 @@ def run(sweep: Sweep) -> Path:
 def _split_overrides(cfg: DictConfig, overrides: Sequence[str]) -> tuple[list[str], str | None]:
     """The user's overrides minus init_from (the seed of the first swept stage); refuses those the sweep sets."""
     base, init_from = [], None
-    swept = {lr_key(s) for s in cfg.stages} | {"stage", "optimizer.lr"}
+    swept = set(searched_keys(cfg, [str(s) for s in cfg.stages])) | {"stage", "optimizer.lr"}
     for override in overrides:
         key, _, value = override.partition("=")
         if key.lstrip("+~") in swept:
