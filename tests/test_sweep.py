@@ -24,6 +24,8 @@ from facedyn.config import compose
 from facedyn.runs import METRICS_FILE, STATUS_FILE, read_json
 from facedyn.sweep import runner
 from facedyn.sweep.config import SweepConfigError, split_args
+from facedyn.sweep.storage import fail_dead_trials, open_storage
+from facedyn.sweep.trial import SurplusTrial, refuse_surplus
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DATA = ["data.synthetic.videos=5", "data.synthetic.frames_per_video=1",
@@ -224,3 +226,31 @@ def test_searched_keys_the_training_config_lacks_are_refused_before_training(tmp
     with pytest.raises(SweepConfigError, match=r"stages\.s2a\.dropout"):
         run_sweep(args)
     assert not (tmp_path / "tiny").exists()
+
+
+def test_a_trial_numbered_past_the_budget_runs_nothing(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}")
+    first, second, late = study.ask(), study.ask(), study.ask()  # as three processes asking at once
+    refuse_surplus(first, budget=2)
+    refuse_surplus(second, budget=2)
+    with pytest.raises(SurplusTrial):
+        refuse_surplus(late, budget=2)
+    assert study.trials[2].user_attrs["surplus"] is True
+
+
+def test_a_trial_of_another_machine_whose_heartbeat_stopped_is_failed_and_queued_again(tmp_path: Path) -> None:
+    cfg = split_args(["sweep.heartbeat_interval=1", "sweep.grace_period=2"]).sweep
+    storage = open_storage(cfg, f"sqlite:///{tmp_path / 'study.db'}")
+    study = optuna.create_study(storage=storage, study_name="s")
+    trial = study.ask()
+    lr = trial.suggest_float("stages.s1.lr", 1e-5, 1e-2, log=True)
+    trial.set_user_attr("host", "another-machine")
+    trial.set_user_attr("pid", os.getpid())  # alive here, but on that host: only the heartbeat can tell
+    storage.record_heartbeat(trial._trial_id)
+    assert fail_dead_trials(study) == []
+    time.sleep(3)
+    assert fail_dead_trials(study) == [0]
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.WAITING]
+    retry = study.trials[1]
+    assert retry.params == {"stages.s1.lr": lr} and retry.system_attrs["failed_trial"] == 0
+    assert "host" not in retry.user_attrs and "pid" not in retry.user_attrs

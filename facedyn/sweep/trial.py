@@ -78,7 +78,7 @@ def objective(plan: TrialPlan):
     """The study's objective: trains one trial and returns its final metric."""
 
     def run_trial(trial: optuna.Trial) -> float:
-        _refuse_surplus(trial, plan.budget)
+        refuse_surplus(trial, plan.budget)
         values = suggest(trial, plan.sweep, plan.searched_stages)
         run_dir = (plan.trials_dir / str(trial.number)).resolve()
         if run_dir.exists() and any(run_dir.iterdir()):
@@ -141,7 +141,7 @@ class _Reporter:
             raise optuna.TrialPruned(f"stage {stage} epoch {epoch}: {self.metric}={value:.4g}")
 
 
-def _refuse_surplus(trial: optuna.Trial, budget: int) -> None:
+def refuse_surplus(trial: optuna.Trial, budget: int) -> None:
     ahead = [t for t in trial.study.get_trials(deepcopy=False, states=COUNTED_STATES) if t.number < trial.number]
     if len(ahead) >= budget:
         trial.set_user_attr(SURPLUS_ATTR, True)
