@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -243,3 +245,11 @@ def test_flow_shows_the_paralysed_side_moving_less(landmarker_task):
             is_paralysed = (corner == 291) == (side == "left")
             (paralysed if is_paralysed else healthy).append(value)
     assert min(healthy) > 2.0 * max(paralysed), (healthy, paralysed)
+
+
+def test_generator_imports_neither_tensorflow_nor_torch():
+    # It runs inside training (torch must not meet TensorFlow there) and on machines without either.
+    code = ("import sys, facedyn.data.synthetic.generator, facedyn.data.synthetic.__main__; "
+            "print(sorted(m for m in ('tensorflow', 'torch') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
