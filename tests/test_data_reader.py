@@ -15,6 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from facedyn.data import DataError, prepare_data
+from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.data.layout import BASELINE_LANDMARKS_FILE, EXPRESSION_LANDMARKS_FILE, FLOW_FILE, LABELS_FILE
 from facedyn.data.prepare import as_data_config
 from tests.test_data_fixtures import dataset_root, folder_config, write_dataset, write_sample  # noqa: F401
@@ -130,15 +131,29 @@ def test_folder_names_that_do_not_split_into_video_and_frame_are_bad(dataset_roo
 
 
 def test_a_flow_image_of_another_size_is_resized_with_a_warning(dataset_root: Path, tmp_path: Path, caplog) -> None:
-    _image(cv2.GaussianBlur(np.random.default_rng(0).integers(0, 255, (128, 160, 3), dtype=np.uint8), (9, 9), 3))(dataset_root / VICTIM)
+    # Flow to the right on the left, to the left on the right, at 224x224; output column 56 straddles the edge.
+    flow = np.zeros((224, 224, 2), np.float32)
+    flow[:, :113, 0], flow[:, 113:, 0] = 3.0, -3.0
+    flow[:, :, 1] = 0.5
+    _image(cv2.cvtColor(encode_flow(flow, 4.0), cv2.COLOR_RGB2BGR))(dataset_root / VICTIM)
     with caplog.at_level(logging.WARNING):
         data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), tmp_path / "run")
     assert len(data.samples) == 60 and data.samples.flow.shape[1:] == (112, 112, 3)
     assert any("1 flow images were not 112x112 and were resized" in r.getMessage() for r in caplog.records)
 
+    row = int(np.flatnonzero(data.samples.folder == VICTIM)[0])
+    resized = decode_flow(data.samples.flow[row], 4.0)
+    expected = cv2.resize(flow, (112, 112), interpolation=cv2.INTER_AREA)
+    away_from_edge = np.r_[0:54, 59:112]
+    np.testing.assert_allclose(resized[:, away_from_edge], expected[:, away_from_edge], atol=0.15)
+    # Where the directions meet, the vectors average to (0, 0.5); averaging the colours of the two
+    # directions (red-ish and cyan-ish) would make a much longer downward vector (error ~1.3 here).
+    assert np.linalg.norm(resized[:, 56] - expected[:, 56], axis=1).max() < 0.9
+
+    _image(np.zeros((128, 160, 3), np.uint8))(dataset_root / VICTIM)
     prepare_data(folder_config(dataset_root, tmp_path / "cache", resize_flow=False), tmp_path / "strict")
-    (row,) = _read_report(tmp_path / "strict")
-    assert "160x128, expected 112x112" in row["reason"]
+    (report,) = _read_report(tmp_path / "strict")
+    assert "160x128, expected 112x112" in report["reason"]
 
 
 def test_policy_fail_stops_at_the_first_bad_sample(dataset_root: Path, tmp_path: Path) -> None:

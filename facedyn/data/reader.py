@@ -18,6 +18,7 @@ import numpy as np
 
 from facedyn.data.config import DataConfig
 from facedyn.data.errors import DataError
+from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.data.layout import (
     BASELINE_LANDMARKS_FILE,
     EXPRESSION_LANDMARKS_FILE,
@@ -114,15 +115,23 @@ def _read_flow(folder: SampleFolder, settings: ReaderSettings) -> tuple[np.ndarr
     if image.ndim != 3 or image.shape[2] != 3:
         channels = 1 if image.ndim == 2 else image.shape[2]
         raise BadSampleError(path, f"{channels} channel(s), expected a 3-channel colour image")
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     size = settings.image_size
-    resized = image.shape[:2] != (size, size)
+    resized = rgb.shape[:2] != (size, size)
     if resized:
         if not settings.resize_flow:
             raise BadSampleError(
-                path, f"image is {image.shape[1]}x{image.shape[0]}, expected {size}x{size} (data.resize_flow=false)"
+                path, f"image is {rgb.shape[1]}x{rgb.shape[0]}, expected {size}x{size} (data.resize_flow=false)"
             )
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB), resized
+        rgb = _resize_flow_image(rgb, size)
+    return rgb, resized
+
+
+def _resize_flow_image(rgb: np.ndarray, size: int) -> np.ndarray:
+    """Resample the flow vectors the image encodes, not its colours: averaging the colours of opposite
+    directions would invent a third direction. Magnitudes keep their meaning (the value scale)."""
+    flow = cv2.resize(decode_flow(rgb, 1.0), (size, size), interpolation=cv2.INTER_AREA)
+    return encode_flow(flow, 1.0)
 
 
 def _read_landmarks(folder: SampleFolder, name: str, scale: tuple[float, float]) -> np.ndarray:
