@@ -222,7 +222,7 @@ def generate_dataset(root: Path, cfg: SyntheticConfig, workers: int = 1) -> Path
     indices = range(cfg.videos)
     if workers > 1:
         # spawn, not fork: the caller may hold torch's or OpenCV's threads.
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(min(workers, cfg.videos), mp_context=multiprocessing.get_context("spawn")) as pool:
             count = sum(pool.map(_write_subject, repeat(root), repeat(cfg), indices))
     else:
         count = sum(_write_subject(root, cfg, index) for index in indices)
