@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
