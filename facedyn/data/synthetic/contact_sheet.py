@@ -50,6 +50,6 @@ def write_contact_sheet(root: Path, max_flow_magnitude: float, videos: int = 10,
     _text(sheet, f"flow: hue = direction, brightness = magnitude (full at {max_flow_magnitude:g} px)", (4, height - 4))
     target = root / CONTACT_SHEET
     with atomic_path(target) as tmp:
-        ok, encoded = cv2.imencode(".png", sheet)
+        _, encoded = cv2.imencode(".png", sheet)
         tmp.write_bytes(encoded.tobytes())
     return target

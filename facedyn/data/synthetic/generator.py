@@ -126,7 +126,7 @@ def _camera(frame: np.ndarray, rng: np.random.Generator, cfg: SyntheticConfig, g
     """What a camera delivers: brightness change, sensor noise, 8 bits and video compression."""
     noisy = frame * gain + rng.normal(0.0, cfg.image_noise, frame.shape)
     grey = np.clip(np.round(noisy), 0, 255).astype(np.uint8)
-    ok, encoded = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
+    _, encoded = cv2.imencode(".jpg", grey, [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality])
     return cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
 
 
