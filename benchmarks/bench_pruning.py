@@ -1,11 +1,14 @@
-"""Does pruning pay? The same staged sweep twice, without a pruner and with the median pruner.
+"""Does pruning pay? The same staged sweep three times: without a pruner, with the median pruner, and with
+plateau pruning (optuna's PatientPruner alone: a trial stops once its val loss has not improved by
+min_delta for `patience` epochs).
 
-Both arms use the random sampler with one seed, so trial n draws the same learning rate in both (see
-facedyn.sweep.search.TrialSeededSampler) and training is deterministic: the arms differ only in which
-trials the pruner stops. Printed per stage and in total: epochs trained, the median epochs per trial,
+Every arm uses the random sampler with one seed, so trial n draws the same learning rate in all of them
+(see facedyn.sweep.search.TrialSeededSampler) and training is deterministic: the arms differ only in
+which trials the pruner stops. Printed per stage and in total: epochs trained, the median epochs per trial,
 the best validation loss found, wall time; and the goal: >= 30 % fewer epochs at an equal-or-better best.
 
-    python benchmarks/bench_pruning.py [--stages 2a] [--trials 12] [--warmup 3] [--startup 3] [override ...]
+    python benchmarks/bench_pruning.py [--stages 2a] [--trials 12] [--warmup 3] [--startup 3] [--patience 3]
+                                       [--min-delta 0.001] [--seed 0] [override ...]
 
 Default data (the default synthetic dataset: 800 samples). Stage 2a by default: it trains the landmark head
 on precomputed blendshapes for 30 epochs, which a 2-core CPU sweeps in minutes; it starts from a fresh
@@ -69,7 +72,9 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=12, help="trials per stage, both arms")
     parser.add_argument("--startup", type=int, default=3, help="median pruner: trials that are never pruned")
     parser.add_argument("--warmup", type=int, default=3, help="median pruner: epochs before a trial can be pruned")
-    parser.add_argument("--seed", type=int, default=0, help="sampler seed of both arms")
+    parser.add_argument("--patience", type=int, default=3, help="plateau pruner: epochs without improvement")
+    parser.add_argument("--min-delta", type=float, default=0.001, help="plateau pruner: smallest improvement")
+    parser.add_argument("--seed", type=int, default=0, help="sampler seed of every arm")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "pruning")
     parser.add_argument("overrides", nargs="*", help="training overrides for every trial (key=value)")
     args = parser.parse_args()
@@ -80,28 +85,32 @@ def main() -> int:
         "no_pruning": run_arm("no_pruning", args, ["sweep.pruner.name=none"], args.out),
         "median": run_arm("median", args, ["sweep.pruner.name=median", f"sweep.pruner.n_startup_trials={args.startup}",
                                            f"sweep.pruner.n_warmup_steps={args.warmup}"], args.out),
+        "plateau": run_arm("plateau", args, ["sweep.pruner.name=none", f"sweep.pruner.patience={args.patience}",
+                                             f"sweep.pruner.min_delta={args.min_delta}"], args.out),
     }
-    base, pruned = arms["no_pruning"], arms["median"]
-    same_lrs = all(base["stages"][s]["lrs"] == pruned["stages"][s]["lrs"] for s in args.stages)
+    base = arms["no_pruning"]
+    same_lrs = all(arm["stages"][s]["lrs"] == base["stages"][s]["lrs"] for arm in arms.values() for s in args.stages)
     print(f"\nPruning benchmark: stages {' '.join(args.stages)}, {args.trials} trials per stage, random sampler "
-          f"seed {args.seed} (same lr per trial in both arms: {same_lrs}); median pruner n_startup_trials="
-          f"{args.startup}, n_warmup_steps={args.warmup}")
+          f"seed {args.seed} (same lr per trial in every arm: {same_lrs})")
+    print(f"  median: MedianPruner(n_startup_trials={args.startup}, n_warmup_steps={args.warmup}); plateau: "
+          f"PatientPruner(patience={args.patience}, min_delta={args.min_delta})")
     print(f"{'stage':<7}{'arm':<12}{'epochs':>8}{'median/trial':>14}{'pruned':>8}{'best val loss':>15}")
     for stage in args.stages:
         for name, arm in arms.items():
             s = arm["stages"][stage]
             print(f"{stage:<7}{name:<12}{s['epochs']:>8}{s['median_epochs']:>14}{s['pruned']:>8}{s['best']:>15.6f}")
-    epochs = {name: sum(s["epochs"] for s in arm["stages"].values()) for name, arm in arms.items()}
-    saving = 1 - epochs["median"] / epochs["no_pruning"]
     last = args.stages[-1]
-    best_base, best_pruned = base["stages"][last]["best"], pruned["stages"][last]["best"]
-    print(f"\nepochs trained: {epochs['no_pruning']} without pruning, {epochs['median']} with "
-          f"(ratio {epochs['median'] / epochs['no_pruning']:.2f}, {saving:.0%} fewer)")
-    print(f"wall time: {base['seconds']:.0f} s without pruning, {pruned['seconds']:.0f} s with "
-          f"(ratio {pruned['seconds'] / base['seconds']:.2f}; per-trial data loading and precomputation do not shrink)")
-    print(f"best val loss of the pipeline (stage {last}): {best_base:.6f} without, {best_pruned:.6f} with")
-    met = saving >= GOAL_SAVING and best_pruned <= best_base
-    print(f"goal (>= {GOAL_SAVING:.0%} fewer epochs at an equal-or-better best): {'met' if met else 'NOT met'}")
+    epochs_base = sum(s["epochs"] for s in base["stages"].values())
+    for name in ("median", "plateau"):
+        arm = arms[name]
+        epochs = sum(s["epochs"] for s in arm["stages"].values())
+        saving = 1 - epochs / epochs_base
+        best, best_base = arm["stages"][last]["best"], base["stages"][last]["best"]
+        met = saving >= GOAL_SAVING and best <= best_base
+        print(f"\n{name}: {epochs} epochs against {epochs_base} (ratio {epochs / epochs_base:.2f}, {saving:.0%} fewer); "
+              f"wall {arm['seconds']:.0f} s against {base['seconds']:.0f} s (ratio {arm['seconds'] / base['seconds']:.2f})")
+        print(f"{name}: best val loss (stage {last}) {best:.6f} against {best_base:.6f}; goal (>= {GOAL_SAVING:.0%} "
+              f"fewer epochs at an equal-or-better best): {'met' if met else 'NOT met'}")
     return 0
 
 

@@ -36,6 +36,7 @@ def test_sweep_keys_go_to_the_sweep_and_the_rest_to_training() -> None:
     ("sweep.lr_range.7=[1e-3,1e-2]", "sweep.lr_range: unknown stage '7'"),
     ("sweep.pruner.name=magic", "sweep.pruner.name='magic'"),
     ("sweep.mode=parallel", "sweep.mode='parallel'"),
+    ("sweep.pruner.patience=0", "sweep.pruner.patience must be >= 1"),
     ("sweep.directon=maximize", "Key 'directon' not in 'SweepConfig'"),
     ("sweep.trials_per_stage=many", "trials_per_stage"),
 ])

@@ -48,6 +48,8 @@ class PrunerConfig:
     n_warmup_steps: int = 1
     interval_steps: int = 1
     percentile: float = 50.0
+    patience: Optional[int] = None
+    min_delta: float = 0.0
 
 
 @dataclass
@@ -151,6 +153,8 @@ def check(cfg: DictConfig) -> None:
         _check_param(key, spec, cfg.mode)
     if cfg.pruner.n_startup_trials < 0 or cfg.pruner.n_warmup_steps < 0 or cfg.pruner.interval_steps < 1:
         raise SweepConfigError("sweep.pruner: n_startup_trials and n_warmup_steps must be >= 0, interval_steps >= 1")
+    if cfg.pruner.patience is not None and (cfg.pruner.patience < 1 or cfg.pruner.min_delta < 0):
+        raise SweepConfigError("sweep.pruner.patience must be >= 1 (or null) and sweep.pruner.min_delta >= 0")
     if not 0 < cfg.pruner.percentile < 100:
         raise SweepConfigError(f"sweep.pruner.percentile={cfg.pruner.percentile}: must lie in (0, 100)")
     if cfg.heartbeat_interval <= 0 or cfg.grace_period <= cfg.heartbeat_interval:

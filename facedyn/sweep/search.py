@@ -6,6 +6,7 @@ replays the best pipeline with train.py are just `key=value` of its params.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -64,21 +65,29 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
+    """The configured pruner; with `patience` set, wrapped so that a trial is pruned only once its metric
+    has not improved by `min_delta` for `patience` epochs (alone with name=none: plain plateau pruning)."""
     p = cfg.pruner
     if p.name == "median":
-        return optuna.pruners.MedianPruner(
+        pruner = optuna.pruners.MedianPruner(
             n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps, interval_steps=p.interval_steps
         )
-    if p.name == "percentile":
-        return optuna.pruners.PercentilePruner(
+    elif p.name == "percentile":
+        pruner = optuna.pruners.PercentilePruner(
             p.percentile, n_startup_trials=p.n_startup_trials, n_warmup_steps=p.n_warmup_steps,
             interval_steps=p.interval_steps,
         )
-    if p.name == "successive_halving":
-        return optuna.pruners.SuccessiveHalvingPruner()
-    if p.name == "hyperband":
-        return optuna.pruners.HyperbandPruner()
-    return optuna.pruners.NopPruner()
+    elif p.name == "successive_halving":
+        pruner = optuna.pruners.SuccessiveHalvingPruner()
+    elif p.name == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner()
+    else:
+        pruner = None
+    if p.patience is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.pruners.PatientPruner(pruner, patience=int(p.patience), min_delta=float(p.min_delta))
+    return pruner or optuna.pruners.NopPruner()
 
 
 def lr_key(stage: str) -> str:
