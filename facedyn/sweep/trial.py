@@ -12,7 +12,7 @@ import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import optuna
 from omegaconf import DictConfig
@@ -74,7 +74,7 @@ def _stage_of(override: str) -> str | None:
     return parts[1] if len(parts) > 1 and parts[0] == "stages" else None
 
 
-def objective(plan: TrialPlan):
+def objective(plan: TrialPlan) -> Callable[[optuna.Trial], float]:
     """The study's objective: trains one trial and returns its final metric."""
 
     def run_trial(trial: optuna.Trial) -> float:
@@ -87,7 +87,7 @@ def objective(plan: TrialPlan):
                              "sweep.study_name")
         for key, value in {**this_process(), RUN_DIR_ATTR: str(run_dir), INIT_FROM_ATTR: plan.init_from}.items():
             trial.set_user_attr(key, value)
-        metrics = train(plan, plan.overrides(values), run_dir, _Reporter(trial, plan.sweep.metric))
+        metrics = train(plan.overrides(values), run_dir, _Reporter(trial, plan.sweep.metric))
         value = _metric(metrics, plan.sweep.metric, run_dir)
         trial.set_user_attr(METRICS_ATTR, {k: float(v) for k, v in metrics.items() if _is_number(v)})
         trial.set_user_attr(CHECKPOINT_ATTR, str(stage_checkpoint(run_dir, plan.last_stage)))
@@ -98,7 +98,8 @@ def objective(plan: TrialPlan):
     return run_trial
 
 
-def train(plan: TrialPlan, overrides: Sequence[str], run_dir: Path, reporter: "_Reporter") -> dict:
+def train(overrides: Sequence[str], run_dir: Path, reporter: "_Reporter") -> dict:
+    """compose() + training.run() into run_dir, as train.py would with these overrides."""
     from facedyn import training
     from facedyn.config import compose
 
