@@ -73,7 +73,7 @@ class SweepConfig:
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     storage: Optional[str] = None
-    root: str = "outputs/sweeps"
+    root: Optional[str] = None
     heartbeat_interval: int = 30
     grace_period: int = 120
     max_retry: int = 3

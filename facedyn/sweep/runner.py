@@ -82,7 +82,7 @@ def prepare(cfg: DictConfig, train_overrides: Sequence[str]) -> Sweep:
     """Check the command against the training config (composing each study's trial config once) before
     any training, then open the storage."""
     base, init_from = _split_overrides(cfg, train_overrides)
-    sweep_dir = Path(cfg.root) / cfg.study_name
+    sweep_dir = _sweeps_root(cfg, base) / cfg.study_name
     _check_composes(cfg, tuple(base), init_from, sweep_dir)
     url = storage_url(cfg, sweep_dir)
     return Sweep(cfg, tuple(base), init_from, sweep_dir, url, open_storage(cfg, url))
@@ -119,6 +119,18 @@ def _split_overrides(cfg: DictConfig, overrides: Sequence[str]) -> tuple[list[st
         else:
             base.append(override)
     return base, init_from
+
+
+def _sweeps_root(cfg: DictConfig, base: list[str]) -> Path:
+    """sweep.root, or <paths.output_dir>/sweeps beside train.py's runs."""
+    if cfg.root:
+        return Path(cfg.root)
+    from facedyn.config import compose
+
+    try:
+        return Path(compose(base).paths.output_dir) / "sweeps"
+    except Exception as exc:  # Hydra's and OmegaConf's errors name the bad override
+        raise SweepConfigError(f"the training overrides {base} do not compose: {exc}") from exc
 
 
 def _check_composes(cfg: DictConfig, base: tuple[str, ...], init_from: str | None, sweep_dir: Path) -> None:
