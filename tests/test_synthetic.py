@@ -253,3 +253,22 @@ def test_generator_imports_neither_tensorflow_nor_torch():
             "print(sorted(m for m in ('tensorflow', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_paralysed_side_sags_at_rest_by_severity(landmarker_task):
+    mesh = canonical_mesh()
+    cfg, flat = SyntheticConfig(), SyntheticConfig(resting_droop=0.0)
+    checked = 0
+    for index in range(40):
+        labels = list(sample_labels(cfg, index).values())
+        if labels[0].paralysed_side == "none":
+            continue
+        sag = sample_subject(mesh, flat, index)[0].neutral - sample_subject(mesh, cfg, index)[0].neutral
+        corner_sag = dict(zip(("right", "left"), sag[[61, 291], 1]))  # cm, canonical y points up
+        paralysed = labels[0].paralysed_side
+        healthy = "left" if paralysed == "right" else "right"
+        expected = 0.25 * (5 - np.mean([lab.dynamics for lab in labels])) / 4
+        assert corner_sag[paralysed] == pytest.approx(expected, abs=0.03)
+        assert abs(corner_sag[healthy]) < 0.01
+        checked += 1
+    assert checked >= 20

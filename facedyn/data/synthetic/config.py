@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import List, Optional
 
-GENERATOR_VERSION = 2  # bump when the generated data changes for the same settings
+GENERATOR_VERSION = 3  # bump when the generated data changes for the same settings
 EXPRESSIONS = ("eye_close", "smile", "brow_raise", "snarl", "lip_pucker")
 
 
@@ -31,6 +31,8 @@ class SyntheticConfig:
     # Synkinesis: involuntary movement elsewhere on the paralysed side, synkinesis_by_grade[grade] of full.
     synkinesis_by_grade: List[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.8])
     synkinesis_noise: float = 0.04
+    # At rest the paralysed side sags: resting_droop x (5 - mean dynamics) / 4 of a full sag (2.5 mm at the mouth).
+    resting_droop: float = 1.0
     peak_fraction_range: List[float] = field(default_factory=lambda: [0.6, 1.0])  # first and last frame
     subject_strength_range: List[float] = field(default_factory=lambda: [0.9, 1.1])  # healthy-side gain
     # Nuisances.

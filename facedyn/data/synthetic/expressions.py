@@ -21,6 +21,8 @@ UPPER_LIP_LATERAL = (39, 269)
 NOSE_WINGS = (129, 358)
 CHEEKS = (50, 280)
 INNER_BROWS = (55, 285)
+MID_BROWS = (105, 334)
+LOWER_LIDS = (145, 374)
 NOSE_ROOT = 6
 LIP_MIDDLE = (13, 14)
 MIDLINE_SOFTNESS_CM = 0.35
@@ -96,6 +98,16 @@ def lip_pucker(vertices: np.ndarray) -> np.ndarray:
     out = np.zeros_like(vertices)
     out[:, 0] = -0.4 * offset[:, 0] * weight
     out[:, 2] = 0.6 * weight
+    return out
+
+
+def resting_droop(vertices: np.ndarray) -> np.ndarray:
+    """A flaccid face at rest: mouth corners and brows sag, the lower lids a little."""
+    out = np.zeros_like(vertices)
+    for corner, lower_lid, brow in zip(MOUTH_CORNERS, LOWER_LIDS, MID_BROWS):
+        out += _gauss(vertices, vertices[corner], 1.0) * np.array([0.0, -0.25, 0.0])
+        out += _gauss(vertices, vertices[lower_lid], 0.5) * np.array([0.0, -0.06, 0.0])
+        out += _gauss(vertices, vertices[brow], 1.5) * np.array([0.0, -0.2, 0.0])
     return out
 
 

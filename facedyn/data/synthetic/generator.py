@@ -102,7 +102,13 @@ def sample_subject(mesh: CanonicalMesh, cfg: SyntheticConfig, index: int) -> tup
     gaze = rng.normal(0.0, 0.03, 2)
     appearance = render.sample_appearance(mesh, rng, cfg.render_size)
     strength = float(rng.uniform(*cfg.subject_strength_range))
-    return Subject(f"s{index:04d}", neutral, pose, gaze, appearance, strength, sample_labels(cfg, index)), rng
+    labels = sample_labels(cfg, index)
+    side = next(iter(labels.values())).paralysed_side
+    if side != "none":  # the paralysed side sags at rest, the more the weaker it moves
+        sag = cfg.resting_droop * (5.0 - np.mean([lab.dynamics for lab in labels.values()])) / 4.0
+        gains = (sag, 0.0) if side == "right" else (0.0, sag)
+        neutral = neutral + expressions.sided(expressions.resting_droop(neutral), neutral, *gains)
+    return Subject(f"s{index:04d}", neutral, pose, gaze, appearance, strength, labels), rng
 
 
 def _side_gains(rng: np.random.Generator, cfg: SyntheticConfig, subject: Subject,
