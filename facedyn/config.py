@@ -74,6 +74,7 @@ class StageConfig:
     # when every trainable group is a head (landmark_head, fusion), and it implies no augmentation.
     precompute_frozen: bool = False
     batch_size: Optional[int] = None  # None: data.batch_size
+    warmup_fraction: float = 0.0  # share of the stage's steps with a linear lr warm-up (pretrained weights)
 
 
 @dataclass
@@ -87,7 +88,7 @@ class OptimizerConfig:
 
 @dataclass
 class SchedulerConfig:
-    name: str = "cosine"  # cosine (per epoch, to lr·min_factor) | constant
+    name: str = "cosine"  # cosine (to lr·min_factor over the stage) | constant; stepped every batch
     min_factor: float = 0.1
 
 

@@ -46,8 +46,8 @@ def _progress(iterable, total: int, description: str, enabled: bool):
 
 
 def train_epoch(model: FaceDynModel, batches: Iterator[Batch], total: int, predict: str,
-                optimizer: torch.optim.Optimizer, weights: torch.Tensor, runtime: Runtime, description: str,
-                heads_only: bool = False) -> EpochResult:
+                optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                weights: torch.Tensor, runtime: Runtime, description: str, heads_only: bool = False) -> EpochResult:
     """One pass; with heads_only the batches carry precomputed branch outputs instead of raw inputs."""
     total_loss, count = 0.0, 0
     for batch in _progress(batches, total, description, runtime.progress):
@@ -58,6 +58,7 @@ def train_epoch(model: FaceDynModel, batches: Iterator[Batch], total: int, predi
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        scheduler.step()
         size = len(batch["target"])
         total_loss += float(loss.detach()) * size
         count += size

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import urllib.error
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,8 +64,7 @@ def load_flow_weights(branch: FlowBranch, weights: str, require: bool) -> FlowWe
             )
             if require:
                 raise WeightsUnavailable(message) from None
-            warnings.warn(message, stacklevel=2)
-            log.warning(message)
+            log.warning("%s\n%s\n%s", "!" * 100, message, "!" * 100)
             return FlowWeightsReport(False, "imagenet (unavailable)")
         source = "imagenet"
     else:

@@ -56,7 +56,7 @@ def summary_text(run_dir: Path, stage_rows: list[dict], final: dict, baseline: d
     for row in stage_rows:
         lines.append(f"{row['stage']:<6}{row['predict']:<10}{row['epochs']:>7}{row['seconds']:>9.1f}"
                      f"{row['train_loss']:>12.4f}{row['val_loss']:>10.4f}")
-    lines += ["", f"{'validation':<30}{'model':>9}{'baseline':>10}   (baseline: predict the training mean)"]
+    lines += ["", f"{"validation":<34}{'model':>9}{'baseline':>10}   (baseline: predict the training mean)"]
     keys = [("val_loss", "loss (scaled MSE)")]
     for score in SCORES:
         keys += [(f"val_mae_{score}", f"{score} MAE"), (f"val_acc_{score}", f"{score} accuracy"),
@@ -64,7 +64,7 @@ def summary_text(run_dir: Path, stage_rows: list[dict], final: dict, baseline: d
                  (f"val_video_icc_{score}", f"{score} ICC(2,1), video level")]
     keys.append(("val_acc_both", "both scores right"))
     for key, label in keys:
-        lines.append(f"{label:<30}{_fmt(final.get(key)):>9}{_fmt(baseline.get(key)):>10}")
+        lines.append(f"{label:<34}{_fmt(final.get(key)):>9}{_fmt(baseline.get(key)):>10}")
     if not flow_pretrained:
         lines += ["", "NOTE: the flow branch trained from scratch (no ImageNet weights); see the log."]
     return "\n".join(lines)

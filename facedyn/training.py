@@ -266,16 +266,17 @@ def _train_stage(cfg: DictConfig, stage: str, model: FaceDynModel, data, runtime
                           f"to train, not {trainable}")
     lr = cfg.optimizer.lr if cfg.optimizer.lr is not None else spec.lr
     optimizer = make_optimizer(cfg.optimizer, apply_trainable(model, trainable), lr)
-    scheduler = make_scheduler(cfg.scheduler, optimizer, spec.epochs)
+    batch_size = spec.batch_size or cfg.data.batch_size
+    train_rows, val_rows = np.asarray(data.train_indices), np.asarray(data.val_indices)
+    scheduler = make_scheduler(cfg.scheduler, optimizer, spec.epochs * _batches(len(train_rows), batch_size),
+                               spec.warmup_fraction)
     first_epoch = 1
     if resume_state is not None and resume_state["optimizer"]:
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         first_epoch = resume_state["epoch"] + 1
     weights = torch.tensor([spec.loss_weights.dynamics, spec.loss_weights.synkinesis], device=runtime.device)
-    batch_size = spec.batch_size or cfg.data.batch_size
     stage_index = STAGE_ORDER.index(stage)
-    train_rows, val_rows = np.asarray(data.train_indices), np.asarray(data.val_indices)
     augment = spec.augment and not spec.precompute_frozen
     train_set = data.make_dataset(train_rows, augment=augment)
     val_set = data.make_dataset(val_rows, augment=False)
@@ -298,15 +299,14 @@ def _train_stage(cfg: DictConfig, stage: str, model: FaceDynModel, data, runtime
             order = torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(
                 int(np.random.default_rng([cfg.seed, stage_index, epoch]).integers(2**62))))
             result = train_epoch(model, tensor_batches(train_cache, batch_size, order), _batches(len(train_rows), batch_size),
-                                 spec.predict, optimizer, weights, runtime, description, heads_only=True)
+                                 spec.predict, optimizer, scheduler, weights, runtime, description, heads_only=True)
             pred_norm, rows = predict_all(model, tensor_batches(val_cache, cfg.trainer.eval_batch_size), eval_batches,
                                           spec.predict, runtime, heads_only=True)
         else:
             loader = _loader(train_set, cfg, shuffle=True, epoch=stage_index * 1000 + epoch, batch_size=batch_size)
             result = train_epoch(model, timed(loader, time.perf_counter, waiting), len(loader), spec.predict,
-                                 optimizer, weights, runtime, description)
+                                 optimizer, scheduler, weights, runtime, description)
             pred_norm, rows = predict_all(model, _loader(val_set, cfg, shuffle=False), eval_batches, spec.predict, runtime)
-        scheduler.step()
         metrics = scalar_items(_metrics(pred_norm, rows, data, spec))
         row = _plain({"stage": stage, "epoch": epoch, "train_loss": result.loss, **metrics, "lr": lr_now,
                       "seconds": time.perf_counter() - epoch_start, "data_wait_seconds": waiting[0]})

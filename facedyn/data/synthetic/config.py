@@ -13,8 +13,8 @@ EXPRESSIONS = ("eye_close", "smile", "brow_raise", "snarl", "lip_pucker")
 
 @dataclass
 class SyntheticConfig:
-    videos: int = 40  # subjects; each is filmed once per expression
-    frames_per_video: int = 4  # frames per expression clip, spread from onset to peak
+    videos: int = 80  # subjects; each is filmed once per expression
+    frames_per_video: int = 3  # frames per expression clip, spread from onset to peak
     expressions: List[str] = field(default_factory=lambda: list(EXPRESSIONS))
     seed: int = 0
     root: Optional[str] = None  # None: <cache>/datasets/synthetic-<hash of the other settings>
@@ -77,7 +77,7 @@ class SyntheticConfig:
 
 
 PRESETS = {
-    "default": {"videos": 40, "frames_per_video": 4},
+    "default": {"videos": 80, "frames_per_video": 3},
     "large": {"videos": 200, "frames_per_video": 8},
 }
 
