@@ -56,7 +56,7 @@ def summary_text(run_dir: Path, stage_rows: list[dict], final: dict, baseline: d
     for row in stage_rows:
         lines.append(f"{row['stage']:<6}{row['predict']:<10}{row['epochs']:>7}{row['seconds']:>9.1f}"
                      f"{row['train_loss']:>12.4f}{row['val_loss']:>10.4f}")
-    lines += ["", f"{"validation":<34}{'model':>9}{'baseline':>10}   (baseline: predict the training mean)"]
+    lines += ["", f"{'validation':<34}{'model':>9}{'baseline':>10}   (baseline: predict the training mean)"]
     keys = [("val_loss", "loss (scaled MSE)")]
     for score in SCORES:
         keys += [(f"val_mae_{score}", f"{score} MAE"), (f"val_acc_{score}", f"{score} accuracy"),
