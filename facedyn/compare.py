@@ -138,13 +138,19 @@ def _differing(overrides: list[str], config: DictConfig | None, defaults: DictCo
         key = override.partition("=")[0].lstrip("+~")
         if key == "stage":
             continue
-        if config is not None and defaults is not None:
-            ran_with = OmegaConf.select(config, key, default=None)
-            default = OmegaConf.select(defaults, key, default=None)
-            if ran_with is not None and _plain(ran_with) == _plain(default):
-                continue
+        if config is not None and defaults is not None and _same(config, defaults, key):
+            continue
         kept.append(override)
     return kept
+
+
+def _same(config: DictConfig, defaults: DictConfig, key: str) -> bool:
+    try:
+        ran_with = OmegaConf.select(config, key, default=None)
+        default = OmegaConf.select(defaults, key, default=None)
+    except Exception:  # a key OmegaConf cannot select (another version's config): keep the override
+        return False
+    return ran_with is not None and _plain(ran_with) == _plain(default)
 
 
 def _plain(value: Any) -> Any:
