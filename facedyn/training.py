@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from facedyn import checkpoints, plots
 from facedyn.config import STAGE_ORDER, ConfigError, stage_key, stages_to_run
-from facedyn.data import prepare_data
+from facedyn.data import make_loader, prepare_data
 from facedyn.epochs import (Runtime, precompute_branch_outputs, predict_all, tensor_batches, timed,
                             train_epoch)
 from facedyn.freezing import apply_trainable, set_train_mode
@@ -213,10 +213,9 @@ def _batches(count: int, batch_size: int) -> int:
 
 
 def _loader(dataset, cfg: DictConfig, shuffle: bool, epoch: int = 0, batch_size: int | None = None):
-    from facedyn.data import make_loader
-
     return make_loader(dataset, batch_size=batch_size or cfg.trainer.eval_batch_size, shuffle=shuffle,
-                       epoch=epoch, seed=cfg.seed, num_workers=cfg.data.num_workers)
+                       epoch=epoch, seed=cfg.seed, num_workers=cfg.data.num_workers,
+                       pin_memory=torch.cuda.is_available() and cfg.trainer.device != "cpu")
 
 
 def _targets(data, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -64,6 +64,7 @@ def make_loader(
     epoch: int = 0,
     seed: int = 0,
     num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """A DataLoader for one epoch: sets the dataset's epoch and draws the order from (seed, epoch).
 
@@ -78,5 +79,6 @@ def make_loader(
         shuffle=shuffle,
         generator=generator if shuffle else None,
         num_workers=num_workers,
+        pin_memory=pin_memory,  # page-locked batches copy to a GPU asynchronously
         persistent_workers=False,
     )
