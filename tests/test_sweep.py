@@ -6,6 +6,7 @@ on CPU; stage 3 shows the staged hand-over (every trial starts from stage 2a's b
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shlex
@@ -20,6 +21,7 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
+from facedyn import compare
 from facedyn.config import compose
 from facedyn.runs import METRICS_FILE, STATUS_FILE, read_json
 from facedyn.sweep import runner
@@ -125,6 +127,20 @@ def test_summary_plots_and_a_train_py_line_for_the_best_pipeline(staged: Path) -
     assert cfg.stages.s2a.lr == pytest.approx(best_values["stages.s2a.lr"])
     assert cfg.stages.s3.lr == pytest.approx(best_values["stages.s3.lr"])
     assert cfg.data.synthetic.videos == 5
+
+
+def test_compare_lists_the_trials_of_the_sweep(staged: Path) -> None:
+    out = staged.parent / "compare"
+    assert compare.main([str(staged.parent), "--sweep", "tiny", "--out", str(out)]) == 0
+    with (out / "runs.csv").open() as fh:
+        rows = {row["run"]: row for row in csv.DictReader(fh)}
+    for stage in ("2a", "3"):
+        for trial in load(staged, stage).trials:
+            row = rows.pop(f"tiny/trials/{stage}/{trial.number}")
+            assert (row["kind"], row["sweep"], row["stage"]) == ("sweep trial", "tiny", stage)
+            assert row["status"] == {TrialState.COMPLETE: "finished", TrialState.PRUNED: "pruned"}[trial.state]
+            assert int(row["epochs"]) == len(trial.intermediate_values)
+    assert not rows
 
 
 def test_rerunning_a_finished_sweep_repeats_nothing(staged: Path) -> None:
