@@ -45,7 +45,7 @@ class ParamSpec:
 class PrunerConfig:
     name: str = "median"
     n_startup_trials: int = 3
-    n_warmup_steps: int = 1
+    n_warmup_steps: int = 3
     interval_steps: int = 1
     percentile: float = 50.0
     patience: Optional[int] = None
