@@ -10,7 +10,7 @@ the best validation loss found, wall time; and the goal: >= 30 % fewer epochs at
     python benchmarks/bench_pruning.py [--stages 2a] [--trials 12] [--warmup 3] [--startup 3] [--patience 3]
                                        [--min-delta 0.001] [--seed 0] [override ...]
 
-Default data (the default synthetic dataset: 800 samples). Stage 2a by default: it trains the landmark head
+Default data (the default synthetic dataset). Stage 2a by default: it trains the landmark head
 on precomputed blendshapes for 30 epochs, which a 2-core CPU sweeps in minutes; it starts from a fresh
 model (stages.s2a.init=none: only the landmark path predicts, so the flow branch does not matter).
 `--stages 2a 3` adds stage 3 (its trials start from each arm's best 2a checkpoint); stage 1 (ResNet-18 on
