@@ -126,7 +126,8 @@ def test_refuses_a_folder_that_is_not_a_finished_dataset(tmp_path, landmarker_ta
 
 def test_cli_generates_and_reports(tmp_path, capsys, landmarker_task):
     assert cli(["--out", str(tmp_path / "cli"), "--videos", "1", "--seed", "3"]) == 0
-    assert "20 samples" in capsys.readouterr().out  # default preset: 5 expressions x 4 frames
+    default = preset("default")
+    assert f"{len(default.expressions) * default.frames_per_video} samples" in capsys.readouterr().out
     assert cli(["--out", str(tmp_path / "cli"), "--videos", "2"]) == 2
     assert "other settings" in capsys.readouterr().err
 
