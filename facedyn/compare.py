@@ -25,7 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from facedyn.config import STAGE_ORDER
 from facedyn.io import atomic_path, atomic_write_text
-from facedyn.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, OVERRIDES_FILE, RUN_FORMAT, STATUS_FILE, read_json
+from facedyn.runs import (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, OVERRIDES_FILE, RUN_FORMAT, STATUS_FILE,
+                          process_alive, read_json)
 
 RUN_MARKERS = (STATUS_FILE, CONFIG_FILE, HISTORY_FILE)
 SKIPPED_DIRS = ("checkpoints",)
@@ -225,13 +226,7 @@ def _still_running(status: dict) -> bool:
     host, pid = status.get("host"), status.get("pid")
     if (host and host != socket.gethostname()) or not isinstance(pid, int):
         return True  # another machine's run, or no pid: cannot tell
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def _number(value: Any) -> float | None:

@@ -56,3 +56,14 @@ def write_status(run_dir: Path, **fields: Any) -> dict:
     status.update(fields)
     atomic_write_json(path, status)
     return status
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (signal 0 probes without touching it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True

@@ -25,7 +25,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from omegaconf import DictConfig
 
-from facedyn.runs import write_status
+from facedyn.runs import process_alive, write_status
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +130,7 @@ def _alive(pid: object) -> bool:
         return True  # no pid recorded: only the heartbeat can tell
     if pid == os.getpid():
         return False  # this process runs no trial while it looks: a leftover of a reused pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def _mark_interrupted(trial: optuna.trial.FrozenTrial) -> None:
