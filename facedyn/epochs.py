@@ -38,7 +38,6 @@ class Runtime:
 @dataclass
 class EpochResult:
     loss: float
-    seconds_waiting: float = 0.0
 
 
 def _progress(iterable, total: int, description: str, enabled: bool):
