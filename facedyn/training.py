@@ -313,7 +313,10 @@ def _train_stage(cfg: DictConfig, stage: str, model: FaceDynModel, data, runtime
         log.info("stage %s epoch %d/%d: train loss %.4f, val loss %.4f, val MAE dyn %.3f syn %.3f (%.1f s)",
                  stage, epoch, spec.epochs, row["train_loss"], row["val_loss"], row.get("val_mae_dynamics", float("nan")),
                  row.get("val_mae_synkinesis", float("nan")), row["seconds"])
-        _save_last(run_dir, model, optimizer, scheduler, stage, epoch, progress)
+        if spec.precompute_frozen:  # its epochs cost less than a checkpoint: a resumed run redoes the stage
+            atomic_write_json(run_dir / HISTORY_FILE, {"epochs": progress.history})
+        else:
+            _save_last(run_dir, model, optimizer, scheduler, stage, epoch, progress)
         write_status(run_dir, stage=stage, epoch=epoch)
         if epoch_callback is not None:
             epoch_callback(stage, epoch, row)
