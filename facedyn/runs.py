@@ -34,7 +34,7 @@ CHECKPOINT_DIR = "checkpoints"
 
 
 def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
+    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="milliseconds")  # durations of short runs
 
 
 def stage_checkpoint(run_dir: Path, stage: str) -> Path:
