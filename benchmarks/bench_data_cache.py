@@ -1,6 +1,6 @@
 """Decoding the dataset vs loading the cache, and how long a stage-1 epoch waits for batches.
 
-    .venv/bin/python benchmarks/bench_data_cache.py [--root DATASET] [--repeats 7] [--workers 0 1]
+    .venv/bin/python benchmarks/bench_data_cache.py [--root DATASET] [--repeats 7] [--epochs 3] [overrides ...]
 
 Without --root it uses the default synthetic dataset (generated into the user cache on first use).
 Figures (medians over --repeats runs of facedyn.data.prepare_data, each in this process):
@@ -8,13 +8,17 @@ Figures (medians over --repeats runs of facedyn.data.prepare_data, each in this 
   cold, files not cached by OS : the same after evicting the files from the OS page cache (first run after boot)
   first run                    : cache on, decode + write the cache
   warm                         : cache on, the cache is valid (stat every file for the key, map the arrays)
-Then one stage-1 epoch per worker count: torchvision resnet18(num_classes=2) on the augmented training flow
-images, batch 32, forward + backward + Adam step; the share of the epoch spent waiting for the next batch.
+Then stage 1 as `python train.py stage=1` runs it (--epochs epochs, the flow branch on augmented training
+batches, validation after each epoch), once with batches loaded in the training loop (data.prefetch_batches=0)
+and once as configured (default: 4 batches loaded ahead by a background thread): the median epoch time and
+the share of it spent waiting for training and validation batches, as training_history.json records it.
+Extra arguments are Hydra overrides for those runs (e.g. data.num_workers=2, trainer.device=cuda).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import statistics
@@ -24,14 +28,15 @@ import time
 from pathlib import Path
 
 import torch
-import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from facedyn import training  # noqa: E402
+from facedyn.config import compose  # noqa: E402
 from facedyn.data.config import DataConfig  # noqa: E402
-from facedyn.data.dataset import make_loader  # noqa: E402
 from facedyn.data.layout import SAMPLE_FILES, scan  # noqa: E402
 from facedyn.data.prepare import PreparedData, prepare_data  # noqa: E402
+from facedyn.runs import HISTORY_FILE  # noqa: E402
 
 SHARED_BUNDLE = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmarker.task"
 
@@ -70,36 +75,23 @@ def _medians(cfg: DataConfig, repeats: int, before=None) -> tuple[float, float]:
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
 
 
-def _epoch_wait_share(data: PreparedData, batch_size: int, workers: int) -> tuple[float, float, int]:
-    """(epoch seconds, share waiting for batches, batches) of one stage-1 training epoch."""
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(num_classes=2)
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    loader = make_loader(data.make_dataset(data.train_indices, augment=True), batch_size, shuffle=True, epoch=0, num_workers=workers)
-    waiting, batches = 0.0, 0
-    started = time.perf_counter()
-    iterator = iter(loader)
-    while True:
-        asked = time.perf_counter()
-        batch = next(iterator, None)
-        waiting += time.perf_counter() - asked
-        if batch is None:
-            break
-        loss = (model(batch["flow"]) - batch["target"]).pow(2).mul(batch["target_valid"]).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        batches += 1
-    total = time.perf_counter() - started
-    return total, waiting / total, batches
+def _stage1_epochs(extra: list[str], epochs: int) -> tuple[list[float], list[float], str]:
+    """(epoch seconds, seconds waiting for batches, device) of a stage-1 training run with these overrides."""
+    overrides = ["stage=1", f"stages.s1.epochs={epochs}", "trainer.progress=false", *extra]
+    with tempfile.TemporaryDirectory(prefix="facedyn-bench-stage1-") as tmp:
+        cfg = compose([f"paths.output_dir={tmp}", *overrides])
+        run_dir = Path(tmp) / "run"
+        training.run(cfg, run_dir, overrides)
+        history = json.loads((run_dir / HISTORY_FILE).read_text())["epochs"]
+    return [r["seconds"] for r in history], [r["data_wait_seconds"] for r in history], str(cfg.trainer.device)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", help="a dataset folder in the clinic's layout (default: the synthetic dataset)")
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--workers", type=int, nargs="*", default=[0, 1], help="DataLoader worker counts to time")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3, help="stage-1 epochs per run")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for the stage-1 runs")
     args = parser.parse_args()
     if not os.environ.get("FACEDYN_LANDMARKER") and SHARED_BUNDLE.is_file():
         os.environ["FACEDYN_LANDMARKER"] = str(SHARED_BUNDLE)
@@ -131,11 +123,12 @@ def main() -> None:
             if name in figures:
                 print(f"  warm vs {name}: {figures[name][0] / warm[0]:.1f}x (wall), {figures[name][1] / warm[1]:.1f}x (CPU); goal >= 20x")
 
-        data = _timed(cfg)[2]
-        print(f"\nstage-1 epoch: resnet18(num_classes=2), batch {args.batch_size}, {len(data.train_indices)} augmented training samples")
-        for workers in args.workers:
-            total, share, batches = _epoch_wait_share(data, args.batch_size, workers)
-            print(f"  num_workers={workers}: epoch {total:6.1f} s ({batches} batches), waiting for batches {share:6.1%}")
+    print(f"\nstage 1, {args.epochs} epochs per run, overrides: {' '.join(args.overrides) or 'none'}")
+    for name, extra in (("loading in the training loop", ["data.prefetch_batches=0"]), ("as configured", [])):
+        seconds, waits, device = _stage1_epochs([*args.overrides, *extra], args.epochs)
+        shares = [w / s for w, s in zip(waits, seconds)]
+        print(f"  {name:28s} ({device}): median epoch {statistics.median(seconds):6.2f} s, waiting for batches "
+              f"median {statistics.median(shares):6.2%} (per epoch: {', '.join(f'{x:.2%}' for x in shares)})")
 
 
 if __name__ == "__main__":

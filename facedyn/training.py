@@ -14,6 +14,7 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -23,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from facedyn import checkpoints, plots
 from facedyn.config import STAGE_ORDER, ConfigError, stage_key, stages_to_run
-from facedyn.data import make_loader, prepare_data
+from facedyn.data import loader_workers, make_loader, prepare_data
+from facedyn.data.prefetch import Prefetcher
 from facedyn.epochs import (Runtime, precompute_branch_outputs, predict_all, tensor_batches, timed,
                             train_epoch)
 from facedyn.freezing import apply_trainable, set_train_mode
@@ -213,9 +215,10 @@ def _batches(count: int, batch_size: int) -> int:
 
 
 def _loader(dataset, cfg: DictConfig, shuffle: bool, epoch: int = 0, batch_size: int | None = None):
+    on_cuda = torch.cuda.is_available() and cfg.trainer.device != "cpu"
     return make_loader(dataset, batch_size=batch_size or cfg.trainer.eval_batch_size, shuffle=shuffle,
-                       epoch=epoch, seed=cfg.seed, num_workers=cfg.data.num_workers,
-                       pin_memory=torch.cuda.is_available() and cfg.trainer.device != "cpu")
+                       epoch=epoch, seed=cfg.seed, num_workers=loader_workers(cfg.data.num_workers, on_cuda),
+                       pin_memory=on_cuda)
 
 
 def _targets(data, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -288,38 +291,46 @@ def _train_stage(cfg: DictConfig, stage: str, model: FaceDynModel, data, runtime
     started = time.perf_counter()
     precompute_seconds = started - precompute_start
     pred_norm, rows = np.zeros((0, 2)), val_rows
-    for epoch in range(first_epoch, spec.epochs + 1):
-        epoch_start = time.perf_counter()
-        set_train_mode(model, trainable)
-        description = f"stage {stage} epoch {epoch}/{spec.epochs}"
-        waiting = [0.0]
-        lr_now = optimizer.param_groups[0]["lr"]
-        if spec.precompute_frozen:
-            order = torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(
-                int(np.random.default_rng([cfg.seed, stage_index, epoch]).integers(2**62))))
-            result = train_epoch(model, tensor_batches(train_cache, batch_size, order), _batches(len(train_rows), batch_size),
-                                 spec.predict, optimizer, scheduler, weights, runtime, description, heads_only=True)
-            pred_norm, rows = predict_all(model, tensor_batches(val_cache, cfg.trainer.eval_batch_size), eval_batches,
-                                          spec.predict, runtime, heads_only=True)
-        else:
-            loader = _loader(train_set, cfg, shuffle=True, epoch=stage_index * 1000 + epoch, batch_size=batch_size)
-            result = train_epoch(model, timed(loader, time.perf_counter, waiting), len(loader), spec.predict,
-                                 optimizer, scheduler, weights, runtime, description)
-            pred_norm, rows = predict_all(model, _loader(val_set, cfg, shuffle=False), eval_batches, spec.predict, runtime)
-        metrics = scalar_items(_metrics(pred_norm, rows, data, spec))
-        row = _plain({"stage": stage, "epoch": epoch, "train_loss": result.loss, **metrics, "lr": lr_now,
-                      "seconds": time.perf_counter() - epoch_start, "data_wait_seconds": waiting[0]})
-        progress.history.append(row)
-        log.info("stage %s epoch %d/%d: train loss %.4f, val loss %.4f, val MAE dyn %.3f syn %.3f (%.1f s)",
-                 stage, epoch, spec.epochs, row["train_loss"], row["val_loss"], row.get("val_mae_dynamics", float("nan")),
-                 row.get("val_mae_synkinesis", float("nan")), row["seconds"])
-        if spec.precompute_frozen:  # its epochs cost less than a checkpoint: a resumed run redoes the stage
-            atomic_write_json(run_dir / HISTORY_FILE, {"epochs": progress.history})
-        else:
-            _save_last(run_dir, model, optimizer, scheduler, stage, epoch, progress)
-        write_status(run_dir, stage=stage, epoch=epoch)
-        if epoch_callback is not None:
-            epoch_callback(stage, epoch, row)
+    # Loader-fed stages: every pass of the stage, loaded ahead in a background thread (facedyn.data.prefetch).
+    passes = [] if spec.precompute_frozen else [
+        pass_ for epoch in range(first_epoch, spec.epochs + 1) for pass_ in (
+            (("train", epoch), partial(_loader, train_set, cfg, shuffle=True, epoch=stage_index * 1000 + epoch,
+                                       batch_size=batch_size)),
+            (("validate", epoch), partial(_loader, val_set, cfg, shuffle=False)))]
+    with Prefetcher(passes, depth=cfg.data.prefetch_batches if passes else 0) as ahead:
+        for epoch in range(first_epoch, spec.epochs + 1):
+            epoch_start = time.perf_counter()
+            set_train_mode(model, trainable)
+            description = f"stage {stage} epoch {epoch}/{spec.epochs}"
+            waiting = [0.0]
+            lr_now = optimizer.param_groups[0]["lr"]
+            if spec.precompute_frozen:
+                order = torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(
+                    int(np.random.default_rng([cfg.seed, stage_index, epoch]).integers(2**62))))
+                result = train_epoch(model, tensor_batches(train_cache, batch_size, order), _batches(len(train_rows), batch_size),
+                                     spec.predict, optimizer, scheduler, weights, runtime, description, heads_only=True)
+                pred_norm, rows = predict_all(model, tensor_batches(val_cache, cfg.trainer.eval_batch_size), eval_batches,
+                                              spec.predict, runtime, heads_only=True)
+            else:
+                train_batches = timed(ahead.next_pass(("train", epoch)), time.perf_counter, waiting)
+                result = train_epoch(model, train_batches, _batches(len(train_set), batch_size), spec.predict,
+                                     optimizer, scheduler, weights, runtime, description)
+                val_batches = timed(ahead.next_pass(("validate", epoch)), time.perf_counter, waiting)
+                pred_norm, rows = predict_all(model, val_batches, eval_batches, spec.predict, runtime)
+            metrics = scalar_items(_metrics(pred_norm, rows, data, spec))
+            row = _plain({"stage": stage, "epoch": epoch, "train_loss": result.loss, **metrics, "lr": lr_now,
+                          "seconds": time.perf_counter() - epoch_start, "data_wait_seconds": waiting[0]})
+            progress.history.append(row)
+            log.info("stage %s epoch %d/%d: train loss %.4f, val loss %.4f, val MAE dyn %.3f syn %.3f (%.1f s)",
+                     stage, epoch, spec.epochs, row["train_loss"], row["val_loss"], row.get("val_mae_dynamics", float("nan")),
+                     row.get("val_mae_synkinesis", float("nan")), row["seconds"])
+            if spec.precompute_frozen:  # its epochs cost less than a checkpoint: a resumed run redoes the stage
+                atomic_write_json(run_dir / HISTORY_FILE, {"epochs": progress.history})
+            else:
+                _save_last(run_dir, model, optimizer, scheduler, stage, epoch, progress)
+            write_status(run_dir, stage=stage, epoch=epoch)
+            if epoch_callback is not None:
+                epoch_callback(stage, epoch, row)
     stage_history = [r for r in progress.history if r["stage"] == stage]
     progress.stage_rows.append({"stage": stage, "predict": spec.predict, "epochs": spec.epochs,
                                 "seconds": sum(r["seconds"] for r in stage_history),

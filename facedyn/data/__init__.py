@@ -17,6 +17,7 @@ _LAZY = {
     "Samples": "facedyn.data.samples",
     "FaceDynDataset": "facedyn.data.dataset",
     "make_loader": "facedyn.data.dataset",
+    "loader_workers": "facedyn.data.dataset",
 }
 
 __all__ = ["DataError", *_LAZY]

@@ -90,5 +90,6 @@ class DataConfig:
     cache_dir: Optional[str] = None  # default: <facedyn cache dir>/datasets
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch_size: int = 32
-    num_workers: int = 0
+    num_workers: Optional[int] = None  # null: auto (facedyn.data.dataset.loader_workers)
+    prefetch_batches: int = 4  # batches loaded ahead in a background thread; 0: load in the training loop
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import numpy as np
@@ -55,6 +56,23 @@ class FaceDynDataset(Dataset):
             "target_valid": torch.from_numpy(self._valid[row].copy()),
             "index": torch.tensor(row, dtype=torch.int64),
         }
+
+
+MAX_AUTO_WORKERS = 8
+
+
+def loader_workers(configured: Optional[int], on_cuda: bool) -> int:
+    """DataLoader worker processes: data.num_workers, or when it is null (auto) none on CPU and up to 8 on CUDA.
+
+    On CPU the training step outweighs loading a batch ~15x and the prefetch thread hides it; worker
+    processes would only compete with torch's threads for the cores. A GPU step is faster than one core can
+    decode and augment a batch, so there the workers load in parallel (leaving cores for the main process).
+    """
+    if configured is not None:
+        if configured < 0:
+            raise ValueError(f"data.num_workers={configured} must not be negative")
+        return int(configured)
+    return min(MAX_AUTO_WORKERS, max((os.cpu_count() or 1) - 2, 0)) if on_cuda else 0
 
 
 def make_loader(
