@@ -66,6 +66,29 @@ def test_a_changed_file_rebuilds_the_cache_and_drops_the_stale_one(dataset_root:
     assert new != old
 
 
+def test_a_changed_symlink_target_rebuilds_the_cache(dataset_root: Path, tmp_path: Path) -> None:
+    # Datasets assembled by linking files from elsewhere: the key follows the link to the file itself.
+    labels_file = dataset_root / "smile" / "patient02_0001" / LABELS_FILE
+    target = tmp_path / "elsewhere" / "labels.json"
+    target.parent.mkdir()
+    target.write_text('{"dynamics": 1, "synkinesis": 0}')
+    labels_file.unlink()
+    labels_file.symlink_to(target)
+    cfg = folder_config(dataset_root, tmp_path / "cache")
+
+    def dynamics() -> int:
+        data = prepare_data(cfg, None)
+        return int(data.samples.dynamics[np.flatnonzero(data.samples.folder == "smile/patient02_0001")[0]])
+
+    assert dynamics() == 1
+    target.write_text('{"dynamics": 4, "synkinesis": 0}')
+    os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 1_000_000_000))
+    assert dynamics() == 4
+    target.unlink()  # a dangling link is a missing file
+    data = prepare_data(cfg, None)
+    assert len(data.samples) == 59 and "missing" in data.bad_samples[0].reason
+
+
 def test_added_and_removed_samples_rebuild_the_cache(dataset_root: Path, tmp_path: Path) -> None:
     cfg = folder_config(dataset_root, tmp_path / "cache")
     assert len(prepare_data(cfg, None).samples) == 60
@@ -84,13 +107,27 @@ def test_reader_settings_are_part_of_the_key(dataset_root: Path, tmp_path: Path)
     assert len(_cache_folders(tmp_path / "cache")) == 2
 
 
-def test_an_unreadable_cache_is_rebuilt(dataset_root: Path, tmp_path: Path) -> None:
+def test_an_unreadable_cache_is_rebuilt(dataset_root: Path, tmp_path: Path, caplog) -> None:
     cfg = folder_config(dataset_root, tmp_path / "cache")
     first = prepare_data(cfg, None)
     (cached,) = _cache_folders(tmp_path / "cache")
-    (cached / "flow.npy").write_bytes(b"garbage")
-    _assert_same_samples(first, prepare_data(cfg, None))
-    _assert_same_samples(first, prepare_data(cfg, None))
+    arrays, index = (cached / "arrays.bin").read_bytes(), (cached / "index.json").read_text()
+    damages = {
+        "truncated arrays": lambda: (cached / "arrays.bin").write_bytes(arrays[: len(arrays) // 2]),
+        "garbage index": lambda: (cached / "index.json").write_bytes(b"garbage"),
+        "missing index": lambda: (cached / "index.json").unlink(),
+        "index of another format": lambda: (cached / "index.json").write_text(index.replace('"format": 3', '"format": 2')),
+        "array outside the file": lambda: (cached / "index.json").write_text(
+            index.replace('"offset": 0', f'"offset": {len(arrays)}', 1)),
+    }
+    for name, damage in damages.items():
+        damage()
+        with caplog.at_level(logging.WARNING):
+            _assert_same_samples(first, prepare_data(cfg, None))
+        assert "unreadable" in caplog.text, name
+        caplog.clear()
+        assert (cached / "arrays.bin").read_bytes() == arrays, f"{name}: not rebuilt"
+        _assert_same_samples(first, prepare_data(cfg, None))
 
 
 def test_cache_off_decodes_without_writing(dataset_root: Path, tmp_path: Path) -> None:

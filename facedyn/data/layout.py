@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from stat import S_ISLNK
 from typing import NamedTuple, Optional, Sequence
 
 from facedyn.data.errors import DataError
@@ -23,6 +24,7 @@ BASELINE_LANDMARKS_FILE = "baseline_landmarks.npy"
 LABELS_FILE = "expression_g_column.json"
 SAMPLE_FILES = (FLOW_FILE, EXPRESSION_LANDMARKS_FILE, BASELINE_LANDMARKS_FILE, LABELS_FILE)
 ROOT_NOT_SET = "data.root is not set; point it at the dataset folder: data.root=/path/to/dataset"
+_SUFFIXES = tuple(f"/{name}" for name in SAMPLE_FILES)
 LAYOUT_HINT = f"expected <root>/<expression>/<video>_<frame>/{{{', '.join(SAMPLE_FILES)}}}"
 
 
@@ -30,7 +32,7 @@ class SampleFolder(NamedTuple):
     expression: str
     name: str  # "<video>_<frame>"
     path: str
-    file_stats: tuple[tuple[str, int, int], ...]  # (file name, size, mtime_ns) of the sample files present
+    file_stats: tuple[Optional[tuple[int, int]], ...]  # per SAMPLE_FILES: (size, mtime_ns), None when missing
 
     @property
     def relative(self) -> str:
@@ -38,8 +40,7 @@ class SampleFolder(NamedTuple):
 
     @property
     def missing_files(self) -> list[str]:
-        present = {name for name, _, _ in self.file_stats}
-        return [name for name in SAMPLE_FILES if name not in present]
+        return [name for name, stat in zip(SAMPLE_FILES, self.file_stats) if stat is None]
 
     def file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -59,33 +60,48 @@ def _subfolders(path: str) -> list[tuple[str, str]]:
         raise DataError(f"cannot list the dataset folder {path}: {exc.strerror or exc}") from None
 
 
-def _file_stats(folder: str, dir_fd: Optional[int]) -> tuple[tuple[str, int, int], ...]:
-    """(name, size, mtime_ns) of the sample files in `folder` (relative to dir_fd when given).
+def _file_stat(path: str, dir_fd: Optional[int]) -> Optional[tuple[int, int]]:
+    """(size, mtime_ns) of a file (of its target, for a symlink); None when missing; (-1, -1) when not stat-able."""
+    try:
+        return _size_and_mtime(os.stat(path, dir_fd=dir_fd))
+    except FileNotFoundError:  # missing, or a dangling link: the reader reports it missing
+        return None
+    except OSError:  # present but not stat-able: the reader reports why it cannot be read
+        return (-1, -1)
 
-    Runs 4x per sample on every start (the cache key), so it is kept lean: a stat relative to the open
-    expression folder saves the kernel walking the whole path each time.
+
+def _size_and_mtime(st: os.stat_result) -> tuple[int, int]:
+    return st.st_size, st.st_mtime_ns
+
+
+def _file_stats(paths: list[str], dir_fd: Optional[int]) -> list[Optional[tuple[int, int]]]:
+    """_file_stat of every path (relative to dir_fd when given), in order.
+
+    This runs for every sample file on every start (the cache key) and is most of a warm start, so the
+    common case takes a lean path: one lstat per file (cheaper than stat, and relative to the open
+    expression folder, which spares the kernel walking the whole path); only a symlink, rare, costs a
+    second call, and a missing or unreadable file sends the folder down the careful path.
     """
-    stats = []
-    for name in SAMPLE_FILES:
-        try:
-            st = os.stat(f"{folder}/{name}", dir_fd=dir_fd)
-        except FileNotFoundError:
-            continue
-        except OSError:  # present but not stat-able: the reader reports why it cannot be read
-            stats.append((name, -1, -1))
-            continue
-        stats.append((name, st.st_size, st.st_mtime_ns))
-    return tuple(stats)
+    lstat = os.lstat
+    try:
+        results = [lstat(path, dir_fd=dir_fd) for path in paths]
+    except OSError:
+        return [_file_stat(path, dir_fd) for path in paths]
+    return [_file_stat(path, dir_fd) if S_ISLNK(st.st_mode) else (st.st_size, st.st_mtime_ns)
+            for path, st in zip(paths, results)]
 
 
 def _sample_folders(expression: str, expression_dir: str) -> list[SampleFolder]:
-    if os.stat not in os.supports_dir_fd:
-        return [SampleFolder(expression, name, path, _file_stats(path, None)) for name, path in _subfolders(expression_dir)]
-    dir_fd = os.open(expression_dir, os.O_RDONLY)
+    subfolders = _subfolders(expression_dir)
+    use_fd = os.stat in os.supports_dir_fd
+    dir_fd = os.open(expression_dir, os.O_RDONLY) if use_fd else None
     try:
-        return [SampleFolder(expression, name, path, _file_stats(name, dir_fd)) for name, path in _subfolders(expression_dir)]
+        stats = _file_stats([(name if use_fd else path) + suffix for name, path in subfolders for suffix in _SUFFIXES], dir_fd)
     finally:
-        os.close(dir_fd)
+        if dir_fd is not None:
+            os.close(dir_fd)
+    n = len(SAMPLE_FILES)
+    return [SampleFolder(expression, name, path, tuple(stats[i * n:i * n + n])) for i, (name, path) in enumerate(subfolders)]
 
 
 def check_root(root: str | os.PathLike | None) -> Path:
