@@ -83,7 +83,8 @@ def _stage1_epochs(extra: list[str], epochs: int) -> tuple[list[float], list[flo
         run_dir = Path(tmp) / "run"
         training.run(cfg, run_dir, overrides)
         history = json.loads((run_dir / HISTORY_FILE).read_text())["epochs"]
-    return [r["seconds"] for r in history], [r["data_wait_seconds"] for r in history], str(cfg.trainer.device)
+    device = "cuda" if torch.cuda.is_available() and cfg.trainer.device != "cpu" else "cpu"
+    return [r["seconds"] for r in history], [r["data_wait_seconds"] for r in history], device
 
 
 def main() -> None:

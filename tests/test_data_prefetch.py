@@ -18,24 +18,24 @@ def _prefetch_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "facedyn-prefetch"]
 
 
-def _epoch_passes(data, epochs: range):
+def _epoch_passes(data, epochs: range, workers: int = 0):
     train = data.make_dataset(data.train_indices, augment=True)
     val = data.make_dataset(data.val_indices, augment=False)
     return [
         pass_ for epoch in epochs for pass_ in (
-            (("train", epoch), lambda epoch=epoch: make_loader(train, 5, shuffle=True, epoch=epoch, seed=3)),
-            (("validate", epoch), lambda: make_loader(val, 8, shuffle=False)),
+            (("train", epoch), lambda epoch=epoch: make_loader(train, 5, shuffle=True, epoch=epoch, seed=3, num_workers=workers)),
+            (("validate", epoch), lambda: make_loader(val, 8, shuffle=False, num_workers=workers)),
         )
     ]
 
 
-@pytest.mark.parametrize("depth", [1, 4])
-def test_prefetched_batches_equal_loading_in_the_loop(dataset_root: Path, tmp_path: Path, depth: int) -> None:
+@pytest.mark.parametrize("depth, workers", [(1, 0), (4, 0), (4, 2)])
+def test_prefetched_batches_equal_loading_in_the_loop(dataset_root: Path, tmp_path: Path, depth: int, workers: int) -> None:
     data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
 
     def consume(prefetch_depth: int) -> list[dict[str, torch.Tensor]]:
         batches = []
-        with Prefetcher(_epoch_passes(data, range(1, 4)), prefetch_depth) as ahead:
+        with Prefetcher(_epoch_passes(data, range(1, 4), workers if prefetch_depth else 0), prefetch_depth) as ahead:
             for epoch in range(1, 4):
                 batches += list(ahead.next_pass(("train", epoch)))
                 batches += list(ahead.next_pass(("validate", epoch)))
