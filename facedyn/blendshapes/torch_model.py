@@ -10,8 +10,12 @@ onnx2torch gives a per-sample fx.GraphModule fixed to batch 1. These changes mak
     summation differs from TFLite's by a few ulp, and the layer norms downstream amplify that about
     tenfold (1.7e-5 on the scores instead of 1.5e-6).
   * torch.func.vmap runs the per-sample graph over the batch in one call: every op sees exactly the
-    shapes it was converted for, so batching cannot change the model's arithmetic, and autograd and
-    autocast work through it. Each of MediaPipe's 1x1 convolutions becomes one convolution over the
+    shapes it was converted for, so batching cannot change the model's arithmetic, and autograd works
+    through it.
+  * under torch.autocast the graph still runs in its own dtype (float32): autocast is switched off inside.
+    Its layer norms over raw pixel-scale values lose the 1e-5 exactness in bf16 (errors up to ~0.05 on
+    the scores), and on CUDA autocast inside vmap handed bf16 inputs to 1x1 convolutions with float32
+    biases, which fails (seen on an H200). The model is ~32 M multiply-adds per face: fp32 costs little. Each of MediaPipe's 1x1 convolutions becomes one convolution over the
     whole batch; on this CPU oneDNN's 1x1 convolution was as fast as or faster than the same product
     written as a GEMM (forward+backward 27-56% faster).
 """
@@ -66,7 +70,7 @@ class BlendshapeModel(nn.Module):
             raise TypeError(f"blendshape model expects float landmarks, got {landmarks.dtype}")
         # float64 landmarks (numpy's default) meet float32 weights here, not deep inside the graph.
         weight = next(self.parameters())
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.autocast(landmarks.device.type, enabled=False):
             warnings.filterwarnings("ignore", message=LIST_INDEXING_WARNING)
             return torch.func.vmap(self._one_sample)(landmarks.to(weight.dtype))
 
