@@ -214,11 +214,18 @@ def _batches(count: int, batch_size: int) -> int:
     return math.ceil(count / batch_size)
 
 
-def _loader(dataset, cfg: DictConfig, shuffle: bool, epoch: int = 0, batch_size: int | None = None):
+def _loader(dataset, cfg: DictConfig, shuffle: bool, epoch: int = 0, batch_size: int | None = None,
+            persistent: bool = False):
     on_cuda = torch.cuda.is_available() and cfg.trainer.device != "cpu"
     return make_loader(dataset, batch_size=batch_size or cfg.trainer.eval_batch_size, shuffle=shuffle,
                        epoch=epoch, seed=cfg.seed, num_workers=loader_workers(cfg.data.num_workers, on_cuda),
-                       pin_memory=on_cuda)
+                       pin_memory=on_cuda, persistent=persistent)
+
+
+def _epoch_of(loader, epoch: int):
+    """`loader` (a persistent one, kept for the stage) set to serve `epoch`."""
+    loader.sampler.set_epoch(epoch)
+    return loader
 
 
 def _targets(data, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -291,12 +298,15 @@ def _train_stage(cfg: DictConfig, stage: str, model: FaceDynModel, data, runtime
     started = time.perf_counter()
     precompute_seconds = started - precompute_start
     pred_norm, rows = np.zeros((0, 2)), val_rows
-    # Loader-fed stages: every pass of the stage, loaded ahead in a background thread (facedyn.data.prefetch).
-    passes = [] if spec.precompute_frozen else [
-        pass_ for epoch in range(first_epoch, spec.epochs + 1) for pass_ in (
-            (("train", epoch), partial(_loader, train_set, cfg, shuffle=True, epoch=stage_index * 1000 + epoch,
-                                       batch_size=batch_size)),
-            (("validate", epoch), partial(_loader, val_set, cfg, shuffle=False)))]
+    # Loader-fed stages: every pass of the stage, loaded ahead in a background thread (facedyn.data.prefetch)
+    # from two loaders kept for the stage, so their worker processes start once, not every pass.
+    passes = []
+    if not spec.precompute_frozen:
+        train_loader = _loader(train_set, cfg, shuffle=True, batch_size=batch_size, persistent=True)
+        val_loader = _loader(val_set, cfg, shuffle=False, persistent=True)
+        passes = [pass_ for epoch in range(first_epoch, spec.epochs + 1) for pass_ in (
+            (("train", epoch), partial(_epoch_of, train_loader, stage_index * 1000 + epoch)),
+            (("validate", epoch), partial(_epoch_of, val_loader, 0)))]
     with Prefetcher(passes, depth=cfg.data.prefetch_batches if passes else 0) as ahead:
         for epoch in range(first_epoch, spec.epochs + 1):
             epoch_start = time.perf_counter()

@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import RandomSampler
 
 from facedyn.data import prepare_data
 from facedyn.data.augment import Augmenter, Frame, mirror_landmarks, mirror_sample
 from facedyn.data.config import AugmentConfig
-from facedyn.data.dataset import make_loader
+from facedyn.data.dataset import EpochSampler, make_loader
 from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS, SUBSET_MIRROR_PERMUTATION
 from tests.mediapipe_fixtures import read_landmarks
@@ -116,7 +117,7 @@ def test_loader_order_is_reproducible_per_epoch(dataset_root: Path, tmp_path: Pa
 
     def order(epoch: int) -> list[int]:
         loader = make_loader(data.make_dataset(rows, augment=True), 4, shuffle=True, epoch=epoch, seed=7)
-        assert loader.dataset.epoch == epoch
+        assert loader.sampler.epoch == epoch
         return torch.cat([batch["index"] for batch in loader]).tolist()
 
     assert order(2) == order(2) and order(2) != order(3)
@@ -135,6 +136,27 @@ def test_a_worker_process_draws_the_same_batches(dataset_root: Path, tmp_path: P
     for in_process, in_worker in zip(batches(0), batches(1)):
         for key in in_process:
             torch.testing.assert_close(in_process[key], in_worker[key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_persistent_loader_serves_each_epoch_like_a_fresh_one(dataset_root: Path, tmp_path: Path, workers: int) -> None:
+    data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
+    rows = data.train_indices[:10]
+    kept = make_loader(data.make_dataset(rows, augment=True), 4, shuffle=True, seed=1, num_workers=workers, persistent=True)
+    for epoch in (3, 4, 3):
+        kept.sampler.set_epoch(epoch)
+        fresh = make_loader(data.make_dataset(rows, augment=True), 4, shuffle=True, epoch=epoch, seed=1)
+        for got, expected in zip(kept, fresh, strict=True):
+            for key in expected:
+                torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
+
+
+def test_epoch_order_is_a_seeded_random_samplers(dataset_root: Path, tmp_path: Path) -> None:
+    # Runs made before EpochSampler shuffled with a RandomSampler seeded this way: same order, same results.
+    seed = int(np.random.default_rng([7, 2]).integers(2**62))
+    expected = list(RandomSampler(range(13), generator=torch.Generator().manual_seed(seed)))
+    assert [item for _, item in EpochSampler(13, shuffle=True, seed=7, epoch=2)] == expected
+    assert list(EpochSampler(3, shuffle=False, epoch=5)) == [(5, 0), (5, 1), (5, 2)]
 
 
 def test_validation_data_is_never_augmented(dataset_root: Path, tmp_path: Path) -> None:

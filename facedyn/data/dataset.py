@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from facedyn.data.augment import Augmenter
 from facedyn.data.samples import Samples
@@ -30,20 +30,22 @@ class FaceDynDataset(Dataset):
         self._valid = np.stack([samples.dynamics_valid, samples.synkinesis_valid], axis=1).astype(np.float32)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch's augmentation draws; call before iterating (DataLoader workers copy it then)."""
+        """The epoch whose augmentation draws plain integer indexing (dataset[i]) gives."""
         self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, item: int) -> dict[str, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
+        """Item `key`, or for a (epoch, item) pair (what EpochSampler yields) that item as drawn in that epoch."""
+        epoch, item = key if isinstance(key, tuple) else (self.epoch, key)
         row = int(self.indices[item])
         flow = self.samples.flow[row]
         expression = self.samples.expression_landmarks[row]
         baseline = self.samples.baseline_landmarks[row]
         # numpy, not torch, for the per-item work: torch would spread these small ops over its threads.
         if self.augmenter is not None:
-            image, expression, baseline = self.augmenter(flow, expression, baseline, self.epoch, row)
+            image, expression, baseline = self.augmenter(flow, expression, baseline, epoch, row)
             chw = np.ascontiguousarray(image.transpose(2, 0, 1))
         else:
             chw = np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
@@ -75,6 +77,30 @@ def loader_workers(configured: Optional[int], on_cuda: bool) -> int:
     return min(MAX_AUTO_WORKERS, max((os.cpu_count() or 1) - 2, 0)) if on_cuda else 0
 
 
+class EpochSampler(Sampler[tuple[int, int]]):
+    """The items of one epoch as (epoch, item) pairs, in an order drawn from (seed, epoch) when shuffling.
+
+    The epoch travels with each index, so one DataLoader, and its worker processes, can serve every epoch
+    of a stage: set_epoch() before iterating picks the epoch. The order is what a RandomSampler seeded
+    the same way gives.
+    """
+
+    def __init__(self, size: int, shuffle: bool, seed: int = 0, epoch: int = 0):
+        self.size, self.shuffle, self.seed, self.epoch = size, shuffle, seed, int(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        if not self.shuffle:
+            return ((self.epoch, item) for item in range(self.size))
+        generator = torch.Generator().manual_seed(int(np.random.default_rng([self.seed, self.epoch]).integers(2**62)))
+        return ((self.epoch, item) for item in torch.randperm(self.size, generator=generator).tolist())
+
+
 def make_loader(
     dataset: FaceDynDataset,
     batch_size: int,
@@ -83,20 +109,18 @@ def make_loader(
     seed: int = 0,
     num_workers: int = 0,
     pin_memory: bool = False,
+    persistent: bool = False,
 ) -> DataLoader:
-    """A DataLoader for one epoch: sets the dataset's epoch and draws the order from (seed, epoch).
+    """A DataLoader over `dataset` for `epoch`: its order and augmentation draws depend on (seed, epoch) only.
 
-    Build a new loader every epoch; a resumed run then sees the same order and augmentations as an
-    uninterrupted one.
+    A resumed run therefore sees what an uninterrupted one would. With `persistent`, keep the loader for
+    later epochs (`loader.sampler.set_epoch(e)` before iterating): its worker processes start once.
     """
-    dataset.set_epoch(epoch)
-    generator = torch.Generator().manual_seed(int(np.random.default_rng([seed, epoch]).integers(2**62)))
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
-        generator=generator if shuffle else None,
+        sampler=EpochSampler(len(dataset), shuffle, seed, epoch),
         num_workers=num_workers,
         pin_memory=pin_memory,  # page-locked batches copy to a GPU asynchronously
-        persistent_workers=False,
+        persistent_workers=persistent and num_workers > 0,
     )
