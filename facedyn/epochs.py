@@ -30,7 +30,7 @@ class Runtime:
 
     def to_device(self, batch: Batch) -> Batch:
         moved = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        if self.channels_last and "flow" in moved:
+        if self.channels_last and "flow" in moved and moved["flow"].dim() == 4:  # not a precomputed branch output
             moved["flow"] = moved["flow"].contiguous(memory_format=torch.channels_last)
         return moved
 

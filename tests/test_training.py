@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from facedyn.epochs import Runtime
 from facedyn import training
 from facedyn.checkpoints import CheckpointError, find_init_checkpoint
 from facedyn.config import STAGE_ORDER, compose, stage_key
@@ -189,3 +190,12 @@ def test_bad_data_root_is_a_one_line_error(tmp_path):
     assert process.returncode != 0
     assert "Traceback" not in output
     assert "error:" in output and str(tmp_path / "missing") in output
+
+
+def test_channels_last_applies_to_flow_images_not_to_precomputed_branch_outputs() -> None:
+    # Stage 3's batches carry the flow branch's (N, 2) output under "flow"; a GPU run failed on it.
+    runtime = Runtime(device=torch.device("cpu"), autocast_dtype=None, channels_last=True, progress=False)
+    images = runtime.to_device({"flow": torch.rand(2, 3, 8, 8)})["flow"]
+    assert images.is_contiguous(memory_format=torch.channels_last)
+    outputs = runtime.to_device({"flow": torch.rand(2, 2)})["flow"]
+    assert outputs.shape == (2, 2)
