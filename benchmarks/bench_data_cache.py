@@ -9,8 +9,9 @@ Figures (medians over --repeats runs of facedyn.data.prepare_data, each in this 
   first run                    : cache on, decode + write the cache
   warm                         : cache on, the cache is valid (stat every file for the key, map the arrays)
 Then stage 1 as `python train.py stage=1` runs it (--epochs epochs, the flow branch on augmented training
-batches, validation after each epoch), once with batches loaded in the training loop (data.prefetch_batches=0)
-and once as configured (default: 4 batches loaded ahead by a background thread): the median epoch time and
+batches, validation after each epoch), once with batches loaded in the training loop (data.prefetch_batches=0
+data.num_workers=0) and once as configured (default: worker processes, 1 on CPU and up to 8 on CUDA, and 4
+batches taken ahead by a background thread): the median epoch time and
 the share of it spent waiting for training and validation batches, as training_history.json records it.
 Extra arguments are Hydra overrides for those runs (e.g. data.num_workers=2, trainer.device=cuda).
 """
@@ -125,7 +126,8 @@ def main() -> None:
                 print(f"  warm vs {name}: {figures[name][0] / warm[0]:.1f}x (wall), {figures[name][1] / warm[1]:.1f}x (CPU); goal >= 20x")
 
     print(f"\nstage 1, {args.epochs} epochs per run, overrides: {' '.join(args.overrides) or 'none'}")
-    for name, extra in (("loading in the training loop", ["data.prefetch_batches=0"]), ("as configured", [])):
+    in_the_loop = ["data.prefetch_batches=0", "data.num_workers=0"]
+    for name, extra in (("loading in the training loop", in_the_loop), ("as configured", [])):
         seconds, waits, device = _stage1_epochs([*args.overrides, *extra], args.epochs)
         shares = [w / s for w, s in zip(waits, seconds)]
         print(f"  {name:28s} ({device}): median epoch {statistics.median(seconds):6.2f} s, waiting for batches "

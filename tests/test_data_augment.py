@@ -82,6 +82,21 @@ def test_shift_and_zoom_move_image_and_landmarks_together(hflip_p: float, frame_
     assert moved > 20  # the augmentation did move things
 
 
+def test_noise_is_unbiased_independent_per_pixel_and_different_per_sample() -> None:
+    grey = np.full((112, 112, 3), 128, np.uint8)  # mid-range: no clipping at 0 or 1
+    augmenter = Augmenter(AugmentConfig(**{**ONLY, "noise_std": 0.05}))
+    noise = np.stack([augmenter(grey, np.zeros((146, 2)), np.ones((146, 2)), epoch=0, row=row)[0] - 128 / 255
+                      for row in range(40)])
+    assert abs(noise.mean()) < 0.002
+    assert abs(noise.std() - 0.05) < 0.002
+    right_neighbour = np.corrcoef(noise[:, :, :-1].ravel(), noise[:, :, 1:].ravel())[0, 1]
+    assert abs(right_neighbour) < 0.02
+    same_pixel_across_samples = np.corrcoef(noise[:-1].reshape(39, -1).ravel(), noise[1:].reshape(39, -1).ravel())[0, 1]
+    assert abs(same_pixel_across_samples) < 0.02
+    again = augmenter(grey, np.zeros((146, 2)), np.ones((146, 2)), epoch=0, row=3)[0] - 128 / 255
+    np.testing.assert_array_equal(again, noise[3])
+
+
 def test_augmentation_depends_on_seed_epoch_and_row_only(dataset_root: Path, tmp_path: Path) -> None:
     data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
     rows = data.train_indices

@@ -103,12 +103,14 @@ def test_passes_must_be_asked_for_in_order() -> None:
         Prefetcher(passes, depth=-1)
 
 
-def test_worker_count_defaults_to_none_on_cpu_and_several_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_count_defaults_to_one_on_cpu_and_several_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.cpu_count", lambda: 16)
-    assert loader_workers(None, on_cuda=False) == 0
+    assert loader_workers(None, on_cuda=False) == 1
     assert loader_workers(None, on_cuda=True) == 8
     assert loader_workers(3, on_cuda=True) == 3 and loader_workers(0, on_cuda=True) == 0
     monkeypatch.setattr("os.cpu_count", lambda: 2)
-    assert loader_workers(None, on_cuda=True) == 0
+    assert loader_workers(None, on_cuda=True) == 0 and loader_workers(None, on_cuda=False) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert loader_workers(None, on_cuda=False) == 0
     with pytest.raises(ValueError, match="data.num_workers=-1"):
         loader_workers(-1, on_cuda=False)

@@ -29,6 +29,8 @@ from facedyn.data.flow_encoding import mirror_flow_image
 from facedyn.landmarks import SUBSET_MIRROR_PERMUTATION
 
 MIRROR_PERMUTATION = np.asarray(SUBSET_MIRROR_PERMUTATION, dtype=np.intp)
+NOISE_FIELDS = 64  # noise fields in the bank (9.6 MB for 112x112 RGB float32)
+NOISE_BANK_STREAM = 7_305_111  # seeds the bank apart from the per-sample draws
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,31 @@ class Augmenter:
     def __init__(self, cfg: AugmentConfig, frame_size: Optional[tuple[float, float]] = None):
         self.cfg = cfg
         self.frame_size = frame_size  # (width, height) of the landmarks' video frame, if known
+        self._noise_bank: Optional[np.ndarray] = None  # made on first use, in each worker process
+
+    def _noise_fields(self, shape: tuple[int, ...]) -> np.ndarray:
+        if self._noise_bank is None or self._noise_bank.shape[1:] != shape:
+            rng = np.random.default_rng([self.cfg.seed, NOISE_BANK_STREAM])
+            self._noise_bank = rng.standard_normal((NOISE_FIELDS, *shape), dtype=np.float32) * np.float32(self.cfg.noise_std)
+        return self._noise_bank
+
+    def _add_noise(self, image: np.ndarray, rng: np.random.Generator) -> None:
+        """Add Gaussian noise (std cfg.noise_std) in place: a field from a fixed bank, circularly shifted.
+
+        Drawing 37,632 normal values per 112x112 image took ~0.3 ms, half of all the work on a training
+        item; a random field of NOISE_FIELDS, shifted by a random (dy, dx) and maybe mirrored, costs ~10 us
+        and still gives every pixel N(0, std^2) noise, independent between neighbours.
+        """
+        fields = self._noise_fields(image.shape)
+        field = fields[rng.integers(len(fields))]
+        if rng.random() < 0.5:
+            field = field[:, ::-1]
+        height, width = image.shape[:2]
+        dy, dx = int(rng.integers(height)), int(rng.integers(width))
+        # image[y, x] += field[(y + dy) % height, (x + dx) % width], as four block additions
+        for rows_to, rows_from in ((slice(0, height - dy), slice(dy, height)), (slice(height - dy, height), slice(0, dy))):
+            for cols_to, cols_from in ((slice(0, width - dx), slice(dx, width)), (slice(width - dx, width), slice(0, dx))):
+                image[rows_to, cols_to] += field[rows_from, cols_from]
 
     def rng(self, epoch: int, row: int) -> np.random.Generator:
         return np.random.default_rng([self.cfg.seed, epoch, row])
@@ -112,9 +139,7 @@ class Augmenter:
         gain = zoom * (1 + rng.uniform(-cfg.brightness, cfg.brightness))
         image = flow.astype(np.float32) * np.float32(gain / 255)
         if cfg.noise_std:
-            noise = rng.standard_normal(image.shape, dtype=np.float32)
-            noise *= np.float32(cfg.noise_std)
-            image += noise
+            self._add_noise(image, rng)
         np.clip(image, 0, 1, out=image)
         if cfg.landmark_jitter:
             face_size = float(np.ptp(baseline, axis=0).max())
