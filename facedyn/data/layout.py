@@ -63,14 +63,11 @@ def _subfolders(path: str) -> list[tuple[str, str]]:
 def _file_stat(path: str, dir_fd: Optional[int]) -> Optional[tuple[int, int]]:
     """(size, mtime_ns) of a file (of its target, for a symlink); None when missing; (-1, -1) when not stat-able."""
     try:
-        return _size_and_mtime(os.stat(path, dir_fd=dir_fd))
+        st = os.stat(path, dir_fd=dir_fd)
     except FileNotFoundError:  # missing, or a dangling link: the reader reports it missing
         return None
     except OSError:  # present but not stat-able: the reader reports why it cannot be read
         return (-1, -1)
-
-
-def _size_and_mtime(st: os.stat_result) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
