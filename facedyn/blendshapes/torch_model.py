@@ -15,9 +15,9 @@ onnx2torch gives a per-sample fx.GraphModule fixed to batch 1. These changes mak
     this CPU oneDNN's 1x1 convolution was as fast as or faster than the same product written as a GEMM
     (forward+backward 27-56% faster).
   * under torch.autocast the graph still runs in its own dtype (float32): autocast is switched off inside.
-    Its layer norms over raw pixel-scale values lose the 1e-5 exactness in bf16 (errors up to ~0.05 on
-    the scores), and on CUDA autocast inside vmap handed bf16 inputs to 1x1 convolutions with float32
-    biases, which fails (seen on an H200). The model is ~32 M multiply-adds per face: fp32 costs little.
+    On CUDA, autocast inside vmap handed bf16 inputs to 1x1 convolutions with float32 biases, which fails
+    (seen on an H200), and the 1e-5 exactness would not survive bf16 anyway. The model is ~32 M
+    multiply-adds per face: fp32 costs little.
 """
 
 from __future__ import annotations
