@@ -42,6 +42,9 @@ def main(cfg: DictConfig) -> None:
     except USER_ERRORS as exc:
         log.error("%s", exc)
         raise SystemExit(f"error: {exc}") from None
+    except KeyboardInterrupt:  # Ctrl-C: every finished epoch is saved; say how to go on, no traceback
+        log.warning("interrupted; continue with: python train.py resume=%s", run_dir)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -151,6 +151,26 @@ def test_resume_after_sigkill_mid_epoch_matches_the_uninterrupted_run(reference_
     assert json.loads(status_file.read_text())["status"] == "finished"
 
 
+def test_ctrl_c_stops_with_the_resume_command_and_no_traceback(reference_run, tmp_path):
+    _, _, _, overrides = reference_run
+    run_dir = tmp_path / "interrupted"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen([sys.executable, str(REPO / "train.py"), *overrides, f"hydra.run.dir={run_dir}"],
+                               cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    status_file = run_dir / "run_status.json"
+    deadline = time.monotonic() + 300
+    while not (status_file.is_file() and json.loads(status_file.read_text()).get("epoch") == 1):
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)  # in the middle of loading and training, with a worker process
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    assert f"continue with: python train.py resume={run_dir}" in output
+    assert "Traceback" not in output
+    assert json.loads(status_file.read_text())["status"] == "interrupted"
+
+
 def test_same_seed_same_config_same_history(reference_run, tmp_path):
     _, _, _, overrides = reference_run
     overrides = [o for o in overrides if not o.startswith("stages.")] + ["stage=1", f"stages.s1.epochs={EPOCHS['s1']}"]
