@@ -276,6 +276,8 @@ def test_yaml_settings_match_the_schema_and_typos_are_rejected() -> None:
         ({"bad_samples.max_fraction": 1.5}, "must lie in 0..1"),
         ({"augment.shift": -0.1}, "data.augment.shift=-0.1 must not be negative"),
         ({"augment.hflip_p": 2.0}, "hflip_p must lie in 0..1"),
+        ({"num_workers": -2}, "data.num_workers=-2 must not be negative"),
+        ({"prefetch_batches": -1}, "data.prefetch_batches=-1 must not be negative"),
         ({"landmarks.units": "inches"}, "data.landmarks.units='inches' is not one of: pixels, normalised"),
     ],
 )

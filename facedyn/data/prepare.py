@@ -67,6 +67,10 @@ def _check_settings(cfg: DataConfig) -> None:
         raise DataError(f"data.bad_samples.max_fraction={cfg.bad_samples.max_fraction} must lie in 0..1")
     if cfg.image_size < 16:
         raise DataError(f"data.image_size={cfg.image_size} is too small")
+    for name in ("num_workers", "prefetch_batches"):
+        value = getattr(cfg, name)
+        if value is not None and value < 0:
+            raise DataError(f"data.{name}={value} must not be negative")
     augment = cfg.augment
     for name in ("shift", "scale", "brightness", "noise_std", "landmark_jitter"):
         if getattr(augment, name) < 0:
