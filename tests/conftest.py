@@ -73,3 +73,19 @@ def tiny_overrides(tmp_path, tiny_data_overrides) -> list[str]:
 
 def tiny_epochs(stages=TINY_STAGE_EPOCHS) -> list[str]:
     return [f"stages.{key}.epochs={epochs}" for key, epochs in stages.items()]
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory, tiny_data_overrides):
+    """A finished five-stage run on the tiny dataset (run folder Path), trained once per session: what
+    prediction, the report and the export are tested on. Outputs live under its parent's parent
+    (<tmp>/outputs), so `paths.output_dir` of that folder finds it as the newest finished run."""
+    from facedyn import training
+    from facedyn.config import compose
+
+    base = tmp_path_factory.mktemp("trained")
+    overrides = [f"paths.output_dir={base / 'outputs'}", "model.flow.weights=none", "trainer.progress=false",
+                 "trainer.threads=2", *tiny_data_overrides, *tiny_epochs()]
+    run_dir = base / "outputs" / "runs" / "tiny"
+    training.run(compose(overrides), run_dir, overrides)
+    return run_dir

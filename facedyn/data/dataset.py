@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from facedyn.data.augment import Augmenter
-from facedyn.data.samples import Samples
+from facedyn.data.samples import Samples, flow_input
 
 
 class FaceDynDataset(Dataset):
@@ -48,8 +48,7 @@ class FaceDynDataset(Dataset):
             image, expression, baseline = self.augmenter(flow, expression, baseline, epoch, row)
             chw = np.ascontiguousarray(image.transpose(2, 0, 1))
         else:
-            chw = np.ascontiguousarray(flow.transpose(2, 0, 1), dtype=np.float32)
-            chw /= 255
+            chw = flow_input(flow[None])[0]
         return {
             "flow": torch.from_numpy(chw),
             "expression_landmarks": torch.from_numpy(np.array(expression, dtype=np.float32)),

@@ -169,7 +169,8 @@ def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging
     if run_dir is not None:
         atomic_write_json(
             Path(run_dir) / SPLIT_FILE,
-            split.as_dict(root=str(root), val_fraction=cfg.val_fraction, seed=cfg.split_seed, folds=cfg.folds, fold=cfg.fold),
+            split.as_dict(root=str(root), val_fraction=cfg.val_fraction, seed=cfg.split_seed, folds=cfg.folds, fold=cfg.fold,
+                          expressions=sorted(set(samples.expression.tolist()))),  # what prediction may be asked
         )
     log.info(
         "data: split by video: %d train samples (%d videos), %d validation samples (%d videos)%s",

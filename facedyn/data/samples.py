@@ -35,3 +35,10 @@ class Samples:
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "Samples":
         return cls(**{name: arrays[name] for name in cls.field_names()})
+
+
+def flow_input(flow_images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 flow images → the model's (N, 3, H, W) float32 input in [0, 1] (un-augmented)."""
+    chw = np.ascontiguousarray(np.asarray(flow_images).transpose(0, 3, 1, 2), dtype=np.float32)
+    chw /= 255
+    return chw

@@ -1,0 +1,16 @@
+"""Apply a trained run to new data: a predictor usable from Python, whatever runs the model.
+
+    from facedyn.inference import load_run
+    predictor = load_run("outputs/runs/2026-12-02_07-00-00")      # or a checkpoint file
+    grades = predictor.predict(flow_images, expression_landmarks, baseline_landmarks, expressions)
+
+`Predictor` is the interface every backend implements (torch here; ONNX Runtime in facedyn.export's
+predictor); `predict.py` and the report only talk to it.
+"""
+
+from facedyn.inference.predictor import ModelInfo, Predictor, RunError, flow_input
+from facedyn.inference.run_loader import find_newest_finished_run, load_run, resolve_checkpoint
+from facedyn.inference.torch_predictor import TorchPredictor
+
+__all__ = ["ModelInfo", "Predictor", "RunError", "TorchPredictor", "find_newest_finished_run", "flow_input",
+           "load_run", "resolve_checkpoint"]

@@ -1,0 +1,39 @@
+"""The torch backend of the predictor interface: the trained FaceDynModel in eval mode, in batches."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from facedyn.data.samples import flow_input
+from facedyn.inference.predictor import ModelInfo, check_inputs
+from facedyn.metrics import to_grades
+from facedyn.model import FaceDynModel
+
+
+class TorchPredictor:
+    def __init__(self, model: FaceDynModel, info: ModelInfo, device: str = "cpu", batch_size: int = 128) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.info = info
+        self.batch_size = batch_size
+
+    @torch.no_grad()
+    def predict(self, flow_images: np.ndarray, expression_landmarks: np.ndarray, baseline_landmarks: np.ndarray,
+                expressions: Sequence[str]) -> np.ndarray:
+        check_inputs(self.info, flow_images, expression_landmarks, baseline_landmarks, expressions)
+        outputs = [np.zeros((0, 2))]
+        for start in range(0, len(flow_images), self.batch_size):
+            part = slice(start, start + self.batch_size)
+            batch = {
+                "flow": torch.from_numpy(flow_input(flow_images[part])),
+                "expression_landmarks": torch.from_numpy(np.asarray(expression_landmarks[part], np.float32)),
+                "baseline_landmarks": torch.from_numpy(np.asarray(baseline_landmarks[part], np.float32)),
+            }
+            batch = {key: value.to(self.device) for key, value in batch.items()}
+            outputs.append(self.model(batch, self.info.predict).float().cpu().numpy())
+        return to_grades(np.concatenate(outputs))

@@ -1,0 +1,75 @@
+"""facedyn.inference on a real tiny trained run: the rebuilt model predicts what training validated."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from facedyn.data import prepare_data
+from facedyn.inference import Predictor, RunError, find_newest_finished_run, load_run
+from facedyn.runs import stage_checkpoint
+
+
+@pytest.fixture(scope="module")
+def run_data(tiny_trained_run):
+    cfg = OmegaConf.load(tiny_trained_run / "config.yaml")
+    return prepare_data(cfg.data)
+
+
+def test_rebuilt_model_reproduces_the_runs_validation_predictions(tiny_trained_run, run_data):
+    predictor = load_run(tiny_trained_run)
+    assert isinstance(predictor, Predictor)
+    assert predictor.info.stage == "4" and predictor.info.predict == "fused"
+    assert set(predictor.info.expressions) == set(run_data.samples.expression)
+    rows = np.asarray(run_data.val_indices)
+    s = run_data.samples
+    grades = predictor.predict(s.flow[rows], s.expression_landmarks[rows], s.baseline_landmarks[rows], s.expression[rows])
+    with open(tiny_trained_run / "predictions.csv") as fh:
+        saved = {(r["video"], r["expression"], r["frame"]): (float(r["dynamics_pred"]), float(r["synkinesis_pred"]))
+                 for r in csv.DictReader(fh)}
+    expected = np.array([saved[(s.video[i], s.expression[i], s.frame[i])] for i in rows])
+    assert grades.shape == (len(rows), 2)
+    np.testing.assert_allclose(grades, expected, atol=2e-5)  # the CSV holds 6 decimals
+    # Batching does not change a sample's grades.
+    one = predictor.predict(s.flow[rows[:1]], s.expression_landmarks[rows[:1]], s.baseline_landmarks[rows[:1]],
+                            s.expression[rows[:1]])
+    np.testing.assert_allclose(one, grades[:1], atol=1e-5)
+
+
+def test_checkpoint_file_and_newest_finished_run(tiny_trained_run):
+    assert find_newest_finished_run(tiny_trained_run.parents[1]) == tiny_trained_run
+    predictor = load_run(stage_checkpoint(tiny_trained_run, "3"))
+    assert (predictor.info.stage, predictor.info.predict) == ("3", "fused")
+    assert load_run(tiny_trained_run, stage="2b").info.predict == "landmarks"
+
+
+def test_a_run_without_stage_4_says_which_stages_it_has(tiny_trained_run, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_trained_run, partial)
+    for stage in ("3", "4"):
+        stage_checkpoint(partial, stage).unlink()
+    with pytest.raises(RunError, match=r"has not finished stage 4 \(finished: 1, 2a, 2b\); pass stage=2b"):
+        load_run(partial)
+    with pytest.raises(RunError, match="no finished run"):
+        find_newest_finished_run(tmp_path / "empty")
+
+
+def test_a_checkpoint_of_another_model_config_is_one_clear_error(tiny_trained_run, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(tiny_trained_run, other)
+    cfg = OmegaConf.load(other / "config.yaml")
+    cfg.model.landmark_hidden = 8
+    OmegaConf.save(cfg, other / "config.yaml")
+    with pytest.raises(RunError, match=r"does not fit the model of .*config.yaml.*landmark_head"):
+        load_run(other)
+
+
+def test_expressions_the_run_never_saw_are_refused(tiny_trained_run, run_data):
+    predictor = load_run(tiny_trained_run)
+    s = run_data.samples
+    with pytest.raises(ValueError, match="not trained on"):
+        predictor.predict(s.flow[:1], s.expression_landmarks[:1], s.baseline_landmarks[:1], ["frown"])
