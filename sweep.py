@@ -1,55 +1,11 @@
-"""Tune each training stage's learning rate with Optuna: python sweep.py [sweep.<key>=<value> ...] [<train override> ...]
+"""Tune each training stage's learning rate with Optuna: `python sweep.py [sweep.<key>=<value> ...] [<train override> ...]`.
 
-`sweep.*` keys set the sweep (conf/sweep/default.yaml, or `sweep=<name>` for conf/sweep/<name>.yaml); every
-other `key=value` is a training override that each trial composes with, exactly as train.py takes it.
-Rerunning the same command resumes the sweep; starting it on several machines against one
-`sweep.storage=<database URL>` shares the work. Results: <sweep.root>/<sweep.study_name>/ (summary.md).
+The same as the console script `facedyn-sweep` (facedyn/cli/sweep.py, whose docstring `--help` prints).
 """
 
-from __future__ import annotations
-
-import logging
 import sys
 
-from facedyn.sweep.config import SweepConfigError, split_args
-
-
-def main(argv: list[str]) -> int:
-    if any(arg in ("-h", "--help") for arg in argv):
-        print(__doc__)
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from facedyn.sweep import runner
-    from facedyn.sweep.trial import SweepError, SweepInterrupted
-
-    try:
-        args = split_args(argv)
-        sweep_dir = runner.run(runner.prepare(args.sweep, args.train_overrides))
-    except SweepConfigError as exc:
-        print(f"sweep.py: {exc}", file=sys.stderr)
-        return 2
-    except (SweepInterrupted, KeyboardInterrupt):
-        print("sweep.py: interrupted; rerun the same command to resume (the trial cut short is retried)",
-              file=sys.stderr)
-        return 130
-    except (SweepError, *user_errors()) as exc:
-        print(f"sweep.py: error: {exc}", file=sys.stderr)
-        return 1
-    print(f"sweep finished: {sweep_dir / 'summary.md'}")
-    print((sweep_dir / "best_overrides.txt").read_text().strip())
-    return 0
-
-
-def user_errors() -> tuple[type[Exception], ...]:
-    """The trainer's errors about the user's data, files or config (those train.py reports without a traceback)."""
-    from facedyn.assets import AssetError
-    from facedyn.checkpoints import CheckpointError
-    from facedyn.config import ConfigError
-    from facedyn.data import DataError
-    from facedyn.model import WeightsUnavailable
-
-    return AssetError, CheckpointError, ConfigError, DataError, WeightsUnavailable
-
+from facedyn.cli.sweep import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

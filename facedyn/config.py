@@ -1,7 +1,8 @@
-"""Typed schema of the Hydra config in conf/, and composing it without a Hydra run (tests, sweeps).
+"""Typed schema of the Hydra config in facedyn/conf/, and composing it without a Hydra run (tests, sweeps).
 
-The dataclasses are registered in Hydra's ConfigStore as `train_schema`; conf/train.yaml starts from
-it, so a misspelt key or a wrong type anywhere is rejected with OmegaConf's message naming the key.
+The configs are package data of facedyn (CONF_PACKAGE for Hydra, CONF_DIR on disk), so an installed
+facedyn composes from any folder. The dataclasses are registered in Hydra's ConfigStore as `train_schema`;
+conf/train.yaml starts from it, so a misspelt key or a wrong type anywhere is rejected with OmegaConf's message naming the key.
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from hydra import compose as hydra_compose
-from hydra import initialize_config_dir
+from hydra import initialize_config_module
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from facedyn.data.config import DataConfig
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+CONF_PACKAGE = "pkg://facedyn.conf"  # Hydra's config_path for the entry points
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # the same folder, for readers of single files
 STAGE_ORDER: tuple[str, ...] = ("1", "2a", "2b", "3", "4")
 PARAMETER_GROUPS: tuple[str, ...] = ("flow", "blendshapes", "landmark_head", "fusion")
 PREDICTIONS: tuple[str, ...] = ("flow", "landmarks", "fused")
@@ -174,5 +176,5 @@ def stages_to_run(cfg: DictConfig) -> list[str]:
 
 def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
     """The config `python train.py <overrides>` would run with, composed by Hydra's compose API."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module="facedyn.conf", version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=normalize_overrides(overrides))

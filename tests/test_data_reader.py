@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
+from facedyn.config import CONF_DIR
 from facedyn.data import DataError, prepare_data
 from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.data.layout import BASELINE_LANDMARKS_FILE, EXPRESSION_LANDMARKS_FILE, FLOW_FILE, LABELS_FILE
 from facedyn.data.prepare import as_data_config
 from tests.test_data_fixtures import dataset_root, folder_config, write_dataset, write_sample  # noqa: F401
 
-REPO = Path(__file__).resolve().parents[1]
 VICTIM = "smile/patient03_0001"
 
 
@@ -258,12 +258,12 @@ def test_normalised_landmarks_become_pixels(dataset_root: Path, tmp_path: Path) 
 
 def test_yaml_settings_match_the_schema_and_typos_are_rejected() -> None:
     for name in ("synthetic", "folder"):
-        as_data_config(OmegaConf.merge(OmegaConf.load(REPO / "conf" / "data" / f"{name}.yaml"), {"root": "/data"}))
+        as_data_config(OmegaConf.merge(OmegaConf.load(CONF_DIR / "data" / f"{name}.yaml"), {"root": "/data"}))
     with pytest.raises(DataError, match="val_fractoin"):
         as_data_config({"kind": "folder", "root": "/data", "val_fractoin": 0.3})
     with pytest.raises(DataError, match="invalid data settings: invalid synthetic dataset settings"):
         as_data_config({"synthetic": {"videos": 0}})
-    folder = OmegaConf.load(REPO / "conf" / "data" / "folder.yaml")
+    folder = OmegaConf.load(CONF_DIR / "data" / "folder.yaml")
     with pytest.raises(DataError, match="data.root is not set"):
         prepare_data(folder, None)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from facedyn.config import CONF_DIR
 from facedyn.sweep.config import SweepConfigError, load, split_args
 from facedyn.sweep.runner import _split_overrides
 
@@ -56,7 +57,7 @@ def test_extra_params_need_a_stage_placeholder_in_staged_mode(tmp_path: Path) ->
     sweep_dir = tmp_path / "sweep"
     sweep_dir.mkdir()
     (sweep_dir / "wd.yaml").write_text(
-        (REPO / "conf" / "sweep" / "default.yaml").read_text()
+        (CONF_DIR / "sweep" / "default.yaml").read_text()
         .replace("params: {}", "params:\n  optimizer.weight_decay: {low: 1.0e-6, high: 1.0e-2, log: true}"))
     with pytest.raises(SweepConfigError, match=r"needs the placeholder \{stage\}"):
         load("wd", conf_dir=tmp_path)

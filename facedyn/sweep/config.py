@@ -1,4 +1,4 @@
-"""The sweep's config: a structured schema, conf/sweep/<name>.yaml, `sweep.*` overrides, and its checks.
+"""The sweep's config: a structured schema, facedyn/conf/sweep/<name>.yaml, `sweep.*` overrides, and its checks.
 
 `python sweep.py` takes `key=value` arguments like train.py. `sweep=<name>` picks conf/sweep/<name>.yaml,
 `sweep.<key>=<value>` sets a key of it; everything else is an override of the training config and goes to
@@ -15,9 +15,8 @@ from typing import Any, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from facedyn.config import STAGE_ORDER
+from facedyn.config import CONF_DIR, STAGE_ORDER
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 MODES = ("staged", "joint")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "none")
 SAMPLERS = ("tpe", "random")

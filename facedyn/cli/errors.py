@@ -1,0 +1,14 @@
+"""The errors every entry point reports as one line without a traceback: the user's data, files or config."""
+
+from __future__ import annotations
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """Exception types that mean bad input, not a bug. A function so that `--help` need not import torch."""
+    from facedyn.assets import AssetError
+    from facedyn.checkpoints import CheckpointError
+    from facedyn.config import ConfigError
+    from facedyn.data import DataError
+    from facedyn.model import WeightsUnavailable
+
+    return AssetError, CheckpointError, ConfigError, DataError, WeightsUnavailable
