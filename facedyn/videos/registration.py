@@ -1,0 +1,94 @@
+"""Face crops of the baseline and an expression frame in one box, registered so that head motion cancels.
+
+The head moves between two frames of a clip (a nod, a turn, the patient leaning in); optical flow would
+show that motion everywhere and drown the expression. A similarity transform (rotation, uniform scale,
+shift) fitted on landmarks that expressions do not move maps the expression frame onto the baseline's
+pose; both frames are then cut with the baseline's box, framed as the synthetic generator frames faces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from facedyn.data.flow_encoding import compute_flow, encode_flow, resize_flow
+from facedyn.videos.config import FlowConfig
+
+# MediaPipe mesh points that no Sunnybrook expression moves much: the nose bridge (168, 6, 197, 195, 5),
+# the eye corners (33, 133, 362, 263) and the face outline at the temples and ears (127, 356, 234, 454).
+# Mouth, cheeks, lids, brows and nose wings are left out: they are what the expressions move.
+STABLE_POINTS = (168, 6, 197, 195, 5, 33, 133, 362, 263, 127, 356, 234, 454)
+
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2x3 similarity (no reflection) mapping points `src` onto `dst` in least squares (Umeyama 1991)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
+    a, b = src - src_mean, dst - dst_mean
+    u, sigma, vt = np.linalg.svd(b.T @ a / len(src))
+    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
+    rotation = u @ d @ vt
+    scale = np.trace(np.diag(sigma) @ d) / max(a.var(axis=0).sum(), 1e-12)
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = scale * rotation
+    matrix[:, 2] = dst_mean - matrix[:, :2] @ src_mean
+    return matrix
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The 2x3 transform doing `inner`, then `outer`."""
+    matrix = np.empty((2, 3))
+    matrix[:, :2] = outer[:, :2] @ inner[:, :2]
+    matrix[:, 2] = outer[:, :2] @ inner[:, 2] + outer[:, 2]
+    return matrix
+
+
+def to_baseline(expression: np.ndarray, baseline: np.ndarray) -> np.ndarray:
+    """The similarity taking an expression frame's landmarks (478, 2) onto the baseline's stable points."""
+    idx = list(STABLE_POINTS)
+    return fit_similarity(expression[idx], baseline[idx])
+
+
+def crop_transform(baseline: np.ndarray, cfg: FlowConfig) -> np.ndarray:
+    """2x3 map from frame pixels to the crop: a square on the face's centre, the face `face_fill` of its side."""
+    low, high = baseline.min(axis=0), baseline.max(axis=0)
+    centre = (low + high) / 2.0
+    side = float(max(high - low)) / cfg.face_fill
+    k = cfg.crop_size / side
+    return np.array([[k, 0.0, cfg.crop_size / 2.0 - k * centre[0]],
+                     [0.0, k, cfg.crop_size / 2.0 - k * centre[1]]])
+
+
+@dataclass(frozen=True)
+class RegisteredPair:
+    baseline: np.ndarray  # (crop_size, crop_size, 3) BGR crop of the baseline frame
+    expression: np.ndarray  # the expression frame in the same box, registered onto the baseline's pose
+    crop: np.ndarray  # 2x3 frame -> crop map of the baseline
+    expression_to_crop: np.ndarray  # 2x3 expression frame -> crop map
+
+
+def register_pair(baseline_frame: np.ndarray, expression_frame: np.ndarray, baseline_landmarks: np.ndarray,
+                  expression_landmarks: np.ndarray, cfg: FlowConfig) -> RegisteredPair:
+    """Both frames cut with the baseline's box; the expression frame first mapped onto the baseline's pose
+    when `cfg.register` (otherwise cut as it is, head motion and all)."""
+    crop = crop_transform(baseline_landmarks, cfg)
+    moved = compose(crop, to_baseline(expression_landmarks, baseline_landmarks)) if cfg.register else crop
+    size = (cfg.crop_size, cfg.crop_size)
+
+    def cut(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        return cv2.warpAffine(frame, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+    return RegisteredPair(cut(baseline_frame, crop), cut(expression_frame, moved), crop, moved)
+
+
+def flow_image(pair: RegisteredPair, cfg: FlowConfig) -> np.ndarray:
+    """The (image_size, image_size, 3) uint8 RGB HSV flow image baseline -> expression, as the synthetic data."""
+    flow = compute_flow(cv2.cvtColor(pair.baseline, cv2.COLOR_BGR2GRAY),
+                        cv2.cvtColor(pair.expression, cv2.COLOR_BGR2GRAY), cfg.method)
+    return encode_flow(resize_flow(flow, cfg.image_size), cfg.max_magnitude)
