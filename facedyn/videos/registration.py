@@ -20,6 +20,7 @@ from facedyn.videos.config import FlowConfig
 # the eye corners (33, 133, 362, 263) and the face outline at the temples and ears (127, 356, 234, 454).
 # Mouth, cheeks, lids, brows and nose wings are left out: they are what the expressions move.
 STABLE_POINTS = (168, 6, 197, 195, 5, 33, 133, 362, 263, 127, 356, 234, 454)
+KEEP_SHARE, TRIM_ROUNDS = 0.6, 4  # residual head motion: refit on the 60 % of the face that fits best
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -71,6 +72,7 @@ class RegisteredPair:
     expression: np.ndarray  # the expression frame in the same box, registered onto the baseline's pose
     crop: np.ndarray  # 2x3 frame -> crop map of the baseline
     expression_to_crop: np.ndarray  # 2x3 expression frame -> crop map
+    face: np.ndarray  # (478, 2) the baseline's landmarks in crop pixels
 
 
 def register_pair(baseline_frame: np.ndarray, expression_frame: np.ndarray, baseline_landmarks: np.ndarray,
@@ -84,11 +86,40 @@ def register_pair(baseline_frame: np.ndarray, expression_frame: np.ndarray, base
     def cut(frame: np.ndarray, matrix: np.ndarray) -> np.ndarray:
         return cv2.warpAffine(frame, matrix, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
-    return RegisteredPair(cut(baseline_frame, crop), cut(expression_frame, moved), crop, moved)
+    return RegisteredPair(cut(baseline_frame, crop), cut(expression_frame, moved), crop, moved,
+                          apply(crop, baseline_landmarks.astype(np.float64)))
+
+
+def residual_head_motion(flow: np.ndarray, face: np.ndarray) -> np.ndarray:
+    """The similarity motion field (H, W, 2) that most of the face's flow shares: what landmark registration
+    left of the head motion (MediaPipe's points jitter by about a pixel). Fitted on a grid inside the face
+    outline by trimmed least squares: each round refits on the KEEP_SHARE of points it explains best, so
+    the expression's own region (well under half of the face) drops out."""
+    height, width = flow.shape[:2]
+    step = max(2, width // 56)
+    ys, xs = np.mgrid[step // 2:height:step, step // 2:width:step]
+    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
+    hull = cv2.convexHull(face.astype(np.float32))
+    inside = np.array([cv2.pointPolygonTest(hull, (float(x), float(y)), False) >= 0 for x, y in grid])
+    points = grid[inside].astype(np.float64)
+    if len(points) < 12:
+        return np.zeros_like(flow)
+    moved = points + flow[grid[inside, 1], grid[inside, 0]]
+    keep = np.arange(len(points))
+    for _ in range(TRIM_ROUNDS):
+        matrix = fit_similarity(points[keep], moved[keep])
+        residual = np.linalg.norm(apply(matrix, points) - moved, axis=1)
+        keep = np.argsort(residual, kind="stable")[:int(KEEP_SHARE * len(points))]
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    pixels = np.stack([xs, ys], axis=-1)
+    return (apply(matrix, pixels) - pixels).astype(np.float32)
 
 
 def flow_image(pair: RegisteredPair, cfg: FlowConfig) -> np.ndarray:
-    """The (image_size, image_size, 3) uint8 RGB HSV flow image baseline -> expression, as the synthetic data."""
+    """The (image_size, image_size, 3) uint8 RGB HSV flow image baseline -> expression, as the synthetic data;
+    with `cfg.register`, the head motion the landmark registration left is taken out of the flow too."""
     flow = compute_flow(cv2.cvtColor(pair.baseline, cv2.COLOR_BGR2GRAY),
                         cv2.cvtColor(pair.expression, cv2.COLOR_BGR2GRAY), cfg.method)
+    if cfg.register:
+        flow = flow - residual_head_motion(flow, pair.face)
     return encode_flow(resize_flow(flow, cfg.image_size), cfg.max_magnitude)
