@@ -208,3 +208,33 @@ def test_landmark_mirror_without_a_known_frame_stays_in_place() -> None:
     mirrored = mirror_landmarks(landmarks, Frame.around(landmarks))
     np.testing.assert_allclose(mirrored.min(axis=0), landmarks.min(axis=0), atol=1e-3)
     np.testing.assert_allclose(mirrored.max(axis=0), landmarks.max(axis=0), atol=1e-3)
+
+
+def test_head_motion_moves_flow_on_the_face_and_expression_landmarks_alike(mediapipe_fixtures: Path) -> None:
+    """A flow field that agrees with the landmarks' movement still agrees after a random head motion."""
+    portrait = read_landmarks(mediapipe_fixtures / "face_blendshapes_in_landmarks.prototxt", 820, 1024)
+    low, high = portrait.min(axis=0), portrait.max(axis=0)
+    baseline = ((portrait[list(LANDMARK_SUBSET_IDXS)] - (low + high) / 2) * 300 / (high - low).max() + [320, 240])
+    frame, size = Frame(0, 0, 640, 480), 112
+    to_image = np.array([size / 640, size / 480])
+    flow = _flow_field(size) * 0.5  # image pixels; the expression landmarks moved with it
+    grid = np.stack(np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5), axis=-1)
+    expression = baseline + np.stack([np.interp(baseline[:, 0] * to_image[0], grid[0, :, 0], flow[56, :, 0]),
+                                      np.interp(baseline[:, 1] * to_image[1], grid[:, 0, 1], flow[:, 56, 1])], axis=1) / to_image
+    flow = np.stack([np.broadcast_to(flow[56, :, 0], (size, size)), np.broadcast_to(flow[:, 56, 1][:, None], (size, size))], -1)
+    image = encode_flow(flow, MAX_FLOW)
+    cfg = AugmentConfig(**ONLY, head_motion_deg=2.0, head_motion_shift=0.02, head_motion_scale=0.02)
+    out, moved, base_out = Augmenter(cfg, frame_size=(640, 480), max_magnitude=MAX_FLOW)(image, expression, baseline, 0, 3)
+
+    np.testing.assert_array_equal(base_out, baseline.astype(np.float32))  # the baseline frame did not move
+    assert np.abs(moved - expression).max() > 2.0
+    decoded = decode_flow(np.round(out * 255).astype(np.uint8), MAX_FLOW)
+    inside = [LANDMARK_SUBSET_IDXS.index(i) for i in (1, 4, 6, 168, 133, 362, 13, 14)]  # well inside the face
+    at = decoded[(baseline[inside, 1] * to_image[1]).astype(int), (baseline[inside, 0] * to_image[0]).astype(int)]
+    expected = (moved[inside] - baseline[inside]) * to_image  # where each point went, in image pixels
+    assert np.abs(at - expected).max() < 0.15  # a pixel's centre vs the point, and 8-bit encoding
+    np.testing.assert_allclose(decoded[:3, :3], decode_flow(image, MAX_FLOW)[:3, :3], atol=0.05)  # background stays
+    again = Augmenter(cfg, frame_size=(640, 480), max_magnitude=MAX_FLOW)(image, expression, baseline, 0, 3)
+    np.testing.assert_array_equal(again[1], moved)
+    with pytest.raises(ValueError, match="max_magnitude"):
+        Augmenter(cfg, frame_size=(640, 480))

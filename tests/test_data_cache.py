@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from facedyn.data import prepare_data
+from facedyn.data.cache import CACHE_FORMAT
 from facedyn.data.layout import FLOW_FILE, LABELS_FILE
 from tests.test_data_fixtures import dataset_root, folder_config, write_sample  # noqa: F401
 
@@ -116,7 +117,7 @@ def test_an_unreadable_cache_is_rebuilt(dataset_root: Path, tmp_path: Path, capl
         "truncated arrays": lambda: (cached / "arrays.bin").write_bytes(arrays[: len(arrays) // 2]),
         "garbage index": lambda: (cached / "index.json").write_bytes(b"garbage"),
         "missing index": lambda: (cached / "index.json").unlink(),
-        "index of another format": lambda: (cached / "index.json").write_text(index.replace('"format": 3', '"format": 2')),
+        "index of another format": lambda: (cached / "index.json").write_text(index.replace(f'"format": {CACHE_FORMAT}', f'"format": {CACHE_FORMAT - 1}')),
         "array outside the file": lambda: (cached / "index.json").write_text(
             index.replace('"offset": 0', f'"offset": {len(arrays)}', 1)),
     }

@@ -273,3 +273,19 @@ def test_paralysed_side_sags_at_rest_by_severity(landmarker_task):
         assert abs(corner_sag[healthy]) < 0.01
         checked += 1
     assert checked >= 20
+
+
+def test_hard_preset_generates_and_reads(tmp_path, capsys, landmarker_task):
+    from facedyn.data.config import DataConfig
+    from facedyn.data.layout import scan
+    from facedyn.data.reader import ReaderSettings, read_samples
+
+    assert cli(["--out", str(tmp_path / "hard"), "--preset", "hard", "--videos", "1"]) == 0
+    marker = json.loads((tmp_path / "hard" / MARKER).read_text())["config"]
+    hard, default = preset("hard"), preset("default")
+    assert marker == preset("hard", videos=1).content()
+    for name in ("head_motion_deg", "head_motion_px", "landmark_noise_px"):  # clinic-like: more of each
+        assert getattr(hard, name) >= 2 * getattr(default, name)
+    assert (hard.videos, hard.frames_per_video) == (default.videos, default.frames_per_video)
+    result = read_samples(scan(tmp_path / "hard"), ReaderSettings.from_config(DataConfig()))
+    assert not result.bad and len(result.samples) == len(hard.expressions) * hard.frames_per_video

@@ -12,6 +12,12 @@ facedyn.data.flow_encoding.mirror_flow_image); the landmarks get x -> c - x (c =
 and the left/right correspondence swapped (SUBSET_MIRROR_PERMUTATION). Palsy grades are side-independent,
 so the labels stay.
 
+The head-motion augmentation (off by default) imitates a recording nobody registered: a random similarity
+(rotation, scale and shift about the frame's centre) moves the expression frame against the baseline. The
+flow then maps each baseline pixel p to T(p + flow(p)), so the flow becomes T(p + flow(p)) - p on the face
+(the convex hull of the baseline landmarks; the background stays put), and the expression landmarks move
+by the same T in their frame; the baseline landmarks stay.
+
 Randomness comes from (seed, epoch, sample row) alone, so a resumed run draws what an uninterrupted one
 would, whatever the batch order or worker count.
 """
@@ -25,7 +31,8 @@ import cv2
 import numpy as np
 
 from facedyn.data.config import AugmentConfig
-from facedyn.data.flow_encoding import mirror_flow_image
+from facedyn.data.flow_encoding import decode_flow, encode_flow, mirror_flow_image
+from facedyn.data.head_motion import face_mask, pixel_grid
 from facedyn.landmarks import SUBSET_MIRROR_PERMUTATION
 
 MIRROR_PERMUTATION = np.asarray(SUBSET_MIRROR_PERMUTATION, dtype=np.intp)
@@ -80,12 +87,52 @@ def _zoom_shift_landmarks(landmarks: np.ndarray, zoom: float, shift: np.ndarray,
     return (landmarks - frame.centre) * zoom + frame.centre + shift * size
 
 
+@dataclass(frozen=True)
+class HeadMotion:
+    """A similarity about a frame's centre: rotation (degrees), relative scale change, shift (fraction of the frame)."""
+
+    rotation_deg: float
+    scale: float
+    shift: tuple[float, float]
+
+    def matrix(self, left: float, top: float, width: float, height: float) -> np.ndarray:
+        """The 2x3 matrix of this motion in the frame (left, top, width, height)."""
+        angle = np.radians(self.rotation_deg)
+        linear = (1 + self.scale) * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+        centre = np.array([left + width / 2, top + height / 2])
+        return np.hstack([linear, (centre - linear @ centre + np.multiply(self.shift, [width, height]))[:, None]])
+
+
+def add_head_motion(
+    flow_image: np.ndarray, expression: np.ndarray, baseline: np.ndarray, motion: HeadMotion, frame: Frame,
+    max_magnitude: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(flow image uint8 RGB, expression landmarks) after the expression frame moved by `motion`.
+
+    The (square) flow image shows the landmarks' `frame` (the frame's corners are the image's corners).
+    """
+    size = flow_image.shape[0]
+    image_matrix = motion.matrix(0.0, 0.0, size, size).astype(np.float32)
+    flow = decode_flow(flow_image, max_magnitude)
+    grid = pixel_grid(size)
+    moved = (grid + flow) @ image_matrix[:, :2].T + image_matrix[:, 2] - grid
+    to_image = np.array([size / frame.width, size / frame.height])
+    flow += (moved - flow) * face_mask((baseline - [frame.left, frame.top]) * to_image, size)[..., None]
+    landmark_matrix = motion.matrix(frame.left, frame.top, frame.width, frame.height)
+    return encode_flow(flow, max_magnitude), expression @ landmark_matrix[:, :2].T + landmark_matrix[:, 2]
+
+
 class Augmenter:
     """Draws and applies one random augmentation per (epoch, sample row)."""
 
-    def __init__(self, cfg: AugmentConfig, frame_size: Optional[tuple[float, float]] = None):
+    def __init__(self, cfg: AugmentConfig, frame_size: Optional[tuple[float, float]] = None,
+                 max_magnitude: Optional[float] = None):
         self.cfg = cfg
         self.frame_size = frame_size  # (width, height) of the landmarks' video frame, if known
+        self.max_magnitude = max_magnitude  # flow pixels at full brightness: head motion needs it
+        self.head_motion = bool(cfg.head_motion_deg or cfg.head_motion_shift or cfg.head_motion_scale)
+        if self.head_motion and max_magnitude is None:
+            raise ValueError("head-motion augmentation needs the flow images' max_magnitude")
         self._noise_bank: Optional[np.ndarray] = None  # made on first use, in each worker process
 
     def _noise_fields(self, shape: tuple[int, ...]) -> np.ndarray:
@@ -128,6 +175,11 @@ class Augmenter:
         frame = self._frame(expression, baseline)
         if rng.random() < cfg.hflip_p:
             flow, expression, baseline = mirror_sample(flow, expression, baseline, frame)
+        if self.head_motion:
+            motion = HeadMotion(rng.uniform(-cfg.head_motion_deg, cfg.head_motion_deg),
+                                rng.uniform(-cfg.head_motion_scale, cfg.head_motion_scale),
+                                tuple(rng.uniform(-cfg.head_motion_shift, cfg.head_motion_shift, size=2)))
+            flow, expression = add_head_motion(flow, expression, baseline, motion, frame, self.max_magnitude)
         zoom = 1 + rng.uniform(-cfg.scale, cfg.scale)
         shift = rng.uniform(-cfg.shift, cfg.shift, size=2)
         if cfg.scale or cfg.shift:

@@ -30,8 +30,8 @@ from facedyn.data.layout import SampleFolder
 from facedyn.data.reader import BadSample, ReaderSettings, ReadResult
 from facedyn.data.samples import Samples
 
-CACHE_FORMAT = 3
-_BAD_PATH, _BAD_REASON, _RESIZED = "_bad_path", "_bad_reason", "_resized"
+CACHE_FORMAT = 4
+_BAD_PATH, _BAD_REASON, _RESIZED, _HEAD_MOTION = "_bad_path", "_bad_reason", "_resized", "_head_motion"
 INDEX_FILE, ARRAYS_FILE = "index.json", "arrays.bin"
 _ALIGN = 64
 
@@ -61,6 +61,7 @@ def _save(path: Path, result: ReadResult) -> None:
     arrays[_BAD_PATH] = np.asarray([b.path for b in result.bad], dtype=str)
     arrays[_BAD_REASON] = np.asarray([b.reason for b in result.bad], dtype=str)
     arrays[_RESIZED] = np.asarray(result.resized)
+    arrays[_HEAD_MOTION] = np.asarray(json.dumps(result.head_motion))  # the compensation's report (JSON null: none)
     index, parts, offset = {}, [], 0
     for name, array in arrays.items():
         index[name] = {"dtype": array.dtype.str, "shape": list(array.shape), "offset": offset}
@@ -82,7 +83,7 @@ def _load(path: Path) -> ReadResult:
     try:
         index = json.loads((path / INDEX_FILE).read_bytes())
         entries, size = index["arrays"], index["size"]
-        if index["format"] != CACHE_FORMAT or set(entries) != {*Samples.field_names(), _BAD_PATH, _BAD_REASON, _RESIZED}:
+        if index["format"] != CACHE_FORMAT or set(entries) != {*Samples.field_names(), _BAD_PATH, _BAD_REASON, _RESIZED, _HEAD_MOTION}:
             raise ValueError("not this version's set of arrays")
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"{INDEX_FILE} is damaged ({exc.__class__.__name__})") from None
@@ -100,7 +101,11 @@ def _load(path: Path) -> ReadResult:
     samples = Samples.from_arrays(arrays)
     if len({len(array) for array in samples.arrays().values()}) != 1:
         raise ValueError("arrays of different lengths")
-    return ReadResult(samples, bad, int(arrays[_RESIZED]))
+    try:
+        head_motion = json.loads(str(arrays[_HEAD_MOTION]))
+    except json.JSONDecodeError:
+        raise ValueError(f"{_HEAD_MOTION} is damaged") from None
+    return ReadResult(samples, bad, int(arrays[_RESIZED]), head_motion)
 
 
 def _prefix(path: Path) -> str:

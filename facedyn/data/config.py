@@ -59,7 +59,11 @@ class AugmentConfig:
     scale: largest relative zoom (0.05 = 0.95..1.05) about the image centre; brightness: largest relative
     change of the flow magnitude (V); noise_std: Gaussian noise on the [0, 1] flow image;
     landmark_jitter: Gaussian noise on each landmark as a fraction of the face's bounding-box size;
-    hflip_p: probability of a horizontal mirror (flow directions and left/right landmarks swapped).
+    hflip_p: probability of a horizontal mirror (flow directions and left/right landmarks swapped);
+    head_motion_deg / head_motion_shift / head_motion_scale: largest in-plane rotation (degrees), shift
+    (fraction of the image size) and relative scale change of a random head motion between the baseline
+    and the expression frame: its motion field is added to the flow on the face and the expression
+    landmarks move with it (facedyn.data.augment.HeadMotion); all 0: off.
     """
 
     enabled: bool = True
@@ -70,6 +74,29 @@ class AugmentConfig:
     noise_std: float = 0.01
     landmark_jitter: float = 0.002
     hflip_p: float = 0.5
+    head_motion_deg: float = 0.0
+    head_motion_shift: float = 0.0
+    head_motion_scale: float = 0.0
+
+
+@dataclass
+class FlowConfig:
+    """How flow images are read (facedyn.data.head_motion).
+
+    compensate_head_motion: fit the baseline -> expression head motion on landmarks that expressions do not
+    move and subtract its motion field from each flow image (once, when the dataset is decoded; the cache
+    keeps the result). For recordings nobody registered; data prepared by prepare.py is registered already.
+    head_motion_model: similarity | affine. crop: how the flow image lies in the landmarks' frame, `frame`
+    (the whole frame; needs data.landmarks.image_width/height) or `face_box` (a box around the face,
+    estimated from the data); null: frame for the synthetic data, face_box for a folder. max_magnitude:
+    flow pixels (at image_size) the images show at full brightness; null: the synthetic generator's
+    (required for a folder).
+    """
+
+    compensate_head_motion: bool = False
+    head_motion_model: str = "similarity"
+    crop: Optional[str] = None
+    max_magnitude: Optional[float] = None
 
 
 @dataclass
@@ -88,6 +115,7 @@ class DataConfig:
     fold: int = 0  # which of the n folds is the validation side, 0..n-1
     cache: bool = True
     cache_dir: Optional[str] = None  # default: <facedyn cache dir>/datasets
+    flow: FlowConfig = field(default_factory=FlowConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     batch_size: int = 32
     num_workers: Optional[int] = None  # null: auto (facedyn.data.dataset.loader_workers)

@@ -19,12 +19,13 @@ from facedyn.data.augment import Augmenter
 from facedyn.data.config import DataConfig
 from facedyn.data.dataset import FaceDynDataset
 from facedyn.data.errors import DataError
-from facedyn.data.reader import BadSample, ReaderSettings, ReadResult, read_samples
+from facedyn.data.reader import BadSample, ReaderSettings, ReadResult, flow_max_magnitude, landmark_frame, read_samples
 from facedyn.data.samples import Samples
 from facedyn.data.split import Split, split_by_video
 from facedyn.io import atomic_write_json, atomic_write_text
 
 BAD_SAMPLES_FILE = "bad_samples.csv"
+HEAD_MOTION_FILE = "head_motion.json"
 SPLIT_FILE = "split.json"
 BAD_POLICIES = ("skip", "fail")
 KINDS = ("synthetic", "folder")
@@ -39,10 +40,13 @@ class PreparedData:
     val_indices: np.ndarray
     bad_samples: list[BadSample]
     landmark_frame: Optional[tuple[float, float]]  # (width, height) of the landmarks' video frame, if known
+    flow_max_magnitude: Optional[float]  # flow pixels at full brightness in the flow images, if known
 
     def make_dataset(self, indices: np.ndarray, augment: bool) -> FaceDynDataset:
         """Dataset over rows `indices`; augmented (when data.augment.enabled) for training only."""
-        augmenter = Augmenter(self.cfg.augment, self.landmark_frame) if augment and self.cfg.augment.enabled else None
+        augmenter = None
+        if augment and self.cfg.augment.enabled:
+            augmenter = Augmenter(self.cfg.augment, self.landmark_frame, self.flow_max_magnitude)
         return FaceDynDataset(self.samples, indices, augmenter)
 
 
@@ -72,11 +76,16 @@ def _check_settings(cfg: DataConfig) -> None:
         if value is not None and value < 0:
             raise DataError(f"data.{name}={value} must not be negative")
     augment = cfg.augment
-    for name in ("shift", "scale", "brightness", "noise_std", "landmark_jitter"):
+    for name in ("shift", "scale", "brightness", "noise_std", "landmark_jitter", "head_motion_deg",
+                 "head_motion_shift", "head_motion_scale"):
         if getattr(augment, name) < 0:
             raise DataError(f"data.augment.{name}={getattr(augment, name)} must not be negative")
     if not 0.0 <= augment.hflip_p <= 1.0 or augment.scale >= 1.0:
         raise DataError("data.augment.hflip_p must lie in 0..1 and data.augment.scale below 1")
+    head_motion = augment.head_motion_deg or augment.head_motion_shift or augment.head_motion_scale
+    if augment.enabled and head_motion and flow_max_magnitude(cfg) is None:
+        raise DataError("data.augment.head_motion_* need data.flow.max_magnitude: the flow (pixels at image_size) "
+                        "that the flow images show at full brightness")
 
 
 def _dataset_root(cfg: DataConfig, log: logging.Logger) -> Path:
@@ -90,14 +99,6 @@ def _dataset_root(cfg: DataConfig, log: logging.Logger) -> Path:
         raise DataError(f"synthetic dataset: {exc}") from None
     log.info("data: synthetic dataset at %s", root)
     return root
-
-
-def _landmark_frame(cfg: DataConfig) -> Optional[tuple[float, float]]:
-    if cfg.landmarks.image_width and cfg.landmarks.image_height:
-        return (float(cfg.landmarks.image_width), float(cfg.landmarks.image_height))
-    if cfg.kind == "synthetic":  # the generator's landmarks are pixels of its rendered frames
-        return (float(cfg.synthetic.render_size), float(cfg.synthetic.render_size))
-    return None
 
 
 def _read(cfg: DataConfig, root: Path, log: logging.Logger) -> ReadResult:
@@ -139,6 +140,18 @@ def _apply_bad_sample_policy(cfg: DataConfig, root: Path, result: ReadResult, re
         )
 
 
+def _report_head_motion(report: dict, run_dir: Optional[Path], log: logging.Logger) -> None:
+    box = report["crop_box"]
+    crop = "the whole frame" if box is None else "a face box {:g} x the landmarks' box, offset ({:+g}, {:+g})".format(*box)
+    log.info(
+        "data: head motion compensated (%s) in %d flow images: median %.2f deg, %.2f px; flow at the stable "
+        "landmarks %.2f -> %.2f px (median); crop %s reproduces %.0f%% of the landmarks' motion",
+        report["model"], report["samples"], report["rotation_deg_median"], report["shift_px_median"],
+        report["global_motion_before_px"], report["global_motion_after_px"], crop, 100 * report["crop_fit_r2"])
+    if run_dir is not None:
+        atomic_write_json(Path(run_dir) / HEAD_MOTION_FILE, report)
+
+
 def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging.Logger] = None) -> PreparedData:
     """Read (or load from cache) and check the dataset, apply the bad-sample policy, split by video.
 
@@ -154,6 +167,8 @@ def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging
     report = Path(run_dir) / BAD_SAMPLES_FILE if run_dir is not None else None
     if report is not None:
         atomic_write_text(report, _bad_samples_csv(root, result.bad))
+    if result.head_motion is not None:
+        _report_head_motion(result.head_motion, run_dir, log)
     if result.resized:
         log.warning("data: %d flow images were not %dx%d and were resized", result.resized, cfg.image_size, cfg.image_size)
     log.info(
@@ -187,5 +202,6 @@ def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging
         train_indices=split.train_indices,
         val_indices=split.val_indices,
         bad_samples=result.bad,
-        landmark_frame=_landmark_frame(cfg),
+        landmark_frame=landmark_frame(cfg),
+        flow_max_magnitude=flow_max_magnitude(cfg),
     )

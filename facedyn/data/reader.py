@@ -19,6 +19,7 @@ import numpy as np
 from facedyn.data.config import DataConfig
 from facedyn.data.errors import DataError
 from facedyn.data.flow_encoding import decode_flow, encode_flow
+from facedyn.data.head_motion import CompensationSettings, compensate_images
 from facedyn.data.layout import (
     BASELINE_LANDMARKS_FILE,
     EXPRESSION_LANDMARKS_FILE,
@@ -60,6 +61,7 @@ class ReaderSettings:
     dynamics_ignore: tuple[int, ...]
     synkinesis_ignore: tuple[int, ...]
     landmark_scale: tuple[float, float]  # multiplies (x, y): 1 for pixels, the frame size for normalised
+    head_motion: Optional[CompensationSettings] = None  # compensation of the flow images (off: None)
 
     @classmethod
     def from_config(cls, cfg: DataConfig) -> "ReaderSettings":
@@ -71,6 +73,7 @@ class ReaderSettings:
             dynamics_ignore=tuple(int(v) for v in cfg.labels.dynamics_ignore),
             synkinesis_ignore=tuple(int(v) for v in cfg.labels.synkinesis_ignore),
             landmark_scale=landmark_scale(cfg),
+            head_motion=compensation_settings(cfg),
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -92,11 +95,43 @@ def landmark_scale(cfg: DataConfig) -> tuple[float, float]:
     raise DataError(f"data.landmarks.units={units!r} is not one of: pixels, normalised")
 
 
+def landmark_frame(cfg: DataConfig) -> Optional[tuple[float, float]]:
+    """(width, height) of the landmarks' video frame, when known."""
+    if cfg.landmarks.image_width and cfg.landmarks.image_height:
+        return (float(cfg.landmarks.image_width), float(cfg.landmarks.image_height))
+    if cfg.kind == "synthetic":  # the generator's landmarks are pixels of its rendered frames
+        return (float(cfg.synthetic.render_size), float(cfg.synthetic.render_size))
+    return None
+
+
+def flow_max_magnitude(cfg: DataConfig) -> Optional[float]:
+    """Flow pixels (at image_size) the flow images show at full brightness, when known."""
+    if cfg.flow.max_magnitude is not None:
+        if not cfg.flow.max_magnitude > 0:
+            raise DataError(f"data.flow.max_magnitude={cfg.flow.max_magnitude} must be positive")
+        return float(cfg.flow.max_magnitude)
+    return float(cfg.synthetic.max_flow_magnitude) if cfg.kind == "synthetic" else None
+
+
+def compensation_settings(cfg: DataConfig) -> Optional[CompensationSettings]:
+    """data.flow's head-motion compensation, resolved (None when it is off)."""
+    flow = cfg.flow
+    if not flow.compensate_head_motion:
+        return None
+    magnitude = flow_max_magnitude(cfg)
+    if magnitude is None:
+        raise DataError("data.flow.compensate_head_motion=true needs data.flow.max_magnitude: the flow (pixels at "
+                        "image_size) that the flow images show at full brightness")
+    crop = flow.crop or ("frame" if cfg.kind == "synthetic" else "face_box")
+    return CompensationSettings(flow.head_motion_model, crop, magnitude, int(cfg.image_size), landmark_frame(cfg))
+
+
 @dataclass
 class ReadResult:
     samples: Samples
     bad: list[BadSample]
     resized: int  # flow images resized to image_size
+    head_motion: Optional[dict] = None  # CompensationReport.as_dict() when head motion was compensated
 
 
 def _read_flow(folder: SampleFolder, settings: ReaderSettings) -> tuple[np.ndarray, bool]:
@@ -223,7 +258,12 @@ def read_samples(folders: Sequence[SampleFolder], settings: ReaderSettings) -> R
             continue
         rows.append(row)
         resized += was_resized
-    return ReadResult(_stack(rows, settings.image_size), bad, resized)
+    samples = _stack(rows, settings.image_size)
+    report = None
+    if settings.head_motion is not None and len(samples):
+        report = compensate_images(samples.flow, samples.baseline_landmarks, samples.expression_landmarks,
+                                   settings.head_motion).as_dict()
+    return ReadResult(samples, bad, resized, report)
 
 
 def _stack(rows: list[dict[str, Any]], image_size: int) -> Samples:

@@ -79,6 +79,11 @@ class SyntheticConfig:
 PRESETS = {
     "default": {"videos": 80, "frames_per_video": 3},
     "large": {"videos": 200, "frames_per_video": 8},
+    # Unregistered clinic recordings: the head turns a degree or so about each axis and shifts ~2 render
+    # pixels (~1 px of the 112 px flow image) between the baseline and each expression frame, and the
+    # landmark detector jitters ~1 px; the default data has 0.4 of each.
+    "hard": {"videos": 80, "frames_per_video": 3, "head_motion_deg": 1.0, "head_motion_px": 2.0,
+             "landmark_noise_px": 1.0},
 }
 
 
