@@ -276,6 +276,9 @@ def test_paralysed_side_sags_at_rest_by_severity(landmarker_task):
 
 
 def test_hard_preset_generates_and_reads(tmp_path, capsys, landmarker_task):
+    from omegaconf import OmegaConf
+
+    from facedyn.config import compose
     from facedyn.data.config import DataConfig
     from facedyn.data.layout import scan
     from facedyn.data.reader import ReaderSettings, read_samples
@@ -287,5 +290,7 @@ def test_hard_preset_generates_and_reads(tmp_path, capsys, landmarker_task):
     for name in ("head_motion_deg", "head_motion_px", "landmark_noise_px"):  # clinic-like: more of each
         assert getattr(hard, name) >= 2 * getattr(default, name)
     assert (hard.videos, hard.frames_per_video) == (default.videos, default.frames_per_video)
+    composed = OmegaConf.to_container(compose(["data=synthetic_hard"]).data.synthetic)  # train.py data=synthetic_hard
+    assert {k: v for k, v in composed.items() if k != "root"} == hard.content()
     result = read_samples(scan(tmp_path / "hard"), ReaderSettings.from_config(DataConfig()))
     assert not result.bad and len(result.samples) == len(hard.expressions) * hard.frames_per_video
