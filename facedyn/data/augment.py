@@ -112,10 +112,11 @@ def add_head_motion(
     The (square) flow image shows the landmarks' `frame` (the frame's corners are the image's corners).
     """
     size = flow_image.shape[0]
-    image_matrix = motion.matrix(0.0, 0.0, size, size).astype(np.float32)
+    image_matrix = motion.matrix(0.0, 0.0, size, size)
     flow = decode_flow(flow_image, max_magnitude)
-    grid = pixel_grid(size)
-    moved = (grid + flow) @ image_matrix[:, :2].T + image_matrix[:, 2] - grid
+    # T(p + flow) - p = L flow + (L - I) p + t, with cv2.transform doing the per-pixel 2x2 products
+    moved = cv2.transform(flow, np.hstack([image_matrix[:, :2], np.zeros((2, 1))]))
+    moved += cv2.transform(pixel_grid(size), image_matrix - np.hstack([np.eye(2), np.zeros((2, 1))]))
     to_image = np.array([size / frame.width, size / frame.height])
     flow += (moved - flow) * face_mask((baseline - [frame.left, frame.top]) * to_image, size)[..., None]
     landmark_matrix = motion.matrix(frame.left, frame.top, frame.width, frame.height)

@@ -28,6 +28,7 @@ reproduces under that crop, R^2), and compensation is refused with one line when
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Optional
 
 import cv2
@@ -141,10 +142,13 @@ def motion_field(matrix: np.ndarray, crop_scale: np.ndarray, crop_offset: np.nda
     return (pixel_grid(size) @ (linear - np.eye(2)).T + shift).astype(np.float32)
 
 
+@lru_cache(maxsize=4)
 def pixel_grid(size: int) -> np.ndarray:
-    """(size, size, 2) float32 (x, y) of each pixel's centre; the image spans 0..size."""
+    """(size, size, 2) float32 (x, y) of each pixel's centre; the image spans 0..size. Shared: do not modify."""
     centres = np.arange(size, dtype=np.float32) + 0.5
-    return np.stack(np.meshgrid(centres, centres), axis=-1)
+    grid = np.stack(np.meshgrid(centres, centres), axis=-1)
+    grid.flags.writeable = False
+    return grid
 
 
 def face_mask(points: np.ndarray, size: int) -> np.ndarray:
