@@ -114,24 +114,25 @@ def _compensating(root: Path, cache: Path, **overrides):
 
 def test_generated_head_motion_falls_to_the_still_heads_level(recordings: dict[str, Path], tmp_path: Path) -> None:
     moving = prepare_data(_compensating(recordings["moving"], tmp_path / "cache"), tmp_path / "run")
-    still = prepare_data(_compensating(recordings["still"], tmp_path / "cache"), None)
     raw = prepare_data(folder_config(recordings["moving"], tmp_path / "cache"), None)
+    still = prepare_data(folder_config(recordings["still"], tmp_path / "cache"), None)
+    still_compensated = still.samples.flow.copy()
+    compensate_images(still_compensated, still.samples.baseline_landmarks, still.samples.expression_landmarks,
+                      CompensationSettings("similarity", "frame", MAX_FLOW, 112, (224.0, 224.0)))
     report = json.loads((tmp_path / "run" / HEAD_MOTION_FILE).read_text())
     crop = frame_crop(len(raw.samples), (224.0, 224.0), 112)
     points = crop.to_image(raw.samples.baseline_landmarks)
 
-    def motion(samples) -> float:
-        return float(np.median(global_motion(np.stack([decode_flow(f, MAX_FLOW) for f in samples.flow]), points)))
+    def motion(images: np.ndarray) -> float:
+        return float(np.median(global_motion(np.stack([decode_flow(f, MAX_FLOW) for f in images]), points)))
 
-    still_raw = motion(prepare_data(folder_config(recordings["still"], tmp_path / "cache"), None).samples)
     # measured: raw 1.96 px, compensated 0.95; a still head 0.53, compensated 0.72 (the fit's landmark noise)
-    assert motion(raw.samples) > 2 * still_raw + 0.5  # the head motion dominates the uncompensated flow
-    assert motion(moving.samples) < 0.6 * motion(raw.samples)
-    assert motion(moving.samples) < motion(still.samples) + 0.4  # left: out-of-plane rotation (not a similarity)
-    assert report["global_motion_before_px"] == pytest.approx(motion(raw.samples), abs=1e-3)
-    assert report["global_motion_after_px"] == pytest.approx(motion(moving.samples), abs=1e-3)
+    assert motion(raw.samples.flow) > 2 * motion(still.samples.flow) + 0.5  # head motion dominates the raw flow
+    assert motion(moving.samples.flow) < 0.6 * motion(raw.samples.flow)
+    assert motion(moving.samples.flow) < motion(still_compensated) + 0.4  # left: out-of-plane rotation
+    assert report["global_motion_before_px"] == pytest.approx(motion(raw.samples.flow), abs=1e-3)
+    assert report["global_motion_after_px"] == pytest.approx(motion(moving.samples.flow), abs=1e-3)
     assert report["crop_fit_r2"] > 0.5
-    assert still.samples.flow.shape == moving.samples.flow.shape
 
 
 def test_the_cache_holds_compensated_flow_under_its_own_key(recordings: dict[str, Path], tmp_path: Path, caplog) -> None:
@@ -159,3 +160,5 @@ def test_flow_that_does_not_fit_the_landmarks_is_refused(recordings: dict[str, P
     no_frame = _compensating(recordings["moving"], tmp_path / "cache", **{"landmarks.image_width": None})
     with pytest.raises(DataError, match="data.flow.crop=frame needs"):
         prepare_data(no_frame, None)
+    with pytest.raises(DataError, match=r"would add motion, not remove it .* look registered already"):
+        prepare_data(_compensating(recordings["still"], tmp_path / "cache"), None)  # nothing to take out

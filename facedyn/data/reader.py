@@ -263,6 +263,12 @@ def read_samples(folders: Sequence[SampleFolder], settings: ReaderSettings) -> R
     if settings.head_motion is not None and len(samples):
         report = compensate_images(samples.flow, samples.baseline_landmarks, samples.expression_landmarks,
                                    settings.head_motion).as_dict()
+        before, after = report["global_motion_before_px"], report["global_motion_after_px"]
+        if after > before:  # the flow had no head motion to take out (registered at source, a still camera)
+            raise DataError(
+                f"data.flow.compensate_head_motion: compensation would add motion, not remove it (flow at the "
+                f"stable landmarks {before:.2f} -> {after:.2f} px): these flow images look registered already "
+                f"(prepare.py registers at source); leave it off")
     return ReadResult(samples, bad, resized, report)
 
 
