@@ -77,6 +77,7 @@ def videos(tmp_path_factory, landmarker_task) -> Path:
     root = _good_videos(tmp_path_factory.mktemp("videos"))
     no_face_video(root / "p4" / "snarl.mp4")
     truncated_copy(root / "p1" / "smile.mp4", root / "p5" / "smile.mp4")
+    truncated_copy(root / "p1" / "eye_close.mkv", root / "p8" / "eye_close.mkv")  # Matroska decodes up to the cut
     (root / "p6" / "smile.mp4").parent.mkdir()
     (root / "p6" / "smile.mp4").write_bytes(b"")
     (root / "p7").mkdir()
@@ -102,17 +103,20 @@ def test_report_names_every_clip_and_bad_file(prepared):
         assert row["status"] == "ok", row
         assert float(row["one_face_share"]) == 1.0  # a face in every frame
         assert int(row["frames_read"]) == (24 if video.startswith("syn") else 40)
-    reasons = {video: report[video]["reason"] for video in ("p4/snarl.mp4", "p5/smile.mp4", "p6/smile.mp4", "p7/smile.mp4")}
+    reasons = {video: report[video]["reason"]
+               for video in ("p4/snarl.mp4", "p5/smile.mp4", "p6/smile.mp4", "p7/smile.mp4", "p8/eye_close.mkv")}
     assert reasons == {
         "p4/snarl.mp4": "no face in any frame",
         "p5/smile.mp4": "damaged or truncated MP4/MOV file: it cannot be opened (its index is missing or broken)",
         "p6/smile.mp4": "empty file (0 bytes)",
         "p7/smile.mp4": "not a video file (no known video container at its start)",
+        "p8/eye_close.mkv": reasons["p8/eye_close.mkv"],
     }
+    assert reasons["p8/eye_close.mkv"].startswith("truncated: ") and reasons["p8/eye_close.mkv"].endswith(" of 40 frames decoded")
     assert all(report[v]["status"] == "skipped" and report[v]["samples"] == "0" for v in reasons)
     assert report["p9/smile"]["status"] == "no_video"  # graded, no video
     assert report["p2/Smile.avi"]["expression"] == "smile"
-    assert "9 clip(s): 5 prepared, 4 skipped" in result.stdout
+    assert "10 clip(s): 5 prepared, 5 skipped" in result.stdout
     assert "Traceback" not in result.stdout
     for expression in ("smile", "eye_close", "brow_raise"):
         sheet = cv2.imread(str(out / f"contact_sheet_{expression}.png"))
@@ -222,7 +226,7 @@ def test_rerun_reuses_unchanged_clips_and_redoes_a_regraded_one(prepared, videos
     grades = videos.parent / "grades.csv"
     summary = prepare({"videos": str(videos), "out": str(out), "grades": str(grades), "progress": False,
                        "landmarker": {"blendshapes": True}})
-    assert (summary.prepared, summary.reused) == (0, 9)  # bad files too: their records hold the reason
+    assert (summary.prepared, summary.reused) == (0, 10)  # bad files too: their records hold the reason
     assert _files(out) == before  # same videos and settings: the same bytes
     regraded = tmp_path / "grades.csv"
     regraded.write_text(GRADES.replace("p1,smile,3,1", "p1,smile,2,1"))

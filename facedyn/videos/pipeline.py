@@ -198,8 +198,8 @@ def prepare(cfg: Any) -> PrepareSummary:
     out = Path(cfg.out).expanduser().resolve()
     clips, layout = find_clips(cfg.videos, cfg.layout, cfg.expressions, cfg.extensions)
     grades = read_grades(cfg.grades, cfg.grade_columns, ExpressionNames(cfg.expressions)) if cfg.grades else {}
-    bundle = landmarker_bundle(cfg.landmarker.path)
     _check_out(out)
+    bundle = landmarker_bundle(cfg.landmarker.path)
     (out / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(out / RECORDS_DIR / "lock"))
     try:
