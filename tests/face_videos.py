@@ -95,6 +95,12 @@ def no_face_video(path: Path, frames: int = 12) -> Path:
     return write_video(path, [np.ascontiguousarray(photo[20 + t:276 + t, 100:356]) for t in range(frames)])
 
 
+def two_faces_video(path: Path, frames: int = 12) -> Path:
+    """Two people side by side: the astronaut beside her mirror image."""
+    face = FaceClip().frame(0)
+    return write_video(path, [np.hstack([face, face[:, ::-1]])] * frames)
+
+
 def truncated_copy(source: Path, path: Path, keep: float = 0.5) -> Path:
     content = source.read_bytes()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from facedyn.videos import PrepareError, prepare
 from facedyn.videos.clip import MEDIAPIPE_BLENDSHAPES_FILE, RECORDS_DIR
 from tests.conftest import REPO, tiny_epochs
 from tests.face_videos import (APEX_FRAME, CLOSE_LEFT_EYE, SMILE_RIGHT, FaceClip, no_face_video,
-                               synthetic_face_video, truncated_copy)
+                               synthetic_face_video, truncated_copy, two_faces_video)
 
 GRADES = "patient,expression,dynamics,synkinesis\np1,smile,3,1\np2,Smile,4,0\np1,eye_close,5,0\nsyn,smile,2,1\np9,smile,1,0\n"
 MAX_MAGNITUDE = 4.0
@@ -68,7 +68,7 @@ def _good_videos(root: Path) -> Path:
     FaceClip(640, 480).write(root / "p2" / "Smile.avi", SMILE_RIGHT, head_motion=True)  # name mapped to smile
     clip.write(root / "p3" / "brow_raise.avi", None, head_motion=True)  # head motion only, not graded
     clip.write(root / "p1" / "eye_close.mkv", CLOSE_LEFT_EYE)
-    synthetic_face_video(root / "syn" / "smile.avi")
+    synthetic_face_video(root / "syn" / "smile.mov")
     return root
 
 
@@ -78,6 +78,7 @@ def videos(tmp_path_factory, landmarker_task) -> Path:
     no_face_video(root / "p4" / "snarl.mp4")
     truncated_copy(root / "p1" / "smile.mp4", root / "p5" / "smile.mp4")
     truncated_copy(root / "p1" / "eye_close.mkv", root / "p8" / "eye_close.mkv")  # Matroska decodes up to the cut
+    two_faces_video(root / "p10" / "smile.avi")
     (root / "p6" / "smile.mp4").parent.mkdir()
     (root / "p6" / "smile.mp4").write_bytes(b"")
     (root / "p7").mkdir()
@@ -98,25 +99,27 @@ def prepared(videos, tmp_path_factory) -> tuple[Path, subprocess.CompletedProces
 def test_report_names_every_clip_and_bad_file(prepared):
     out, result = prepared
     report = _report(out)
-    for video in ("p1/smile.mp4", "p2/Smile.avi", "p3/brow_raise.avi", "p1/eye_close.mkv", "syn/smile.avi"):
+    for video in ("p1/smile.mp4", "p2/Smile.avi", "p3/brow_raise.avi", "p1/eye_close.mkv", "syn/smile.mov"):
         row = report[video]
         assert row["status"] == "ok", row
         assert float(row["one_face_share"]) == 1.0  # a face in every frame
         assert int(row["frames_read"]) == (24 if video.startswith("syn") else 40)
     reasons = {video: report[video]["reason"]
-               for video in ("p4/snarl.mp4", "p5/smile.mp4", "p6/smile.mp4", "p7/smile.mp4", "p8/eye_close.mkv")}
+               for video in ("p4/snarl.mp4", "p5/smile.mp4", "p6/smile.mp4", "p7/smile.mp4", "p8/eye_close.mkv",
+                             "p10/smile.avi")}
     assert reasons == {
         "p4/snarl.mp4": "no face in any frame",
         "p5/smile.mp4": "damaged or truncated MP4/MOV file: it cannot be opened (its index is missing or broken)",
         "p6/smile.mp4": "empty file (0 bytes)",
         "p7/smile.mp4": "not a video file (no known video container at its start)",
         "p8/eye_close.mkv": reasons["p8/eye_close.mkv"],
+        "p10/smile.avi": "exactly one face in only 0% of frames (several faces in 100%); quality.min_one_face_share=0.8",
     }
     assert reasons["p8/eye_close.mkv"].startswith("truncated: ") and reasons["p8/eye_close.mkv"].endswith(" of 40 frames decoded")
     assert all(report[v]["status"] == "skipped" and report[v]["samples"] == "0" for v in reasons)
     assert report["p9/smile"]["status"] == "no_video"  # graded, no video
     assert report["p2/Smile.avi"]["expression"] == "smile"
-    assert "10 clip(s): 5 prepared, 5 skipped" in result.stdout
+    assert "11 clip(s): 5 prepared, 6 skipped" in result.stdout
     assert "Traceback" not in result.stdout
     for expression in ("smile", "eye_close", "brow_raise"):
         sheet = cv2.imread(str(out / f"contact_sheet_{expression}.png"))
@@ -226,14 +229,14 @@ def test_rerun_reuses_unchanged_clips_and_redoes_a_regraded_one(prepared, videos
     grades = videos.parent / "grades.csv"
     summary = prepare({"videos": str(videos), "out": str(out), "grades": str(grades), "progress": False,
                        "landmarker": {"blendshapes": True}})
-    assert (summary.prepared, summary.reused) == (0, 10)  # bad files too: their records hold the reason
+    assert (summary.prepared, summary.reused) == (0, 11)  # bad files too: their records hold the reason
     assert _files(out) == before  # same videos and settings: the same bytes
     regraded = tmp_path / "grades.csv"
     regraded.write_text(GRADES.replace("p1,smile,3,1", "p1,smile,2,1"))
     summary = prepare({"videos": str(videos), "out": str(out), "grades": str(regraded), "progress": False,
                        "landmarker": {"blendshapes": True}})
     redone = {o.relative for o in summary.outcomes if o.status == "ok"} - {"p2/Smile.avi", "p3/brow_raise.avi",
-                                                                            "p1/eye_close.mkv", "syn/smile.avi"}
+                                                                            "p1/eye_close.mkv", "syn/smile.mov"}
     assert summary.prepared == 1 and redone == {"p1/smile.mp4"}
     after = _files(out)
     changed = {name for name in after if after[name] != before.get(name)}
@@ -257,7 +260,7 @@ def test_same_clip_gives_the_same_bytes_with_one_worker(prepared, tmp_path):
 
 def test_killed_run_leaves_only_complete_samples_and_a_rerun_finishes(videos, prepared, tmp_path):
     clips = tmp_path / "videos"
-    for video in ("p1/smile.mp4", "p1/eye_close.mkv", "syn/smile.avi"):
+    for video in ("p1/smile.mp4", "p1/eye_close.mkv", "syn/smile.mov"):
         (clips / video).parent.mkdir(parents=True, exist_ok=True)
         (clips / video).symlink_to(videos / video)
     out = tmp_path / "dataset"

@@ -61,12 +61,19 @@ def _most_neutral(landmarks: np.ndarray, valid: np.ndarray, cfg: SelectionConfig
     """The rest phase's most typical frame: the one nearest (registered) to the median rest shape.
 
     The rest phase runs from the start to the first frame whose movement from the first usable frame
-    reaches rest_fraction of the largest; a blink or a twitch at rest is then not chosen.
+    rises rest_fraction of the way from the rest level to the largest; a blink or a twitch at rest (even
+    in the first frame) is then not chosen.
     """
     first = int(np.flatnonzero(valid)[0])
-    moved = _smooth(movement(landmarks, valid, first))
-    threshold = cfg.rest_fraction * np.nanmax(moved)
-    onset = int(np.flatnonzero(moved >= threshold)[0]) if threshold > 0 else len(moved)
+    raw = movement(landmarks, valid, first)
+    raw[first] = np.nan  # zero by definition; the other rest frames show what rest looks like
+    moved = _smooth(raw)
+    if np.all(np.isnan(moved)):
+        return first
+    # From the rest level up: the first frame may itself be a blink, which lifts every frame's movement.
+    low, high = np.nanmin(moved), np.nanmax(moved)
+    above = np.flatnonzero(np.nan_to_num(moved, nan=-np.inf) >= low + cfg.rest_fraction * (high - low))
+    onset = int(above[0]) if high > low else len(moved)
     rest = [t for t in np.flatnonzero(valid) if t < max(onset, first + 1)]
     aligned = np.stack([apply(to_baseline(landmarks[t], landmarks[first]), landmarks[t]) for t in rest])
     distance = np.linalg.norm(aligned - np.median(aligned, axis=0), axis=2).mean(axis=1)
@@ -95,11 +102,15 @@ def choose_frames(landmarks: np.ndarray, valid: np.ndarray, cfg: SelectionConfig
     if not valid.any():
         raise SelectionError("no frame shows exactly one face")
     baseline = choose_baseline(landmarks, valid, cfg)
-    moved = _smooth(movement(landmarks, valid, baseline))
-    moved[baseline] = np.nan  # the baseline is no expression frame
-    if np.all(np.isnan(moved)):
+    raw = movement(landmarks, valid, baseline)
+    raw[baseline] = np.nan  # the baseline is no expression frame
+    if np.all(np.isnan(raw)):
         raise SelectionError("no frame with one face besides the baseline")
-    apex = int(np.nanargmax(moved))
+    moved = _smooth(raw)
+    # The smoothed peak says where (one jittery frame cannot win); the raw movement picks the frame there.
+    peak = int(np.nanargmax(moved))
+    window = raw[max(0, peak - 1):peak + 2]
+    apex = max(0, peak - 1) + int(np.nanargmax(window))
     near = np.nan_to_num(moved, nan=-1.0) >= cfg.near_apex * moved[apex]
     start, stop = apex, apex
     while start > 0 and near[start - 1]:
