@@ -86,7 +86,8 @@ class FlowConfig:
     compensate_head_motion: fit the baseline -> expression head motion on landmarks that expressions do not
     move and subtract its motion field from each flow image (once, when the dataset is decoded; the cache
     keeps the result). For recordings nobody registered; data prepared by prepare.py is registered already.
-    head_motion_model: similarity | affine. crop: how the flow image lies in the landmarks' frame, `frame`
+    head_motion_model: similarity | affine. head_motion_refine: then also take out the similarity motion
+    most of the face's remaining flow shares (landmark jitter limits the landmark fit). crop: how the flow image lies in the landmarks' frame, `frame`
     (the whole frame; needs data.landmarks.image_width/height) or `face_box` (a box around the face,
     estimated from the data); null: frame for the synthetic data, face_box for a folder. max_magnitude:
     flow pixels (at image_size) the images show at full brightness; null: the synthetic generator's
@@ -95,6 +96,7 @@ class FlowConfig:
 
     compensate_head_motion: bool = False
     head_motion_model: str = "similarity"
+    head_motion_refine: bool = True
     crop: Optional[str] = None
     max_magnitude: Optional[float] = None
 

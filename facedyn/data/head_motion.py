@@ -15,6 +15,11 @@ Left out: brows and forehead (frontalis), lids, lips, cheeks and nose tip and wi
 the jaw line and chin (mouth opening, mentalis). The fit is robust (reweighted by Tukey's biweight), so a
 stable point that moves anyway (a detector slip, an unusual synkinesis) loses its weight.
 
+Refinement (`FlowConfig.head_motion_refine`, on by default): a dozen landmarks that jitter by a pixel fix the
+motion only to a few tenths of a pixel, so the similarity that most of the face's remaining flow shares is
+then taken out too (a trimmed fit over the face, facedyn.videos.registration.residual_head_motion, the step
+prepare.py uses after its own landmark registration); the expression's own region drops out of that fit.
+
 The crop: landmarks are pixels of the video frame, the flow image is `image_size` pixels of some crop of it,
 and the same crop was used for both frames. The layout does not record that crop, so it is a setting
 (`FlowConfig.crop`): `frame` = the flow image shows the landmarks' whole frame (the built-in synthetic data;
@@ -37,6 +42,7 @@ import numpy as np
 from facedyn.data.errors import DataError
 from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS
+from facedyn.videos.registration import residual_head_motion
 
 STABLE_MESH_POINTS: tuple[int, ...] = (168, 197, 195, 133, 362, 33, 263, 127, 234, 93, 356, 454, 323)
 STABLE_POINTS = np.asarray([LANDMARK_SUBSET_IDXS.index(i) for i in STABLE_MESH_POINTS], dtype=np.intp)
@@ -58,6 +64,7 @@ class CompensationSettings:
 
     model: str  # similarity | affine
     crop: str  # frame | face_box
+    refine: bool  # then take out the similarity most of the face's flow still shares
     max_magnitude: float  # flow pixels (at image_size) the encoding shows at full brightness
     image_size: int
     frame_size: Optional[tuple[float, float]]  # (width, height) of the landmarks' frame, for crop=frame
@@ -224,7 +231,8 @@ class CompensationReport:
     crop_fit_r2: float  # share of the landmarks' motion the flow reproduces under the crop (before compensation)
     samples: int
     global_motion_before_px: float  # median over samples of global_motion, flow pixels
-    global_motion_after_px: float
+    global_motion_landmark_fit_px: float  # after subtracting the landmarks' transform
+    global_motion_after_px: float  # after the refinement too (= the above without it)
     rotation_deg_median: float  # |rotation| of the fitted transforms
     shift_px_median: float  # |translation| at the landmarks' centre, flow pixels
 
@@ -265,9 +273,13 @@ def compensate_images(images: np.ndarray, baseline: np.ndarray, expression: np.n
     matrices = fit_head_motion(baseline, expression, settings.model)
     image_points = crop.to_image(baseline)
     before = global_motion(flow, image_points)
+    masks = [face_mask(points, size)[..., None] for points in image_points]
     for i in range(len(images)):
-        field = motion_field(matrices[i], crop.scale[i], crop.offset[i], size)
-        flow[i] -= field * face_mask(image_points[i], size)[..., None]
+        flow[i] -= motion_field(matrices[i], crop.scale[i], crop.offset[i], size) * masks[i]
+    landmark_fit = global_motion(flow, image_points)
+    for i in range(len(images)):
+        if settings.refine:  # the flow measures the motion more finely than a dozen jittery landmarks
+            flow[i] -= residual_head_motion(flow[i], image_points[i]) * masks[i]
         images[i] = encode_flow(flow[i], settings.max_magnitude)
     after = global_motion(flow, image_points)
     centre = baseline[:, STABLE_POINTS].mean(axis=1)
@@ -276,4 +288,4 @@ def compensate_images(images: np.ndarray, baseline: np.ndarray, expression: np.n
     median = (lambda v: float(np.median(v)) if len(v) else 0.0)
     return CompensationReport(
         settings.model, settings.crop, crop.box, round(fit, 4), len(images), round(median(before), 4),
-        round(median(after), 4), round(median(rotation), 3), round(median(np.linalg.norm(moved * crop.scale, axis=1)), 3))
+        round(median(landmark_fit), 4), round(median(after), 4), round(median(rotation), 3), round(median(np.linalg.norm(moved * crop.scale, axis=1)), 3))

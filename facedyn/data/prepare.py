@@ -145,9 +145,10 @@ def _report_head_motion(report: dict, run_dir: Optional[Path], log: logging.Logg
     crop = "the whole frame" if box is None else "a face box {:g} x the landmarks' box, offset ({:+g}, {:+g})".format(*box)
     log.info(
         "data: head motion compensated (%s) in %d flow images: median %.2f deg, %.2f px; flow at the stable "
-        "landmarks %.2f -> %.2f px (median); crop %s reproduces %.0f%% of the landmarks' motion",
-        report["model"], report["samples"], report["rotation_deg_median"], report["shift_px_median"],
-        report["global_motion_before_px"], report["global_motion_after_px"], crop, 100 * report["crop_fit_r2"])
+        "landmarks %.2f -> %.2f px (landmark fit) -> %.2f px (median); crop %s reproduces %.0f%% of the landmarks' "
+        "motion", report["model"], report["samples"], report["rotation_deg_median"], report["shift_px_median"],
+        report["global_motion_before_px"], report["global_motion_landmark_fit_px"], report["global_motion_after_px"],
+        crop, 100 * report["crop_fit_r2"])
     if run_dir is not None:
         atomic_write_json(Path(run_dir) / HEAD_MOTION_FILE, report)
 

@@ -123,7 +123,8 @@ def compensation_settings(cfg: DataConfig) -> Optional[CompensationSettings]:
         raise DataError("data.flow.compensate_head_motion=true needs data.flow.max_magnitude: the flow (pixels at "
                         "image_size) that the flow images show at full brightness")
     crop = flow.crop or ("frame" if cfg.kind == "synthetic" else "face_box")
-    return CompensationSettings(flow.head_motion_model, crop, magnitude, int(cfg.image_size), landmark_frame(cfg))
+    return CompensationSettings(flow.head_motion_model, crop, bool(flow.head_motion_refine), magnitude,
+                                int(cfg.image_size), landmark_frame(cfg))
 
 
 @dataclass
@@ -263,11 +264,11 @@ def read_samples(folders: Sequence[SampleFolder], settings: ReaderSettings) -> R
     if settings.head_motion is not None and len(samples):
         report = compensate_images(samples.flow, samples.baseline_landmarks, samples.expression_landmarks,
                                    settings.head_motion).as_dict()
-        before, after = report["global_motion_before_px"], report["global_motion_after_px"]
+        before, after = report["global_motion_before_px"], report["global_motion_landmark_fit_px"]
         if after > before:  # the flow had no head motion to take out (registered at source, a still camera)
             raise DataError(
-                f"data.flow.compensate_head_motion: compensation would add motion, not remove it (flow at the "
-                f"stable landmarks {before:.2f} -> {after:.2f} px): these flow images look registered already "
+                f"data.flow.compensate_head_motion: the landmarks' head motion would add motion, not remove it (flow "
+                f"at the stable landmarks {before:.2f} -> {after:.2f} px): these flow images look registered already "
                 f"(prepare.py registers at source); leave it off")
     return ReadResult(samples, bad, resized, report)
 
