@@ -187,6 +187,12 @@ def _run(jobs: list[ClipJob], cfg: PrepareConfig, log_file: Path) -> list[ClipOu
                                    f"finished clips are kept: rerun to go on") from None
             except OSError as exc:
                 raise PrepareError(f"{job.relative}: writing its samples failed ({exc}); finished clips are kept") from None
+            except Exception as exc:  # a codec or library failing on one file must not stop the others
+                log.error("%s failed: %s: %s", job.relative, type(exc).__name__, exc)
+                _forget(Path(job.out), job.expression, job.patient)
+                message = (str(exc).splitlines() or ["no message"])[0][:200]
+                outcomes.append(ClipOutcome(job.relative, job.patient, job.expression, "skipped",
+                                            f"failed: {type(exc).__name__}: {message}"))
             bar.update()
     return outcomes
 
