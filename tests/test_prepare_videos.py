@@ -246,7 +246,7 @@ def test_rerun_reuses_unchanged_clips_and_redoes_a_regraded_one(prepared, videos
     assert _files(out) == before
 
 
-def test_same_clip_gives_the_same_bytes_with_one_worker(prepared, tmp_path):
+def test_same_clip_gives_the_same_bytes_with_one_worker_and_is_redone_when_it_changes(prepared, tmp_path):
     out, _ = prepared
     videos = FaceClip().write(tmp_path / "videos" / "p1" / "smile.mp4", SMILE_RIGHT).parents[1]
     (tmp_path / "grades.csv").write_text(GRADES)
@@ -256,6 +256,17 @@ def test_same_clip_gives_the_same_bytes_with_one_worker(prepared, tmp_path):
     assert summary.samples == 3
     mine = {k: v for k, v in _files(single).items() if k.startswith("smile/")}
     assert mine == {k: v for k, v in _files(out).items() if k.startswith("smile/p1_")}
+    # Changed settings redo the clip (and its samples of the old settings go); so does a changed video.
+    settings = {"videos": str(videos), "out": str(single), "grades": str(tmp_path / "grades.csv"), "workers": 1,
+                "progress": False, "selection": {"frames": 2}}
+    summary = prepare(settings)
+    assert summary.prepared == 1 and len(summary.ok[0].samples) == 2 == len(_sample_dirs(single))
+    assert prepare(settings).prepared == 0
+    two_frames = _files(single)
+    FaceClip().write(videos / "p1" / "smile.mp4", CLOSE_LEFT_EYE)
+    assert prepare(settings).prepared == 1
+    changed = _files(single)
+    assert {k: v for k, v in changed.items() if k.endswith(".jpg")} != {k: v for k, v in two_frames.items() if k.endswith(".jpg")}
 
 
 def test_killed_run_leaves_only_complete_samples_and_a_rerun_finishes(videos, prepared, tmp_path):
