@@ -14,7 +14,7 @@ import pytest
 from facedyn.config import CONF_DIR
 from tests.conftest import REPO
 
-CONSOLE_SCRIPTS = ("facedyn-train", "facedyn-sweep", "facedyn-compare")
+CONSOLE_SCRIPTS = ("facedyn-train", "facedyn-sweep", "facedyn-compare", "facedyn-prepare")
 
 
 @pytest.fixture(scope="module")
@@ -59,3 +59,7 @@ def test_an_installed_facedyn_composes_and_its_console_script_starts_elsewhere(i
     assert script.returncode == 0, script.stderr
     assert "seed: 7" in script.stdout and "s1:" in script.stdout and "s2a:" not in script.stdout
     assert not (tmp_path / "outputs").exists()
+    prepare = subprocess.run([str(site / "bin" / "facedyn-prepare"), "--cfg", "job", "videos=/clips", "out=/dataset"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert prepare.returncode == 0, prepare.stderr
+    assert "videos: /clips" in prepare.stdout and "method: dis" in prepare.stdout
