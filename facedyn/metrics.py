@@ -6,6 +6,7 @@ import warnings
 from typing import Sequence
 
 import numpy as np
+from scipy.stats import f as f_distribution
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 SCORES: tuple[str, ...] = ("dynamics", "synkinesis")
@@ -27,19 +28,46 @@ def icc_2_1(ratings: np.ndarray) -> float:
 
     ratings: (n subjects, k raters). NaN when fewer than two subjects or no variance at all.
     """
+    return icc_2_1_ci(ratings)[0]
+
+
+def icc_2_1_ci(ratings: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """ICC(2,1) and its confidence interval: McGraw & Wong (1996) case 2A, the F-based interval
+    (Satterthwaite's degrees of freedom) that R's psych::ICC and pingouin report. NaNs where undefined."""
     ratings = np.asarray(ratings, dtype=np.float64)
     n, k = ratings.shape
+    nan = float("nan")
     if n < 2:
-        return float("nan")
+        return nan, nan, nan
     grand = ratings.mean()
     ss_rows = k * ((ratings.mean(axis=1) - grand) ** 2).sum()
     ss_cols = n * ((ratings.mean(axis=0) - grand) ** 2).sum()
     ss_error = ((ratings - grand) ** 2).sum() - ss_rows - ss_cols
-    ms_rows = ss_rows / (n - 1)
-    ms_cols = ss_cols / (k - 1)
-    ms_error = ss_error / ((n - 1) * (k - 1))
-    denominator = ms_rows + (k - 1) * ms_error + k * (ms_cols - ms_error) / n
-    return float((ms_rows - ms_error) / denominator) if denominator > 0 else float("nan")
+    msr, msc = ss_rows / (n - 1), ss_cols / (k - 1)
+    mse = ss_error / ((n - 1) * (k - 1))
+    denominator = msr + (k - 1) * mse + k * (msc - mse) / n
+    if denominator <= 0:
+        return nan, nan, nan
+    icc = float((msr - mse) / denominator)
+    if icc >= 1 or mse <= 0:  # perfect agreement: no spread to build an interval from
+        return icc, nan, nan
+    a = k * icc / (n * (1 - icc))
+    b = 1 + k * icc * (n - 1) / (n * (1 - icc))
+    dof = (a * msc + b * mse) ** 2 / ((a * msc) ** 2 / (k - 1) + (b * mse) ** 2 / ((n - 1) * (k - 1)))
+    tail = 1 - (1 - confidence) / 2
+    f_upper = f_distribution.ppf(tail, n - 1, dof)
+    f_lower = f_distribution.ppf(tail, dof, n - 1)
+    low = n * (msr - f_upper * mse) / (f_upper * (k * msc + (k * n - k - n) * mse) + n * msr)
+    high = n * (f_lower * msr - mse) / (k * msc + (k * n - k - n) * mse + n * f_lower * msr)
+    return icc, float(low), float(high)
+
+
+def bland_altman(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
+    """Mean difference (predicted − true) and the 95 % limits of agreement, bias ± 1.96 SD."""
+    difference = np.asarray(pred, float) - np.asarray(true, float)
+    bias = float(difference.mean())
+    sd = float(difference.std(ddof=1)) if len(difference) > 1 else float("nan")
+    return {"bias": bias, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd}
 
 
 def _kappa(true: np.ndarray, pred: np.ndarray, score: str) -> float:
@@ -54,7 +82,8 @@ def score_metrics(pred: np.ndarray, true: np.ndarray, valid: np.ndarray, with_ic
     """Metrics of (N, 2) unrounded predicted grades against (N, 2) true grades where `valid`.
 
     Per score: mse, mae, acc (rounded and clipped), within1, qwk, per-grade accuracy, confusion matrix
-    (rows: true grade, columns: predicted); acc_both where both scores are valid; icc when asked.
+    (rows: true grade, columns: predicted); acc_both where both scores are valid; with_icc: ICC(2,1) and
+    its 95 % interval (icc, icc_low, icc_high).
     """
     pred, true, valid = np.asarray(pred, float), np.asarray(true), np.asarray(valid, bool)
     out: dict = {}
@@ -74,7 +103,8 @@ def score_metrics(pred: np.ndarray, true: np.ndarray, valid: np.ndarray, with_ic
         }
         out[f"confusion_{score}"] = confusion_matrix(t, r, labels=list(range(MAX_GRADE[score] + 1))).tolist()
         if with_icc:
-            out[f"icc_{score}"] = icc_2_1(np.stack([t, p], axis=1))
+            icc, low, high = icc_2_1_ci(np.stack([t, p], axis=1))
+            out[f"icc_{score}"], out[f"icc_low_{score}"], out[f"icc_high_{score}"] = icc, low, high
     both = valid.all(axis=1)
     if both.any():
         correct = [rounded(pred[both, c], s) == true[both, c] for c, s in enumerate(SCORES)]

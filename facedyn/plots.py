@@ -77,3 +77,22 @@ def confusion(matrix: list[list[int]], score: str, path: Path) -> None:
     ax.set_ylabel("true grade")
     ax.set_title(f"{score} (validation frames)")
     _save(fig, path)
+
+
+def bland_altman(pred: np.ndarray, true: np.ndarray, limits: dict[str, float], score: str, path: Path) -> None:
+    """Difference (predicted − true) against the mean of both, per video and expression, with the bias and
+    the 95 % limits of agreement (facedyn.metrics.bland_altman)."""
+    pred, true = np.asarray(pred, float), np.asarray(true, float)
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    ax.scatter((pred + true) / 2, pred - true, s=18, alpha=0.7, color="tab:blue", edgecolors="none")
+    for key, label, style in (("bias", "bias", "-"), ("loa_low", "−1.96 SD", "--"), ("loa_high", "+1.96 SD", "--")):
+        value = limits[key]
+        if np.isfinite(value):
+            ax.axhline(value, color="tab:red" if key == "bias" else "grey", linestyle=style, linewidth=1)
+            ax.text(1.0, value, f" {label} {value:+.2f}", transform=ax.get_yaxis_transform(), va="center", fontsize=8)
+    ax.axhline(0, color="black", linewidth=0.5)
+    ax.set_xlim(-0.25, MAX_GRADE[score] + 0.25)
+    ax.set_xlabel(f"mean of predicted and true {score} grade")
+    ax.set_ylabel("predicted − true")
+    ax.set_title(f"Bland–Altman: {score} (n = {len(pred)} videos × expressions)")
+    _save(fig, path)
