@@ -284,3 +284,22 @@ def test_yaml_settings_match_the_schema_and_typos_are_rejected() -> None:
 def test_invalid_settings_are_one_line_errors(overrides: dict, message: str, dataset_root: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=re.escape(message)):
         prepare_data(folder_config(dataset_root, tmp_path / "cache", **overrides), None)
+
+
+def test_labels_are_optional_for_prediction_only(dataset_root: Path, tmp_path: Path) -> None:
+    from facedyn.data.prepare import read_checked
+
+    (dataset_root / VICTIM / LABELS_FILE).unlink()
+    broken = "eye_close/patient04_0000"
+    (dataset_root / broken / LABELS_FILE).write_text("{not json")
+    cfg = folder_config(dataset_root, tmp_path / "cache")
+    _, _, result = read_checked(cfg, tmp_path / "predict", logging.getLogger("test"), require_labels=False)
+    row = np.flatnonzero(result.samples.folder == VICTIM)
+    assert len(row) == 1
+    assert not result.samples.dynamics_valid[row[0]] and not result.samples.synkinesis_valid[row[0]]
+    assert result.samples.dynamics_valid.sum() == len(result.samples) - 1
+    assert [(b.path, b.reason.split(" (")[0]) for b in result.bad] == [(f"{broken}/{LABELS_FILE}", "not valid JSON")]
+
+    data = prepare_data(cfg, tmp_path / "train")  # training: a sample without labels is a bad sample
+    assert VICTIM not in set(data.samples.folder)
+    assert {"path": str(dataset_root / VICTIM), "reason": f"missing file(s): {LABELS_FILE}"} in _read_report(tmp_path / "train")

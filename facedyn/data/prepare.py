@@ -101,9 +101,9 @@ def _dataset_root(cfg: DataConfig, log: logging.Logger) -> Path:
     return root
 
 
-def _read(cfg: DataConfig, root: Path, log: logging.Logger) -> ReadResult:
+def _read(cfg: DataConfig, root: Path, log: logging.Logger, require_labels: bool = True) -> ReadResult:
     folders = layout.scan(root, cfg.expressions)
-    settings = ReaderSettings.from_config(cfg)
+    settings = ReaderSettings.from_config(cfg, require_labels)
 
     def decode() -> ReadResult:
         log.info("data: decoding %d sample folders under %s", len(folders), root)
@@ -153,17 +153,16 @@ def _report_head_motion(report: dict, run_dir: Optional[Path], log: logging.Logg
         atomic_write_json(Path(run_dir) / HEAD_MOTION_FILE, report)
 
 
-def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging.Logger] = None) -> PreparedData:
-    """Read (or load from cache) and check the dataset, apply the bad-sample policy, split by video.
-
-    Writes bad_samples.csv and split.json into `run_dir` when given. Raises DataError (one line) when
-    the data cannot be used.
+def read_checked(cfg: Any, run_dir: Optional[Path], log: logging.Logger, require_labels: bool = True
+                 ) -> tuple[DataConfig, Path, ReadResult]:
+    """Read (or load from cache) and check the dataset and apply the bad-sample policy: the part training
+    and prediction share. Writes bad_samples.csv into `run_dir` when given; DataError (one line) when the
+    data cannot be used. require_labels=False (prediction only) accepts samples without a label file.
     """
-    log = log or logging.getLogger("facedyn.data")
     cfg = as_data_config(cfg)
     _check_settings(cfg)
     root = _dataset_root(cfg, log)
-    result = _read(cfg, root, log)
+    result = _read(cfg, root, log, require_labels)
 
     report = Path(run_dir) / BAD_SAMPLES_FILE if run_dir is not None else None
     if report is not None:
@@ -179,7 +178,17 @@ def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging
         f" (skipped, listed in {report})" if result.bad and report else "",
     )
     _apply_bad_sample_policy(cfg, root, result, report)
+    return cfg, root, result
 
+
+def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging.Logger] = None) -> PreparedData:
+    """Read and check the dataset (read_checked, labels required), split it by video.
+
+    Writes bad_samples.csv and split.json into `run_dir` when given. Raises DataError (one line) when
+    the data cannot be used.
+    """
+    log = log or logging.getLogger("facedyn.data")
+    cfg, root, result = read_checked(cfg, run_dir, log)
     samples = result.samples
     split: Split = split_by_video(samples.video, cfg.val_fraction, cfg.split_seed, cfg.folds, cfg.fold)
     if run_dir is not None:

@@ -3,7 +3,9 @@
 A sample is bad when a file is missing; the flow JPEG is unreadable, truncated, not 3-channel or of the
 wrong size (unless resizing is allowed); a landmark array is unreadable, not (146, 2), not floating point,
 or holds NaN/Inf; a label is missing, not an integer, or out of range (an ignored value is accepted and
-masked); or the folder name does not split into <video>_<frame>.
+masked); or the folder name does not split into <video>_<frame>. For prediction (require_labels=False) a
+sample without a label file is good and unlabelled (both scores invalid); a label file that is there is
+still checked. Training always requires labels.
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ class ReaderSettings:
     synkinesis_ignore: tuple[int, ...]
     landmark_scale: tuple[float, float]  # multiplies (x, y): 1 for pixels, the frame size for normalised
     head_motion: Optional[CompensationSettings] = None  # compensation of the flow images (off: None)
+    require_labels: bool = True  # False only for prediction: a missing label file makes an unlabelled sample
 
     @classmethod
-    def from_config(cls, cfg: DataConfig) -> "ReaderSettings":
+    def from_config(cls, cfg: DataConfig, require_labels: bool = True) -> "ReaderSettings":
         return cls(
             image_size=int(cfg.image_size),
             resize_flow=bool(cfg.resize_flow),
@@ -74,6 +77,7 @@ class ReaderSettings:
             synkinesis_ignore=tuple(int(v) for v in cfg.labels.synkinesis_ignore),
             landmark_scale=landmark_scale(cfg),
             head_motion=compensation_settings(cfg),
+            require_labels=require_labels,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -212,8 +216,13 @@ def _label(labels: Any, key: str, valid_range: tuple[int, int], ignore: Sequence
     return value, True
 
 
+UNLABELLED = -1  # the grade stored for a sample without a label file (prediction only); never valid
+
+
 def _read_labels(folder: SampleFolder, settings: ReaderSettings) -> tuple[int, bool, int, bool]:
     path = f"{folder.relative}/{LABELS_FILE}"
+    if not settings.require_labels and LABELS_FILE in folder.missing_files:
+        return UNLABELLED, False, UNLABELLED, False
     try:
         labels = json.loads(Path(folder.file(LABELS_FILE)).read_bytes())
     except ValueError as exc:
@@ -224,7 +233,7 @@ def _read_labels(folder: SampleFolder, settings: ReaderSettings) -> tuple[int, b
 
 
 def _read_sample(folder: SampleFolder, settings: ReaderSettings) -> tuple[dict[str, Any], bool]:
-    missing = folder.missing_files
+    missing = [name for name in folder.missing_files if settings.require_labels or name != LABELS_FILE]
     if missing:
         raise BadSampleError(folder.relative, f"missing file(s): {', '.join(missing)}")
     video_frame = folder.video_and_frame()
