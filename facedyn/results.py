@@ -14,7 +14,7 @@ from facedyn.metrics import SCORES, aggregate_by_video, to_grades, video_groups
 FRAME_COLUMNS = ["video", "expression", "frame"] + [f"{s}_{k}" for s in SCORES for k in ("true", "pred", "valid")]
 
 
-def _csv(rows: list[list], header: list[str]) -> str:
+def csv_text(rows: list[list], header: list[str]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -32,7 +32,7 @@ def write_predictions(run_dir: Path, name: str, samples, rows: np.ndarray, pred_
         [v, e, f, int(true[i, 0]), f"{pred[i, 0]:.6f}", int(valid[i, 0]), int(true[i, 1]), f"{pred[i, 1]:.6f}", int(valid[i, 1])]
         for i, (v, e, f) in enumerate(zip(videos, expressions, frames))
     ]
-    atomic_write_text(Path(run_dir) / f"{name}.csv", _csv(frame_rows, FRAME_COLUMNS))
+    atomic_write_text(Path(run_dir) / f"{name}.csv", csv_text(frame_rows, FRAME_COLUMNS))
     ids, keys = video_groups(videos, expressions)
     video_pred, video_true, video_valid = aggregate_by_video(pred, true, valid, ids)
     counts = np.bincount(ids)
@@ -42,7 +42,7 @@ def write_predictions(run_dir: Path, name: str, samples, rows: np.ndarray, pred_
         for g, (v, e) in enumerate(keys)
     ]
     header = ["video", "expression", "frames"] + FRAME_COLUMNS[3:]
-    atomic_write_text(Path(run_dir) / f"{name}_video.csv", _csv(video_rows, header))
+    atomic_write_text(Path(run_dir) / f"{name}_video.csv", csv_text(video_rows, header))
 
 
 def _fmt(value) -> str:

@@ -14,7 +14,7 @@ import pytest
 from facedyn.config import CONF_DIR
 from tests.conftest import REPO
 
-CONSOLE_SCRIPTS = ("facedyn-train", "facedyn-sweep", "facedyn-compare", "facedyn-prepare")
+CONSOLE_SCRIPTS = ("facedyn-train", "facedyn-sweep", "facedyn-compare", "facedyn-prepare", "facedyn-predict")
 
 
 @pytest.fixture(scope="module")

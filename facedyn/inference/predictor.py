@@ -27,18 +27,21 @@ class RunError(RuntimeError):
 class ModelInfo:
     """What a predictor was made from; written beside every prediction."""
 
-    run_dir: Path
+    run_dir: Optional[Path]  # None when the run folder is not at hand (an exported model elsewhere)
     checkpoint: Path
     stage: str  # the training stage whose weights these are
     predict: str  # which output the stage trained: flow | landmarks | fused
     expressions: Optional[tuple[str, ...]]  # expression folders of the training data; None: not recorded
     image_size: int
     backend: str  # torch | onnx
+    # The run's data settings (config.yaml's `data`, plain): how its landmarks and labels were read, so new
+    # data is read the same way without the run folder. None: unknown (the schema's defaults then).
+    data_settings: Optional[dict] = None
 
     def as_dict(self) -> dict:
-        return {"run_dir": str(self.run_dir), "checkpoint": str(self.checkpoint), "stage": self.stage,
+        return {"run_dir": str(self.run_dir) if self.run_dir else None, "checkpoint": str(self.checkpoint), "stage": self.stage,
                 "predict": self.predict, "expressions": list(self.expressions) if self.expressions else None,
-                "image_size": self.image_size, "backend": self.backend}
+                "image_size": self.image_size, "backend": self.backend, "data_settings": self.data_settings}
 
 
 @runtime_checkable

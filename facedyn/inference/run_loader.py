@@ -138,7 +138,7 @@ def build_for_checkpoint(run_dir: Path, checkpoint: Path, stage: str) -> tuple[F
     model.eval()
     info = ModelInfo(run_dir=run_dir, checkpoint=checkpoint, stage=stage, predict=stage_predicts(cfg, stage),
                      expressions=trained_expressions(run_dir, cfg), image_size=int(cfg.data.image_size),
-                     backend="torch")
+                     backend="torch", data_settings=OmegaConf.to_container(cfg.data, resolve=True))
     return model, info, cfg
 
 

@@ -1,0 +1,65 @@
+"""Settings of `predict.py`: a Hydra structured-config schema, registered as `predict_schema`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+from hydra import compose, initialize_config_module
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig
+
+from facedyn.config import PathsConfig, normalize_overrides
+from facedyn.data.config import DataConfig
+from facedyn.videos.config import PrepareConfig
+
+BACKENDS = ("torch", "onnx")
+# A config folder of its own: beside train.py's config groups, `stage=3` would select the stage group.
+PREDICT_CONF_MODULE = "facedyn.conf.predict"
+PREDICT_CONF_PACKAGE = f"pkg://{PREDICT_CONF_MODULE}"
+
+
+@dataclass
+class SunnybrookConfig:
+    """Which expression folder holds each of Sunnybrook's five voluntary-movement items (null: not recorded)."""
+
+    brow_lift: Optional[str] = "brow_raise"
+    gentle_eye_closure: Optional[str] = "eye_close"
+    open_mouth_smile: Optional[str] = "smile"
+    snarl: Optional[str] = "snarl"
+    lip_pucker: Optional[str] = "lip_pucker"
+
+
+@dataclass
+class PredictConfig:
+    # Run folder or one of its checkpoints; null: the newest finished run under paths.output_dir.
+    run: Optional[str] = None
+    stage: Optional[str] = None  # whose weights: null = the checkpoint's own stage, or 4 for a run folder
+    # Data settings on top of the run's own (landmark units, label keys, image size are the run's unless
+    # set here). Without data.root (and without videos=) the run's own validation videos are predicted.
+    data: DataConfig = field(default_factory=DataConfig)
+    videos: Optional[str] = None  # folder of clips: prepared by facedyn.videos into the cache, then predicted
+    # prepare.py's settings for videos=, e.g. prepare.grades=…; prepare.out: where the prepared dataset goes
+    # (default: the cache); prepare.videos is videos=.
+    prepare: PrepareConfig = field(default_factory=PrepareConfig)
+    model: str = "torch"  # torch | onnx (an exported graph, run by ONNX Runtime)
+    onnx: Optional[str] = None  # the .onnx file for model=onnx
+    device: str = "auto"  # torch: auto (cuda when available) | cpu | cuda
+    batch_size: int = 128
+    sunnybrook: SunnybrookConfig = field(default_factory=SunnybrookConfig)
+    report: bool = True  # write report.html
+    report_max_patients: int = 200  # patients shown in detail in report.html (all are in the CSVs)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+
+
+def register_configs() -> None:
+    ConfigStore.instance().store(name="predict_schema", node=PredictConfig)
+
+
+register_configs()
+
+
+def compose_predict(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `python predict.py <overrides>` would run with, composed by Hydra's compose API."""
+    with initialize_config_module(config_module=PREDICT_CONF_MODULE, version_base="1.3"):
+        return compose(config_name="predict", overrides=normalize_overrides(overrides))

@@ -1,0 +1,258 @@
+"""The prediction task: a trained run applied to a dataset (or clinic videos), into a prediction folder.
+
+  predictions.csv, predictions_video.csv, patients.csv   the grades (see facedyn.inference.tables)
+  metrics.json                                          with labels: training's validation metrics
+                                                        (facedyn.metrics.evaluate) and the agreement table
+  bland_altman_<score>.png                              with labels
+  report.html                                           for a clinician (facedyn.inference.report)
+  bad_samples.csv, model.json, predict_config.yaml      what went in
+`predict.py` is its thin Hydra entry point; tests call `run()` directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from facedyn import plots
+from facedyn.assets import cache_dir
+from facedyn.config import ConfigError
+from facedyn.data import DataError
+from facedyn.data.config import DataConfig
+from facedyn.data.prepare import SPLIT_FILE, read_checked
+from facedyn.data.samples import Samples
+from facedyn.inference import tables
+from facedyn.inference.config import BACKENDS
+from facedyn.inference.predictor import ModelInfo, Predictor
+from facedyn.inference.run_loader import find_newest_finished_run, load_run
+from facedyn.io import atomic_write_json, atomic_write_text
+from facedyn.metrics import SCALE, SCORES, bland_altman, evaluate, scalar_items
+from facedyn.runs import process_alive, read_json
+
+log = logging.getLogger(__name__)
+LOCK_FILE = ".predict.lock"
+
+
+@dataclass
+class PredictionData:
+    samples: Samples
+    root: Path
+    bad: int
+    source: str  # what was predicted, in words
+
+
+def run(cfg: Any, out_dir: str | os.PathLike) -> dict:
+    """Predict per cfg (a PredictConfig node) into out_dir; returns a summary (and metrics with labels)."""
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _owned(out_dir):
+        return _run(cfg, out_dir)
+
+
+class _owned:
+    """Hold out_dir for this process: a second predict.py writing into it is refused, a dead one's lock taken over."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / LOCK_FILE
+
+    def __enter__(self) -> None:
+        while True:
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                owner = read_json(self.path)
+                pid = owner.get("pid") if isinstance(owner, dict) else None
+                if isinstance(pid, int) and process_alive(pid):
+                    raise ConfigError(f"{self.path.parent} is being written by another predict.py (pid {pid}); "
+                                      f"choose another folder (hydra.run.dir=…)") from None
+                self.path.unlink(missing_ok=True)  # left by a process that is gone
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f'{{"pid": {os.getpid()}}}\n')
+            return
+
+    def __exit__(self, *exc: Any) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _run(cfg: Any, out_dir: Path) -> dict:
+    started = time.perf_counter()
+    if cfg.model not in BACKENDS:
+        raise ConfigError(f"model={cfg.model!r} is not one of: {', '.join(BACKENDS)}")
+    predictor = _predictor(cfg)
+    info = predictor.info
+    data = _data(cfg, predictor, out_dir)
+    s = data.samples
+    log.info("predicting %d samples of %d videos (%s)", len(s), len(set(s.video)), data.source)
+    grades = predictor.predict(s.flow, s.expression_landmarks, s.baseline_landmarks, s.expression)
+    prediction_seconds = time.perf_counter() - started
+
+    video_table = tables.video_grades(s, grades)
+    mapping = OmegaConf.to_container(cfg.sunnybrook) if OmegaConf.is_config(cfg.sunnybrook) else dict(cfg.sunnybrook)
+    patients = tables.patient_rows(video_table, mapping)
+    labelled = bool(s.dynamics_valid.any() or s.synkinesis_valid.any())
+    atomic_write_text(out_dir / "predictions.csv", tables.frames_csv(s, grades))
+    atomic_write_text(out_dir / "predictions_video.csv", tables.videos_csv(video_table))
+    atomic_write_text(out_dir / "patients.csv", tables.patients_csv(patients, labelled))
+    atomic_write_json(out_dir / "model.json", info.as_dict())
+    atomic_write_text(out_dir / "predict_config.yaml", OmegaConf.to_yaml(cfg) if OmegaConf.is_config(cfg) else str(cfg))
+
+    metrics: dict = {}
+    agreement: dict = {}
+    if labelled:
+        true = np.stack([s.dynamics, s.synkinesis], axis=1)
+        valid = np.stack([s.dynamics_valid, s.synkinesis_valid], axis=1)
+        metrics = evaluate(grades / SCALE, true, valid, s.video, s.expression)  # training's validation metrics
+        agreement = _agreement(metrics, video_table, out_dir)
+        atomic_write_json(out_dir / "metrics.json", {"samples": int(len(s)), "labelled_samples": int(valid.any(1).sum()),
+                                                     "metrics": metrics, "agreement": agreement})
+    if cfg.report:
+        from facedyn.inference.report import write_report
+
+        write_report(out_dir / "report.html", s, video_table, patients, agreement, metrics, info,
+                     data.source, data.bad, mapping, int(cfg.report_max_patients))
+    summary = {"out_dir": str(out_dir), "samples": int(len(s)), "videos": len(patients), "bad_samples": data.bad,
+               "labelled": labelled, "seconds": time.perf_counter() - started,
+               "prediction_seconds": prediction_seconds, "agreement": agreement, **scalar_items(metrics)}
+    log.info("predictions of %d samples, %d patients in %s", len(s), len(patients), out_dir)
+    return summary
+
+
+def _agreement(metrics: dict, table: tables.VideoGrades, out_dir: Path) -> dict:
+    """Per score, over videos × expressions: what clinical agreement studies report, and a Bland–Altman plot."""
+    agreement = {}
+    for column, score in enumerate(SCORES):
+        valid = table.valid[:, column]
+        if not valid.any():
+            continue
+        pred, true = table.mean[valid, column], table.true[valid, column]
+        limits = bland_altman(pred, true)
+        agreement[score] = {
+            "n": int(valid.sum()),
+            **{name: metrics.get(f"video_{key}_{score}") for name, key in (
+                ("icc", "icc"), ("icc_low", "icc_low"), ("icc_high", "icc_high"), ("qwk", "qwk"), ("mae", "mae"),
+                ("exact", "acc"), ("within_one", "within1"))},
+            **limits,
+        }
+        plots.bland_altman(pred, true, limits, score, out_dir / f"bland_altman_{score}.png")
+    return agreement
+
+
+def _predictor(cfg: Any) -> Predictor:
+    stage = str(cfg.stage) if cfg.stage is not None else None
+    if cfg.model == "onnx":
+        if not cfg.onnx:
+            raise ConfigError("model=onnx needs the exported file: onnx=/path/to/facedyn.onnx")
+        try:
+            from facedyn.export import load_onnx
+        except ImportError:
+            raise ConfigError("model=onnx: this version has no ONNX predictor (facedyn.export)") from None
+        return load_onnx(cfg.onnx, batch_size=int(cfg.batch_size))
+    run_path = cfg.run or find_newest_finished_run(Path(cfg.paths.output_dir), stage or "4")
+    return load_run(run_path, stage=stage, device=cfg.device, batch_size=int(cfg.batch_size))
+
+
+def _changed_settings(given: Any) -> dict:
+    """The data.* settings that differ from the schema's defaults: what the user asked for."""
+    defaults = OmegaConf.to_container(OmegaConf.structured(DataConfig))
+    given = OmegaConf.to_container(given) if OmegaConf.is_config(given) else dict(given)
+
+    def diff(default: Any, value: Any) -> Any:
+        if isinstance(default, dict) and isinstance(value, dict):
+            out = {k: diff(default.get(k), v) for k, v in value.items() if v != default.get(k)}
+            return {k: v for k, v in out.items() if v != {}}
+        return value
+
+    return diff(defaults, given)
+
+
+def _data_settings(cfg: Any, info: ModelInfo, root: Optional[str]) -> tuple[DictConfig, bool]:
+    """(data settings, whether they are the run's own dataset): the run's settings, then the user's."""
+    base = OmegaConf.structured(DataConfig)
+    if info.data_settings:
+        base = OmegaConf.merge(base, info.data_settings)
+    changed = _changed_settings(cfg.data)
+    if root is not None:
+        changed["root"] = root
+    own = "root" not in changed
+    if not own:
+        changed["kind"] = "folder"
+        changed.setdefault("expressions", None)  # every expression folder of the new dataset
+    try:
+        return OmegaConf.merge(base, changed), own
+    except Exception as exc:
+        raise DataError(f"invalid data settings: {str(exc).splitlines()[0]}") from None
+
+
+def _prepared_videos(cfg: Any, out_dir: Path) -> str:
+    """videos=<folder>: prepare the clips (facedyn.videos) into a cache folder; returns the dataset root."""
+    from facedyn.videos import PrepareConfig, prepare
+
+    videos = Path(cfg.videos).expanduser().resolve()
+    if not videos.is_dir():
+        raise DataError(f"videos={cfg.videos}: no such folder")
+    key = hashlib.sha256(str(videos).encode()).hexdigest()[:12]
+    target = cache_dir() / "prepared" / f"{videos.name}-{key}"
+    settings = OmegaConf.merge(OmegaConf.structured(PrepareConfig), cfg.prepare)
+    settings.videos = str(videos)
+    if OmegaConf.is_missing(settings, "out"):
+        settings.out = str(target)
+    log.info("preparing the clips under %s into %s", videos, settings.out)
+    summary = prepare(settings)
+    if Path(summary.report).is_file():
+        shutil.copyfile(summary.report, out_dir / "prepare_report.csv")
+    if not summary.samples:
+        raise DataError(f"videos={cfg.videos}: no usable clip (see {out_dir / 'prepare_report.csv'})")
+    return str(summary.out)
+
+
+def _data(cfg: Any, predictor: Predictor, out_dir: Path) -> PredictionData:
+    info = predictor.info
+    root = _prepared_videos(cfg, out_dir) if cfg.videos else None
+    settings, own = _data_settings(cfg, info, root)
+    if own and info.run_dir is None:
+        raise DataError("data.root is not set; point it at the dataset folder: data.root=/path/to/dataset")
+    # Labels are optional for prediction; the run's own (labelled) dataset keeps training's setting, so its
+    # decoded cache is reused.
+    read_cfg, data_root, result = read_checked(settings, out_dir, log, require_labels=own)
+    samples = result.samples
+    source = f"dataset {data_root}"
+    if own:  # the run's own data: only the videos it validated on, never the ones it trained on
+        split = read_json(info.run_dir / SPLIT_FILE)
+        if not isinstance(split, dict) or "val_videos" not in split:
+            raise DataError(f"{info.run_dir / SPLIT_FILE} missing: pass data.root=<dataset> to predict")
+        rows = np.flatnonzero(np.isin(samples.video, [str(v) for v in split["val_videos"]]))
+        samples = Samples.from_arrays({k: v[rows] for k, v in samples.arrays().items()})
+        source = f"the run's validation videos of {data_root}"
+    if read_cfg.image_size != info.image_size:
+        raise DataError(f"data.image_size={read_cfg.image_size}, but the model takes {info.image_size}×{info.image_size} flow images")
+    if info.expressions is not None:
+        unknown = sorted(set(samples.expression.tolist()) - set(info.expressions))
+        if unknown:
+            raise DataError(
+                f"{data_root} holds expression(s) {', '.join(unknown)} that the run ({info.run_dir}) was not trained "
+                f"on (it knows {', '.join(info.expressions)}); pick known ones with data.expressions=[…]")
+    return PredictionData(samples, data_root, len(result.bad), source)
+
+
+def summary_text(summary: dict) -> str:
+    """What a person reads at the end of predict.py: where the results are and, with labels, how they agree."""
+    lines = [f"Predictions: {summary['out_dir']}",
+             f"  {summary['samples']} samples of {summary['videos']} patients, {summary['bad_samples']} bad sample(s) "
+             f"left out; report.html, patients.csv, predictions_video.csv, predictions.csv"]
+    agreement = summary.get("agreement") or {}
+    for score, a in agreement.items():
+        lines.append(f"  {score:<11} ICC(2,1) {a['icc']:.3f} [{a['icc_low']:.3f}, {a['icc_high']:.3f}]  QWK {a['qwk']:.3f}  "
+                     f"MAE {a['mae']:.3f}  exact {a['exact']:.2f}  within one {a['within_one']:.2f}  (n = {a['n']})")
+    if not summary["labelled"]:
+        lines.append("  no labels: agreement not computed")
+    return "\n".join(lines)

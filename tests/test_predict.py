@@ -1,0 +1,157 @@
+"""predict.py on a real tiny trained run: outputs, the shared metrics, unlabelled data, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from facedyn.inference.config import compose_predict
+from facedyn.data import DataError
+from facedyn.data.layout import LABELS_FILE
+from facedyn.inference import RunError, task
+from facedyn.runs import stage_checkpoint
+from tests.conftest import REPO
+
+
+def _predict_cfg(*overrides: str):
+    return compose_predict(overrides)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _predict_py(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "predict.py"), *args], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def own_predictions(tiny_trained_run, tmp_path_factory):
+    """predict on the run's own validation videos (no data.root), with labels."""
+    out = tmp_path_factory.mktemp("own") / "predictions"
+    summary = task.run(_predict_cfg(f"run={tiny_trained_run}"), out)
+    return out, summary
+
+
+@pytest.fixture(scope="module")
+def unlabelled_root(tiny_trained_run, tmp_path_factory) -> Path:
+    """Three videos of the run's dataset, in a folder of their own, without label files (a new clinic's data)."""
+    split = json.loads((tiny_trained_run / "split.json").read_text())
+    source = Path(split["root"])
+    root = tmp_path_factory.mktemp("clinic") / "dataset"
+    videos = sorted(split["train_videos"] + split["val_videos"])[:3]
+    for folder in sorted(source.glob("*/*")):
+        if folder.is_dir() and folder.name.rsplit("_", 1)[0] in videos:
+            target = root / folder.parent.name / folder.name
+            shutil.copytree(folder, target)
+            (target / LABELS_FILE).unlink()
+    return root
+
+
+def test_the_same_metrics_as_training_validation_through_one_code_path(tiny_trained_run, own_predictions):
+    out, summary = own_predictions
+    assert summary["labelled"]
+    saved = json.loads((out / "metrics.json").read_text())
+    final = json.loads((tiny_trained_run / "metrics.json").read_text())["final"]
+    shared = [k for k in saved["metrics"] if f"val_{k}" in final]
+    assert "video_icc_dynamics" in shared and "qwk_synkinesis" in shared and "within1_dynamics" in shared
+    for key in shared:
+        expected = final[f"val_{key}"]
+        if isinstance(expected, float):
+            assert saved["metrics"][key] == pytest.approx(expected, abs=1e-5, nan_ok=True), key
+        else:  # confusion matrices, per-grade accuracies
+            assert saved["metrics"][key] == expected, key
+    agreement = saved["agreement"]
+    for score in ("dynamics", "synkinesis"):
+        a = agreement[score]
+        assert {"icc", "icc_low", "icc_high", "qwk", "mae", "exact", "within_one", "bias", "loa_low", "loa_high"} <= set(a)
+        assert a["mae"] == saved["metrics"][f"video_mae_{score}"]
+        assert (out / f"bland_altman_{score}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_outputs_per_frame_video_and_patient(tiny_trained_run, own_predictions):
+    out, summary = own_predictions
+    split = json.loads((tiny_trained_run / "split.json").read_text())
+    frames = _rows(out / "predictions.csv")
+    assert len(frames) == summary["samples"] == split["val_samples"]
+    assert {f["video"] for f in frames} == set(split["val_videos"])
+    videos = _rows(out / "predictions_video.csv")
+    assert sum(int(v["frames"]) for v in videos) == len(frames)
+    patients = _rows(out / "patients.csv")
+    assert [p["video"] for p in patients] == sorted(split["val_videos"])
+    for patient in patients:  # the synthetic data has all five expressions: both subtotals are there
+        assert 20 <= int(patient["voluntary_movement_score"]) <= 100
+        assert 0 <= int(patient["synkinesis_score"]) <= 15
+    assert (out / "report.html").is_file() and (out / "model.json").is_file()
+
+
+def test_predict_py_on_an_unlabelled_dataset(tiny_trained_run, unlabelled_root, tmp_path):
+    out = tmp_path / "unlabelled"
+    result = _predict_py(f"paths.output_dir={tiny_trained_run.parents[1]}", f"data.root={unlabelled_root}",
+                         f"hydra.run.dir={out}")  # run= left out: the newest finished run
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no labels" in result.stdout
+    frames = _rows(out / "predictions.csv")
+    assert len(frames) == len(list(unlabelled_root.glob("*/*"))) and all(f["dynamics_true"] == "" for f in frames)
+    assert len(_rows(out / "patients.csv")) == 3
+    assert not (out / "metrics.json").exists()
+    assert json.loads((out / "model.json").read_text())["run_dir"] == str(tiny_trained_run)
+
+
+def test_a_run_without_stage_4_is_one_line_that_offers_stage(tiny_trained_run, tmp_path):
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_trained_run, partial)
+    stage_checkpoint(partial, "4").unlink()
+    result = _predict_py(f"run={partial}", f"hydra.run.dir={tmp_path / 'out'}")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: run={partial} has not finished stage 4 (finished: 1, 2a, 2b, 3); pass stage=3 to predict with its weights")
+
+
+def test_a_dataset_of_other_expressions_is_refused(tiny_trained_run, unlabelled_root, tmp_path):
+    root = tmp_path / "other"
+    shutil.copytree(unlabelled_root / "smile", root / "frown")
+    with pytest.raises(DataError, match=r"holds expression\(s\) frown that the run .* was not trained on"):
+        task.run(_predict_cfg(f"run={tiny_trained_run}", f"data.root={root}"), tmp_path / "out")
+
+
+def test_a_checkpoint_of_another_model_config_is_refused(tiny_trained_run, tmp_path):
+    other = tmp_path / "other_run"
+    shutil.copytree(tiny_trained_run, other)
+    cfg = OmegaConf.load(other / "config.yaml")
+    cfg.model.blendshapes.share_weights = True
+    OmegaConf.save(cfg, other / "config.yaml")
+    with pytest.raises(RunError, match=r"does not fit the model of .* unexpected \(e.g. blendshapes.baseline"):
+        task.run(_predict_cfg(f"run={other}"), tmp_path / "out")
+
+
+def test_videos_are_prepared_then_predicted(tiny_trained_run, tmp_path, landmarker_task):
+    from tests.face_videos import CLOSE_LEFT_EYE, SMILE_RIGHT, FaceClip
+
+    clips = tmp_path / "clips"
+    FaceClip().write(clips / "p1" / "smile.mp4", SMILE_RIGHT)
+    FaceClip().write(clips / "p2" / "eye_close.mp4", CLOSE_LEFT_EYE)
+    grades = tmp_path / "grades.csv"
+    grades.write_text("patient,expression,dynamics,synkinesis\np1,smile,3,1\n")  # p2 is not graded
+    out = tmp_path / "predictions"
+    cfg = _predict_cfg(f"run={tiny_trained_run}", f"videos={clips}", f"prepare.grades={grades}",
+                       f"prepare.out={tmp_path / 'prepared'}", "prepare.workers=1", "prepare.progress=false")
+    summary = task.run(cfg, out)
+    frames = _rows(out / "predictions.csv")
+    assert {(f["video"], f["expression"]) for f in frames} == {("p1", "smile"), ("p2", "eye_close")}
+    assert {f["dynamics_true"] for f in frames if f["video"] == "p1"} == {"3"}
+    assert {f["dynamics_true"] for f in frames if f["video"] == "p2"} == {""}
+    assert summary["labelled"] and (out / "prepare_report.csv").is_file()
+    patients = {p["video"]: p for p in _rows(out / "patients.csv")}
+    assert patients["p1"]["open_mouth_smile_movement"] != "" and patients["p1"]["voluntary_movement_score"] == ""
