@@ -93,8 +93,9 @@ def _run(cfg: Any, out_dir: Path) -> dict:
     data = _data(cfg, predictor, out_dir)
     s = data.samples
     log.info("predicting %d samples of %d videos (%s)", len(s), len(set(s.video)), data.source)
+    predicting = time.perf_counter()
     grades = predictor.predict(s.flow, s.expression_landmarks, s.baseline_landmarks, s.expression)
-    prediction_seconds = time.perf_counter() - started
+    prediction_seconds = time.perf_counter() - predicting
 
     video_table = tables.video_grades(s, grades)
     mapping = OmegaConf.to_container(cfg.sunnybrook) if OmegaConf.is_config(cfg.sunnybrook) else dict(cfg.sunnybrook)
@@ -231,6 +232,9 @@ def _data(cfg: Any, predictor: Predictor, out_dir: Path) -> PredictionData:
         if not isinstance(split, dict) or "val_videos" not in split:
             raise DataError(f"{info.run_dir / SPLIT_FILE} missing: pass data.root=<dataset> to predict")
         rows = np.flatnonzero(np.isin(samples.video, [str(v) for v in split["val_videos"]]))
+        if not len(rows):
+            raise DataError(f"none of the run's validation videos ({info.run_dir / SPLIT_FILE}) is in {data_root}; "
+                            f"pass data.root=<dataset> to predict")
         samples = Samples.from_arrays({k: v[rows] for k, v in samples.arrays().items()})
         source = f"the run's validation videos of {data_root}"
     if read_cfg.image_size != info.image_size:
