@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import shutil
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -165,6 +165,21 @@ def _plan(cfg: PrepareConfig, out: Path, clips: list[Clip], grades: dict[tuple[s
     return jobs, known, reused
 
 
+def _outcome(future: Future, job: ClipJob) -> ClipOutcome:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise PrepareError(f"a worker process died while preparing {job.relative} (or another clip); "
+                           f"finished clips are kept: rerun to go on") from None
+    except OSError as exc:
+        raise PrepareError(f"{job.relative}: writing its samples failed ({exc}); finished clips are kept") from None
+    except Exception as exc:  # a codec or library failing on one file must not stop the others
+        log.error("%s failed: %s: %s", job.relative, type(exc).__name__, exc)
+        _forget(Path(job.out), job.expression, job.patient)
+        message = (str(exc).splitlines() or ["no message"])[0][:200]
+        return ClipOutcome(job.relative, job.patient, job.expression, "skipped", f"failed: {type(exc).__name__}: {message}")
+
+
 def _run(jobs: list[ClipJob], cfg: PrepareConfig, log_file: Path) -> list[ClipOutcome]:
     if not jobs:
         return []
@@ -178,22 +193,13 @@ def _run(jobs: list[ClipJob], cfg: PrepareConfig, log_file: Path) -> list[ClipOu
                              initargs=(1 if workers > 1 else -1, str(log_file))) as pool, \
             tqdm(total=len(jobs), desc="clips", unit="clip", disable=not cfg.progress) as bar:
         futures = {pool.submit(process_clip, job): job for job in jobs}
-        for future in as_completed(futures):
-            job = futures[future]
-            try:
-                outcomes.append(future.result())
-            except BrokenProcessPool:
-                raise PrepareError(f"a worker process died while preparing {job.relative} (or another clip); "
-                                   f"finished clips are kept: rerun to go on") from None
-            except OSError as exc:
-                raise PrepareError(f"{job.relative}: writing its samples failed ({exc}); finished clips are kept") from None
-            except Exception as exc:  # a codec or library failing on one file must not stop the others
-                log.error("%s failed: %s: %s", job.relative, type(exc).__name__, exc)
-                _forget(Path(job.out), job.expression, job.patient)
-                message = (str(exc).splitlines() or ["no message"])[0][:200]
-                outcomes.append(ClipOutcome(job.relative, job.patient, job.expression, "skipped",
-                                            f"failed: {type(exc).__name__}: {message}"))
-            bar.update()
+        try:
+            for future in as_completed(futures):
+                outcomes.append(_outcome(future, futures[future]))
+                bar.update()
+        except BaseException:  # Ctrl-C or a dead worker: queued clips are dropped, not run to the end
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return outcomes
 
 
