@@ -140,19 +140,26 @@ class ConfigError(ValueError):
     """A config that composes but makes no sense; the message names the key."""
 
 
-_NUMERIC_STAGE = re.compile(r"^(?P<key>[~+]*stage)=(?P<values>[\w,]+)$")
+_NUMERIC_STAGE = re.compile(r"^(?P<key>[~+]*stage)=(?P<open>\[?)(?P<values>[\w,]+)(?P<close>\]?)$")
 
 
 def normalize_overrides(overrides: Sequence[str]) -> list[str]:
-    """Quote stage names in `stage=1` / `stage=1,2a`: Hydra reads `1` as an int and refuses it as a group option."""
+    """Quote stage names in `stage=1`, `stage=1,2a` (a multirun) and `stage=[2a,2b,3]` (several stages in
+    one run): Hydra reads `1` as an int and refuses it as a group option."""
     normalized = []
     for override in overrides:
         match = _NUMERIC_STAGE.match(override)
-        if match:
+        if match and bool(match["open"]) == bool(match["close"]):
             values = ",".join(f"'{value}'" for value in match["values"].split(","))
-            override = f"{match['key']}={values}"
+            override = f"{match['key']}={match['open']}{values}{match['close']}"
         normalized.append(override)
     return normalized
+
+
+def override_stage(override: str) -> str | None:
+    """`s2b` for an override of stages.s2b.*; None for any other key."""
+    parts = override.partition("=")[0].lstrip("+~").split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "stages" else None
 
 
 def stages_to_run(cfg: DictConfig) -> list[str]:

@@ -43,6 +43,8 @@ def test_optimizers_compose(name):
 def test_numeric_stage_names_are_accepted_on_the_command_line():
     assert normalize_overrides(["stage=1", "stage=1,2a", "optimizer.lr=1"]) == ["stage='1'", "stage='1','2a'", "optimizer.lr=1"]
     assert stages_to_run(compose(["stage=3"])) == ["3"]
+    assert normalize_overrides(["stage=[2a,3]"]) == ["stage=['2a','3']"]
+    assert stages_to_run(compose(["stage=[2a,2b,3,4]"])) == ["2a", "2b", "3", "4"]
 
 
 def test_unknown_stage_is_a_clear_error():

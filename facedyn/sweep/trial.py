@@ -18,7 +18,7 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from facedyn.config import stage_key
+from facedyn.config import override_stage, stage_key
 from facedyn.runs import stage_checkpoint, write_status
 from facedyn.sweep.search import as_overrides, suggest
 from facedyn.sweep.storage import RUN_DIR_ATTR, this_process
@@ -61,17 +61,11 @@ class TrialPlan:
         """The trial's compose() overrides: the user's (minus those of stages it does not compose), then
         the stage, the searched values and the starting weights."""
         composed = None if self.stage == "all" else stage_key(self.stage)
-        base = [o for o in self.base_overrides if composed is None or _stage_of(o) in (None, composed)]
+        base = [o for o in self.base_overrides if composed is None or override_stage(o) in (None, composed)]
         extra = [f"stage={self.stage}"] + as_overrides(values)
         if self.init_from:
             extra.append(f"init_from={self.init_from}")
         return base + extra
-
-
-def _stage_of(override: str) -> str | None:
-    """`s2b` for an override of stages.s2b.*; None for any other key."""
-    parts = override.partition("=")[0].lstrip("+~").split(".")
-    return parts[1] if len(parts) > 1 and parts[0] == "stages" else None
 
 
 def objective(plan: TrialPlan) -> Callable[[optuna.Trial], float]:

@@ -1,0 +1,177 @@
+"""Run a cross-validation plan: one ordinary training run (facedyn.training.run) per fold and variant.
+
+Layout of the cross-validation folder:
+
+  plan.json                 folds, shared stages, common overrides, variants
+  shared/fold_<k>/          the shared stages of fold k (with share=<stage>)
+  <variant>/fold_<k>/       the variant's run of fold k (its stages after the shared ones)
+  <variant>/init/fold_<k>.pt  its starting weights: the shared stages' groups over its own fresh model
+  crossval.md / .json / .csv  the table (facedyn.crossval.summary)
+
+Rerunning the same command continues: finished fold runs are kept (when their config still matches),
+interrupted ones resume where they stopped. A second process writing the same folder is refused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import socket
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from facedyn import checkpoints, training
+from facedyn.config import compose, stage_key
+from facedyn.crossval.plan import SHARED_DIR, CrossvalError, CrossvalPlan, Variant, check_shareable
+from facedyn.io import atomic_write_json
+from facedyn.model import FaceDynModel
+from facedyn.runs import CONFIG_FILE, METRICS_FILE, STATUS_FILE, process_alive, read_json, stage_checkpoint
+
+log = logging.getLogger(__name__)
+PLAN_FILE = "plan.json"
+LOCK_FILE = ".lock"
+
+
+def fold_dir(root: Path, group: str, fold: int) -> Path:
+    return root / group / f"fold_{fold}"
+
+
+def default_out(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.output_dir) / "crossval" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+
+
+class FolderLock:
+    """`<root>/.lock` holding host and pid, created exclusively; a stale lock (dead process here) is taken over."""
+
+    def __init__(self, root: Path):
+        self.path = root / LOCK_FILE
+
+    def __enter__(self) -> "FolderLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                holder = read_json(self.path) or {}
+                if holder.get("host") == me["host"] and not process_alive(int(holder.get("pid", 0))):
+                    self.path.unlink(missing_ok=True)  # left by a killed process
+                    continue
+                raise CrossvalError(f"{self.path.parent}: another cross-validation is writing it "
+                                    f"(host {holder.get('host')}, pid {holder.get('pid')})") from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            return self
+        raise CrossvalError(f"{self.path}: could not take the lock")
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _check_plan(root: Path, plan: CrossvalPlan) -> None:
+    """A folder holds one plan's folds: new variants may join it, changed settings may not."""
+    saved = read_json(root / PLAN_FILE)
+    if saved is None:
+        atomic_write_json(root / PLAN_FILE, plan.as_dict())
+        return
+    mine = plan.as_dict()
+    for key in ("folds", "shared_stages", "common"):
+        if saved.get(key) != mine[key]:
+            raise CrossvalError(f"{root}: it holds a cross-validation with {key}={saved.get(key)}, not {mine[key]}; "
+                                "choose another out=")
+    atomic_write_json(root / PLAN_FILE, {**mine, "variants": {**saved.get("variants", {}), **mine["variants"]}})
+
+
+def _flat(cfg: DictConfig | dict, prefix: str = "") -> dict:
+    container = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+    flat = {}
+    for key, value in container.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _run_fold(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
+    """Train one fold run, or keep / resume what the folder already holds."""
+    status = read_json(run_dir / STATUS_FILE)
+    if status is not None:
+        saved = OmegaConf.load(run_dir / CONFIG_FILE)
+        # Keys only one side has (a newer schema) do not count; a different value does.
+        differing = sorted(k for k, v in _flat(cfg).items() if _flat(saved).get(k, v) != v and k != "resume")
+        if differing:
+            raise CrossvalError(f"{run_dir}: made with other settings ({', '.join(differing[:5])}); "
+                                "choose another out= or remove that folder")
+        if status.get("status") == "finished" and (run_dir / METRICS_FILE).is_file():
+            log.info("kept (finished): %s", run_dir)
+            return
+        log.info("resuming %s (%s)", run_dir, status.get("status"))
+        saved.resume = str(run_dir)
+        training.run(saved, run_dir, overrides)
+        return
+    log.info("training %s: %s", run_dir, " ".join(overrides))
+    training.run(cfg, run_dir, overrides)
+
+
+def _variant_init(shared_checkpoint: Path, variant_cfg: DictConfig, groups: set[str], target: Path) -> None:
+    """Starting weights of a variant: its own fresh model (seeded as a run seeds it) with the groups the
+    shared stages trained taken from their checkpoint; the rest (blendshapes, heads) is what a full run
+    of this variant would have at that point."""
+    if target.is_file():
+        return
+    torch.manual_seed(variant_cfg.seed)
+    model = FaceDynModel(variant_cfg.model)
+    shared = checkpoints.load(shared_checkpoint)
+    state = model.state_dict()
+    for name in state:
+        if name.split(".", 1)[0] in groups:
+            state[name] = shared["model"][name]
+    checkpoints.save(target, {"model": state, "stage": shared["stage"]})
+
+
+def run(plan: CrossvalPlan) -> Path:
+    """Train every fold of every variant; return the cross-validation folder (the summary is written there)."""
+    from facedyn.crossval.summary import write_summary
+
+    base_cfg = compose(list(plan.common))
+    root = (plan.out or default_out(base_cfg)).resolve()
+    with FolderLock(root):
+        log.info("cross-validation folder: %s (rerun with out=<it> to continue)", root)
+        _check_plan(root, plan)
+        stages_of = {v.label: plan.variant_stages(v) for v in plan.variants}
+        for fold in range(plan.folds):
+            shared_run = fold_dir(root, SHARED_DIR, fold)
+            shared_cfg = None
+            if plan.shared_stages:
+                overrides = plan.shared_overrides(fold)
+                shared_cfg = compose(overrides)
+                for variant in plan.variants:  # before training anything: refuse a variant that cannot share
+                    full = compose([*plan.common, *variant.overrides, *plan.fold_overrides(fold)])
+                    check_shareable(shared_cfg, full, plan, variant)
+                _run_fold(shared_cfg, shared_run, overrides)
+            for variant in plan.variants:
+                _run_variant_fold(plan, variant, fold, root, stages_of[variant.label], shared_run if shared_cfg else None,
+                                  shared_cfg)
+        write_summary(root)
+    return root
+
+
+def _run_variant_fold(plan: CrossvalPlan, variant: Variant, fold: int, root: Path, stages: list[str],
+                      shared_run: Path | None, shared_cfg: DictConfig | None) -> None:
+    stages = [s for s in stages if s not in plan.shared_stages]
+    if not stages:
+        return
+    init_from = None
+    if shared_run is not None:
+        init_path = root / variant.label / "init" / f"fold_{fold}.pt"
+        full = compose([*plan.common, *variant.overrides, *plan.fold_overrides(fold)])
+        groups = {g for s in plan.shared_stages for g in shared_cfg.stages[stage_key(s)].trainable}
+        _variant_init(stage_checkpoint(shared_run, plan.shared_stages[-1]), full, groups, init_path)
+        init_from = str(init_path)
+    overrides = plan.variant_overrides(variant, fold, stages, init_from)
+    _run_fold(compose(overrides), fold_dir(root, variant.label, fold), overrides)
