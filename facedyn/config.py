@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from facedyn.data.config import DataConfig
+from facedyn.data.expressions import SUNNYBROOK_EXPRESSIONS
 
 CONF_PACKAGE = "pkg://facedyn.conf"  # Hydra's config_path for the entry points
 CONF_DIR = Path(__file__).resolve().parent / "conf"  # the same folder, for readers of single files
@@ -52,6 +53,12 @@ class ModelConfig:
     blendshapes: BlendshapesConfig = field(default_factory=BlendshapesConfig)
     landmark_hidden: int = 0  # 0: the designed single FC 104→2; >0: one hidden layer of this width
     fusion_init: str = "average"  # average: start as the mean of the two branch predictions; random
+    # The landmark head's variants (facedyn/model.py): the seed's design is raw, none, hidden 0, false.
+    landmark_features: str = "raw"  # raw: the 104 blendshape scores | paired: side-independent features
+    expression_conditioning: str = "none"  # none | input (one-hot) | heads (one output layer per expression)
+    fusion_expression: bool = False  # the expression's one-hot as an input of the fusion layer too
+    # Vocabulary of the expression index (its order is part of a trained model); other folders share one slot.
+    expressions: List[str] = field(default_factory=lambda: list(SUNNYBROOK_EXPRESSIONS))
 
 
 @dataclass

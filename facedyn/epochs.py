@@ -89,8 +89,8 @@ def precompute_branch_outputs(model: FaceDynModel, batches: Iterator[Batch], tot
         on_device = runtime.to_device(batch)
         with runtime.autocast():
             inputs = model.branch_inputs(on_device, predict)
-        for key, value in inputs.items():
-            parts.setdefault(key, []).append(value.float().cpu())
+        for key, value in inputs.items():  # outputs in float32; an expression index stays an integer
+            parts.setdefault(key, []).append((value.float() if value.is_floating_point() else value).cpu())
         for key in ("target", "target_valid", "index"):
             parts.setdefault(key, []).append(batch[key])
     return {key: torch.cat(values) for key, values in parts.items()}

@@ -1,7 +1,24 @@
-"""The two-branch model: flow image → ResNet-18 → 2; landmarks → blendshapes → FC → 2; fusion 4 → 2.
+"""The two-branch model: flow image → ResNet-18 → 2; landmarks → blendshapes → landmark head → 2; fusion → 2.
 
 All predictions are in normalised units (each score divided by its maximum grade), so the fusion layer
 can start as the plain average of the two branches and the loss weighs both scores alike.
+
+The landmark head's variants are config (conf/model/*.yaml, schema facedyn.config.ModelConfig), built here:
+  landmark_features        raw: the 104 blendshape scores (52 expression + 52 baseline, the seed's input);
+                           paired: side-independent features (PairedFeatures)
+  expression_conditioning  none | input (one-hot of the expression appended to the head's input) |
+                           heads (one output layer per expression)
+  landmark_hidden          0: one linear layer; >0: one hidden ReLU layer of this width
+  fusion_expression        the expression's one-hot appended to the fusion layer's input too
+The seed's design (raw, none, 0, false) is exactly FC 104 → 2, with the seed's parameter names.
+
+Inputs (`forward(batch, predict)`; `required_inputs(predict)` lists the keys a model reads):
+  flow                  (N, 3, H, W) float in [0, 1], the flow image (RGB of its HSV encoding)
+  expression_landmarks  (N, 146, 2) float, landmark pixels of the expression frame
+  baseline_landmarks    (N, 146, 2) float, of the neutral baseline frame
+  expression_index      (N,) int64, the sample's expression as its position in model.expressions, or
+                        len(model.expressions) for any other one (facedyn.data.expressions); read only
+                        by models conditioned on the expression
 """
 
 from __future__ import annotations
@@ -16,8 +33,8 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
 from facedyn import blendshapes
-from facedyn.config import ModelConfig
-from facedyn.landmarks import NUM_BLENDSHAPES
+from facedyn.config import ConfigError, ModelConfig
+from facedyn.landmarks import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
 
 log = logging.getLogger(__name__)
 NUM_SCORES = 2  # dynamics, synkinesis
@@ -80,11 +97,58 @@ def load_flow_weights(branch: FlowBranch, weights: str, require: bool) -> FlowWe
     return FlowWeightsReport(True, source)
 
 
+def _side_pairs() -> tuple[list[int], list[int], list[int]]:
+    """Indices of MediaPipe's Left/Right blendshape pairs (left, right) and of the unpaired ones."""
+    left = [i for i, name in enumerate(BLENDSHAPE_NAMES)
+            if name.endswith("Left") and name[:-4] + "Right" in BLENDSHAPE_NAMES]
+    right = [BLENDSHAPE_NAMES.index(BLENDSHAPE_NAMES[i][:-4] + "Right") for i in left]
+    unpaired = [i for i in range(NUM_BLENDSHAPES) if i not in left and i not in right]
+    return left, right, unpaired
+
+
+class PairedFeatures(nn.Module):
+    """Features that do not depend on which side of the face is affected.
+
+    Grades are about the weaker side, and the paralysed side may be either: for each of the 20 Left/Right
+    pairs the min, max and |L − R| (the weaker side's movement, the stronger side's, the asymmetry), and
+    the 12 unpaired scores as they are; of the expression frame, the baseline frame and their difference
+    (expression − baseline: the movement itself, without the face's resting shape). A mirrored face gives
+    the same features. No parameters.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        left, right, unpaired = _side_pairs()
+        for name, idx in (("left", left), ("right", right), ("unpaired", unpaired)):
+            self.register_buffer(name, torch.tensor(idx), persistent=False)
+        self.size = 3 * (3 * len(left) + len(unpaired))
+
+    def forward(self, blendshapes: torch.Tensor) -> torch.Tensor:
+        expression, baseline = blendshapes[:, :NUM_BLENDSHAPES], blendshapes[:, NUM_BLENDSHAPES:]
+        parts = []
+        for scores in (expression, baseline, expression - baseline):
+            left, right = scores[:, self.left], scores[:, self.right]
+            parts += [torch.minimum(left, right), torch.maximum(left, right), (left - right).abs(),
+                      scores[:, self.unpaired]]
+        return torch.cat(parts, dim=1)
+
+
+LANDMARK_FEATURES = ("raw", "paired")
+EXPRESSION_CONDITIONING = ("none", "input", "heads")
+
+
 class FaceDynModel(nn.Module):
     """Named parameter groups (`flow`, `blendshapes`, `landmark_head`, `fusion`) are what stages train."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        if cfg.landmark_features not in LANDMARK_FEATURES:
+            raise ConfigError(f"model.landmark_features must be one of {LANDMARK_FEATURES}, not {cfg.landmark_features!r}")
+        if cfg.expression_conditioning not in EXPRESSION_CONDITIONING:
+            raise ConfigError(f"model.expression_conditioning must be one of {EXPRESSION_CONDITIONING}, "
+                              f"not {cfg.expression_conditioning!r}")
+        if len(set(cfg.expressions)) != len(cfg.expressions):
+            raise ConfigError(f"model.expressions lists a name twice: {list(cfg.expressions)}")
         self.flow = FlowBranch()
         self.share_blendshapes = cfg.blendshapes.share_weights
         # Loading may or may not draw random numbers (a converted graph vs. a cached copy); keep it from
@@ -93,23 +157,43 @@ class FaceDynModel(nn.Module):
             self.blendshapes = nn.ModuleDict({"expression": blendshapes.load(cfg.blendshapes.path)})
             if not self.share_blendshapes:
                 self.blendshapes["baseline"] = blendshapes.load(cfg.blendshapes.path)
-        features = 2 * NUM_BLENDSHAPES
+        self.expressions = tuple(cfg.expressions)
+        self.expression_slots = len(self.expressions) + 1  # the last one: any other expression
+        self.conditioning = cfg.expression_conditioning
+        self.fusion_expression = cfg.fusion_expression
+        self.landmark_features = PairedFeatures() if cfg.landmark_features == "paired" else None
+        features = self.landmark_features.size if self.landmark_features is not None else 2 * NUM_BLENDSHAPES
+        if self.conditioning == "input":
+            features += self.expression_slots
+        outputs = NUM_SCORES * (self.expression_slots if self.conditioning == "heads" else 1)
         if cfg.landmark_hidden > 0:
             self.landmark_head: nn.Module = nn.Sequential(
-                nn.Linear(features, cfg.landmark_hidden), nn.ReLU(), nn.Linear(cfg.landmark_hidden, NUM_SCORES)
+                nn.Linear(features, cfg.landmark_hidden), nn.ReLU(), nn.Linear(cfg.landmark_hidden, outputs)
             )
         else:
-            self.landmark_head = nn.Linear(features, NUM_SCORES)
-        self.fusion = nn.Linear(2 * NUM_SCORES, NUM_SCORES)
+            self.landmark_head = nn.Linear(features, outputs)
+        self.fusion = nn.Linear(2 * NUM_SCORES + (self.expression_slots if self.fusion_expression else 0), NUM_SCORES)
         if cfg.fusion_init == "average":
             with torch.no_grad():
                 self.fusion.weight.zero_()
                 self.fusion.bias.zero_()
-                for score in range(NUM_SCORES):  # inputs: [flow dyn, flow syn, landmark dyn, landmark syn]
+                for score in range(NUM_SCORES):  # inputs: [flow dyn, flow syn, landmark dyn, landmark syn, one-hot]
                     self.fusion.weight[score, score] = 0.5
                     self.fusion.weight[score, NUM_SCORES + score] = 0.5
         elif cfg.fusion_init != "random":
             raise ValueError(f"model.fusion_init must be average or random, not {cfg.fusion_init!r}")
+
+    def uses_expression(self, predict: str) -> bool:
+        """Whether the `predict` output reads the batch's expression_index."""
+        return ((predict in ("landmarks", "fused") and self.conditioning != "none")
+                or (predict == "fused" and self.fusion_expression))
+
+    def required_inputs(self, predict: str = "fused") -> tuple[str, ...]:
+        """The batch keys forward(batch, predict) reads (see the module docstring)."""
+        keys: tuple[str, ...] = ("flow",) if predict in ("flow", "fused") else ()
+        if predict in ("landmarks", "fused"):
+            keys += ("expression_landmarks", "baseline_landmarks")
+        return keys + (("expression_index",) if self.uses_expression(predict) else ())
 
     def parameter_groups(self) -> dict[str, nn.Module]:
         return {"flow": self.flow, "blendshapes": self.blendshapes,
@@ -126,15 +210,35 @@ class FaceDynModel(nn.Module):
             inputs["flow"] = self.flow(batch["flow"])
         if predict in ("landmarks", "fused"):
             inputs["blendshapes"] = self.blendshape_features(batch["expression_landmarks"], batch["baseline_landmarks"])
+        if self.uses_expression(predict):
+            if "expression_index" not in batch:
+                raise KeyError("this model is conditioned on the expression: its batch needs 'expression_index' "
+                               "(facedyn.data.expressions.expression_indices(names, model.expressions))")
+            inputs["expression_index"] = batch["expression_index"]
         return inputs
+
+    def _one_hot(self, expression_index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(expression_index.long(), self.expression_slots).to(like.dtype)
+
+    def landmark_prediction(self, blendshapes: torch.Tensor, expression_index: torch.Tensor | None) -> torch.Tensor:
+        features = self.landmark_features(blendshapes) if self.landmark_features is not None else blendshapes
+        if self.conditioning == "input":
+            features = torch.cat([features, self._one_hot(expression_index, features)], dim=1)
+        out = self.landmark_head(features)
+        if self.conditioning == "heads":  # one pair of outputs per expression: the sample's own is kept
+            out = out.view(len(out), self.expression_slots, NUM_SCORES)[torch.arange(len(out), device=out.device), expression_index.long()]
+        return out
 
     def heads(self, inputs: dict[str, torch.Tensor], predict: str) -> torch.Tensor:
         if predict == "flow":
             return inputs["flow"]
-        landmarks = self.landmark_head(inputs["blendshapes"])
+        landmarks = self.landmark_prediction(inputs["blendshapes"], inputs.get("expression_index"))
         if predict == "landmarks":
             return landmarks
-        return self.fusion(torch.cat([inputs["flow"].float(), landmarks.float()], dim=1))
+        parts = [inputs["flow"].float(), landmarks.float()]
+        if self.fusion_expression:
+            parts.append(self._one_hot(inputs["expression_index"], parts[0]))
+        return self.fusion(torch.cat(parts, dim=1))
 
     def forward(self, batch: dict[str, torch.Tensor], predict: str = "fused") -> torch.Tensor:
         return self.heads(self.branch_inputs(batch, predict), predict)

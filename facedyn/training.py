@@ -157,7 +157,7 @@ def _train(cfg: DictConfig, run_dir: Path, stages: list[str], resuming: bool,
     started = time.perf_counter()
     runtime = make_runtime(cfg)
     seed_everything(cfg.seed, cfg.trainer.deterministic)
-    data = prepare_data(cfg.data, run_dir, log)
+    data = prepare_data(cfg.data, run_dir, log, expressions=cfg.model.expressions)
     torch.manual_seed(cfg.seed)
     model, weights_report = build_model(cfg.model)
     model.to(runtime.device)

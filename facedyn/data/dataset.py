@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from facedyn.data.augment import Augmenter
+from facedyn.data.expressions import SUNNYBROOK_EXPRESSIONS, expression_indices
 from facedyn.data.samples import Samples, flow_input
 
 
@@ -18,16 +19,20 @@ class FaceDynDataset(Dataset):
 
     flow float32 (3, H, W) in [0, 1] (RGB, not normalised: the model does that),
     expression_landmarks / baseline_landmarks float32 (146, 2), target float32 (2,) = [dynamics, synkinesis],
-    target_valid float32 (2,) (0 where the label is an ignored value), index int64 (the row in Samples).
+    target_valid float32 (2,) (0 where the label is an ignored value), index int64 (the row in Samples),
+    expression_index int64 (the sample's expression in `expressions`, len(expressions) for any other one;
+    facedyn.data.expressions).
     """
 
-    def __init__(self, samples: Samples, indices: np.ndarray, augmenter: Optional[Augmenter] = None):
+    def __init__(self, samples: Samples, indices: np.ndarray, augmenter: Optional[Augmenter] = None,
+                 expressions: Sequence[str] = SUNNYBROOK_EXPRESSIONS):
         self.samples = samples
         self.indices = np.asarray(indices, dtype=np.int64)
         self.augmenter = augmenter
         self.epoch = 0
         self._targets = np.stack([samples.dynamics, samples.synkinesis], axis=1).astype(np.float32)
         self._valid = np.stack([samples.dynamics_valid, samples.synkinesis_valid], axis=1).astype(np.float32)
+        self._expression_index = expression_indices(samples.expression, expressions)
 
     def set_epoch(self, epoch: int) -> None:
         """The epoch whose augmentation draws plain integer indexing (dataset[i]) gives."""
@@ -56,6 +61,7 @@ class FaceDynDataset(Dataset):
             "target": torch.from_numpy(self._targets[row].copy()),
             "target_valid": torch.from_numpy(self._valid[row].copy()),
             "index": torch.tensor(row, dtype=torch.int64),
+            "expression_index": torch.tensor(self._expression_index[row], dtype=torch.int64),
         }
 
 

@@ -7,7 +7,7 @@ import io
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -19,6 +19,7 @@ from facedyn.data.augment import Augmenter
 from facedyn.data.config import DataConfig
 from facedyn.data.dataset import FaceDynDataset
 from facedyn.data.errors import DataError
+from facedyn.data.expressions import SUNNYBROOK_EXPRESSIONS
 from facedyn.data.reader import BadSample, ReaderSettings, ReadResult, flow_max_magnitude, landmark_frame, read_samples
 from facedyn.data.samples import Samples
 from facedyn.data.split import Split, split_by_video
@@ -41,13 +42,14 @@ class PreparedData:
     bad_samples: list[BadSample]
     landmark_frame: Optional[tuple[float, float]]  # (width, height) of the landmarks' video frame, if known
     flow_max_magnitude: Optional[float]  # flow pixels at full brightness in the flow images, if known
+    expressions: tuple[str, ...] = SUNNYBROOK_EXPRESSIONS  # vocabulary of the items' expression_index
 
     def make_dataset(self, indices: np.ndarray, augment: bool) -> FaceDynDataset:
         """Dataset over rows `indices`; augmented (when data.augment.enabled) for training only."""
         augmenter = None
         if augment and self.cfg.augment.enabled:
             augmenter = Augmenter(self.cfg.augment, self.landmark_frame, self.flow_max_magnitude)
-        return FaceDynDataset(self.samples, indices, augmenter)
+        return FaceDynDataset(self.samples, indices, augmenter, self.expressions)
 
 
 def as_data_config(cfg: Any) -> DataConfig:
@@ -181,15 +183,21 @@ def read_checked(cfg: Any, run_dir: Optional[Path], log: logging.Logger, require
     return cfg, root, result
 
 
-def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging.Logger] = None) -> PreparedData:
+def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging.Logger] = None,
+                 expressions: Sequence[str] = SUNNYBROOK_EXPRESSIONS) -> PreparedData:
     """Read and check the dataset (read_checked, labels required), split it by video.
 
+    `expressions` is the model's vocabulary for the items' expression_index (model.expressions).
     Writes bad_samples.csv and split.json into `run_dir` when given. Raises DataError (one line) when
     the data cannot be used.
     """
     log = log or logging.getLogger("facedyn.data")
     cfg, root, result = read_checked(cfg, run_dir, log)
     samples = result.samples
+    others = sorted(set(samples.expression.tolist()) - set(expressions))
+    if others:
+        log.info("data: expression folder(s) %s are not in model.expressions %s: a model conditioned on the "
+                 "expression sees them as one 'other expression'", ", ".join(others), list(expressions))
     split: Split = split_by_video(samples.video, cfg.val_fraction, cfg.split_seed, cfg.folds, cfg.fold)
     if run_dir is not None:
         atomic_write_json(
@@ -214,4 +222,5 @@ def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging
         bad_samples=result.bad,
         landmark_frame=landmark_frame(cfg),
         flow_max_magnitude=flow_max_magnitude(cfg),
+        expressions=tuple(expressions),
     )
