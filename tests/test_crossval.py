@@ -34,7 +34,8 @@ ARTIFACTS = Path(os.environ.get("FACEDYN_ARTIFACTS", REPO / "artifacts"))
 def tiny_cv(tmp_path_factory, tiny_data_overrides):
     out = tmp_path_factory.mktemp("crossval") / "cv"
     args = [f"folds={FOLDS}", "share=1", f"out={out}", STAGES, VARIANTS, "model.flow.weights=none",
-            "trainer.progress=false", "trainer.threads=2", f"paths.output_dir={out.parent / 'outputs'}",
+            "trainer.progress=false", "trainer.threads=2", "data.num_workers=0",
+            f"paths.output_dir={out.parent / 'outputs'}",
             *tiny_data_overrides, *EPOCHS]
     root = runner.run(cv_plan.parse_args(args))
     artifact = ARTIFACTS / "crossval_tiny"

@@ -1,4 +1,4 @@
-"""Cross-validate: python -m facedyn.crossval [folds=5] [share=<stage>] [out=DIR] [<train.py override> ...]
+"""Cross-validate: python -m facedyn.crossval (or facedyn-crossval) [folds=5] [share=<stage>] [out=DIR] [<train.py override> ...]
 
 Runs each of the `folds` folds by video (data.folds / data.fold) through the same training as train.py and
 writes crossval.md / .json / .csv: mean ± std over folds of val loss, video-level MAE and ICC(2,1) per
@@ -21,7 +21,8 @@ import logging
 import sys
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     if any(arg in ("-h", "--help") for arg in argv):
         print(__doc__)
         return 0
@@ -44,4 +45,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -102,8 +102,10 @@ def _run_fold(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> None:
     status = read_json(run_dir / STATUS_FILE)
     if status is not None:
         saved = OmegaConf.load(run_dir / CONFIG_FILE)
-        # Keys only one side has (a newer schema) do not count; a different value does.
-        differing = sorted(k for k, v in _flat(cfg).items() if _flat(saved).get(k, v) != v and k != "resume")
+        # Keys only one side has (a newer schema) do not count, nor where the folder was (resume, the
+        # variant's own init checkpoint); a different value of anything else does.
+        differing = sorted(k for k, v in _flat(cfg).items()
+                           if _flat(saved).get(k, v) != v and k not in ("resume", "init_from"))
         if differing:
             raise CrossvalError(f"{run_dir}: made with other settings ({', '.join(differing[:5])}); "
                                 "choose another out= or remove that folder")
