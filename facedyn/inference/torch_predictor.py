@@ -7,6 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from facedyn.data.expressions import expression_indices
 from facedyn.data.samples import flow_input
 from facedyn.inference.predictor import ModelInfo, check_inputs
 from facedyn.metrics import to_grades
@@ -33,6 +34,7 @@ class TorchPredictor:
                 "flow": torch.from_numpy(flow_input(flow_images[part])),
                 "expression_landmarks": torch.from_numpy(np.asarray(expression_landmarks[part], np.float32)),
                 "baseline_landmarks": torch.from_numpy(np.asarray(baseline_landmarks[part], np.float32)),
+                "expression_index": torch.from_numpy(expression_indices(expressions[part], self.model.expressions)),
             }
             batch = {key: value.to(self.device) for key, value in batch.items()}
             outputs.append(self.model(batch, self.info.predict).float().cpu().numpy())
