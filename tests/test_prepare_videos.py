@@ -31,7 +31,8 @@ from tests.conftest import REPO, tiny_epochs
 from tests.face_videos import (APEX_FRAME, CLOSE_LEFT_EYE, SMILE_RIGHT, FaceClip, no_face_video,
                                synthetic_face_video, truncated_copy, two_faces_video)
 
-GRADES = "patient,expression,dynamics,synkinesis\np1,smile,3,1\np2,Smile,4,0\np1,eye_close,5,0\nsyn,smile,2,1\np9,smile,1,0\n"
+GRADES = ("patient,expression,dynamics,synkinesis\n"
+          "p1,smile,3,1\np2,Smile,4,0\np1,eye_close,5,0\nsyn,smile,2,1\np9,smile,1,0\n")
 MAX_MAGNITUDE = 4.0
 
 
@@ -113,9 +114,11 @@ def test_report_names_every_clip_and_bad_file(prepared):
         "p6/smile.mp4": "empty file (0 bytes)",
         "p7/smile.mp4": "not a video file (no known video container at its start)",
         "p8/eye_close.mkv": reasons["p8/eye_close.mkv"],
-        "p10/smile.avi": "exactly one face in only 0% of frames (several faces in 100%); quality.min_one_face_share=0.8",
+        "p10/smile.avi": ("exactly one face in only 0% of frames (several faces in 100%); "
+                          "quality.min_one_face_share=0.8"),
     }
-    assert reasons["p8/eye_close.mkv"].startswith("truncated: ") and reasons["p8/eye_close.mkv"].endswith(" of 40 frames decoded")
+    truncated = reasons["p8/eye_close.mkv"]
+    assert truncated.startswith("truncated: ") and truncated.endswith(" of 40 frames decoded")
     assert all(report[v]["status"] == "skipped" and report[v]["samples"] == "0" for v in reasons)
     assert report["p9/smile"]["status"] == "no_video"  # graded, no video
     assert report["p2/Smile.avi"]["expression"] == "smile"
@@ -266,7 +269,8 @@ def test_same_clip_gives_the_same_bytes_with_one_worker_and_is_redone_when_it_ch
     FaceClip().write(videos / "p1" / "smile.mp4", CLOSE_LEFT_EYE)
     assert prepare(settings).prepared == 1
     changed = _files(single)
-    assert {k: v for k, v in changed.items() if k.endswith(".jpg")} != {k: v for k, v in two_frames.items() if k.endswith(".jpg")}
+    flows = {k: v for k, v in changed.items() if k.endswith(".jpg")}
+    assert flows != {k: v for k, v in two_frames.items() if k.endswith(".jpg")}
 
 
 def test_killed_run_leaves_only_complete_samples_and_a_rerun_finishes(videos, prepared, tmp_path):
@@ -275,7 +279,8 @@ def test_killed_run_leaves_only_complete_samples_and_a_rerun_finishes(videos, pr
         (clips / video).parent.mkdir(parents=True, exist_ok=True)
         (clips / video).symlink_to(videos / video)
     out = tmp_path / "dataset"
-    settings = [f"videos={clips}", f"out={out}", f"grades={videos.parent / 'grades.csv'}", "landmarker.blendshapes=true"]
+    settings = [f"videos={clips}", f"out={out}", f"grades={videos.parent / 'grades.csv'}",
+                "landmarker.blendshapes=true"]
     process = subprocess.Popen([sys.executable, str(REPO / "prepare.py"), "progress=false", *settings], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -292,7 +297,8 @@ def test_killed_run_leaves_only_complete_samples_and_a_rerun_finishes(videos, pr
     assert result.returncode == 0, result.stdout
     assert "3 clip(s): 3 prepared, 0 skipped" in result.stdout
     samples = {k: v for k, v in _files(out).items() if "/" in k}
-    reference = {k: v for k, v in _files(prepared[0]).items() if k.startswith(("smile/p1_", "smile/syn_", "eye_close/"))}
+    reference = {k: v for k, v in _files(prepared[0]).items()
+                 if k.startswith(("smile/p1_", "smile/syn_", "eye_close/"))}
     assert samples == reference and len(samples) == 9 * 5
 
 

@@ -31,7 +31,8 @@ def _summary_lines(summary: PrepareSummary) -> list[str]:
     lines += [f"contact sheet: {path}" for path in summary.contact_sheets]
     if summary.frames:
         steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in summary.step_seconds.items())
-        lines.append(f"{summary.frames} frames in {summary.seconds:.1f} s ({summary.frames / summary.seconds:.1f} frames/s); "
+        lines.append(f"{summary.frames} frames in {summary.seconds:.1f} s "
+                     f"({summary.frames / summary.seconds:.1f} frames/s); "
                      f"per step, summed over workers: {steps}")
     return lines
 

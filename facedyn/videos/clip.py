@@ -153,7 +153,8 @@ def _quality_problem(scan: _Scan, cfg: PrepareConfig) -> Optional[str]:
         return (f"exactly one face in only {one:.0%} of frames ({what}); "
                 f"quality.min_one_face_share={cfg.quality.min_one_face_share:g}")
     if int(np.sum(scan.counts == 1)) < cfg.quality.min_frames:
-        return f"only {int(np.sum(scan.counts == 1))} frame(s) with one face; quality.min_frames={cfg.quality.min_frames}"
+        return (f"only {int(np.sum(scan.counts == 1))} frame(s) with one face; "
+                f"quality.min_frames={cfg.quality.min_frames}")
     return None
 
 
@@ -209,7 +210,8 @@ def _tile(pair: RegisteredPair, flow_rgb: np.ndarray, baseline: np.ndarray, expr
     """Contact-sheet cells: baseline and apex crops with their landmarks drawn, and the apex's flow image."""
     subset = list(LANDMARK_SUBSET_IDXS)
     cells = []
-    for image, matrix, points in ((pair.baseline, pair.crop, baseline), (pair.expression, pair.expression_to_crop, expression)):
+    for image, matrix, points in ((pair.baseline, pair.crop, baseline),
+                                  (pair.expression, pair.expression_to_crop, expression)):
         cell = image.copy()
         for x, y in apply(matrix, points[subset].astype(np.float64)):
             cv2.circle(cell, (int(round(x)), int(round(y))), 1, (60, 220, 60), -1, cv2.LINE_AA)

@@ -162,7 +162,8 @@ def check(cfg: PrepareConfig) -> None:
     baseline_index(cfg.selection)
     unknown = sorted(set(cfg.expressions) - set(EXPRESSIONS))
     if unknown or not cfg.expressions:
-        raise PrepareError(f"expressions: {', '.join(unknown) or 'none given'}; the expressions are {', '.join(EXPRESSIONS)}")
+        raise PrepareError(f"expressions: {', '.join(unknown) or 'none given'}; "
+                           f"the expressions are {', '.join(EXPRESSIONS)}")
     for name, aliases in cfg.expressions.items():
         if isinstance(aliases, str) or not all(isinstance(a, str) and a for a in aliases):
             raise PrepareError(f"expressions.{name} must be a list of names, e.g. [{name}, {name.title()}]")

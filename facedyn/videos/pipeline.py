@@ -177,7 +177,8 @@ def _outcome(future: Future, job: ClipJob) -> ClipOutcome:
         log.error("%s failed: %s: %s", job.relative, type(exc).__name__, exc)
         _forget(Path(job.out), job.expression, job.patient)
         message = (str(exc).splitlines() or ["no message"])[0][:200]
-        return ClipOutcome(job.relative, job.patient, job.expression, "skipped", f"failed: {type(exc).__name__}: {message}")
+        return ClipOutcome(job.relative, job.patient, job.expression, "skipped",
+                           f"failed: {type(exc).__name__}: {message}")
 
 
 def _run(jobs: list[ClipJob], cfg: PrepareConfig, log_file: Path) -> list[ClipOutcome]:
@@ -217,7 +218,8 @@ def prepare(cfg: Any) -> PrepareSummary:
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise PrepareError(f"out={out}: another prepare.py is writing there; wait for it or choose another folder") from None
+        raise PrepareError(f"out={out}: another prepare.py is writing there; "
+                           f"wait for it or choose another folder") from None
     try:
         atomic_write_json(out / RECORDS_DIR / MARKER, {"pipeline_version": PIPELINE_VERSION})
         _remove_leftovers(out, clips)

@@ -33,7 +33,8 @@ def _blank(value: Optional[object]) -> object:
     return "" if value is None else value
 
 
-def write_report(out: Path, outcomes: Sequence[ClipOutcome], grades_without_video: Mapping[tuple[str, str], Grade]) -> Path:
+def write_report(out: Path, outcomes: Sequence[ClipOutcome],
+                 grades_without_video: Mapping[tuple[str, str], Grade]) -> Path:
     """out/prepare_report.csv: clips sorted by expression and patient, then grades that found no video."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
