@@ -3,9 +3,9 @@
     .venv/bin/python benchmarks/bench_blendshapes.py [--batch 256] [--repeats 15] [--threads 2]
 
 torch: forward, and forward + backward, of one (batch, 146, 2) call. TFLite: the interpreter invoked
-once per sample (the model is fixed to batch 1), in a child process with the same thread count. The
-starting point is shown too: onnx2torch's plain conversion called once per sample. Also prints the
-cached load time and the largest |torch - TFLite| on the benchmark batch.
+once per sample (the model is fixed to batch 1), in a child process with the same thread count, measured
+before and after torch so that a change of machine load shows as a difference between the two. Also
+prints the load average, the cached load time and the largest |torch - TFLite| on the benchmark batch.
 """
 
 from __future__ import annotations
@@ -14,18 +14,13 @@ import argparse
 import statistics
 import sys
 import time
-import warnings
 
 import numpy as np
-import onnx
-import onnx2torch
 import torch
 
 from facedyn.assets import blendshapes_tflite
 from facedyn.blendshapes import load
-from facedyn.blendshapes.onnx_cache import onnx_model_for
 from facedyn.blendshapes.reference import tflite_scores, tflite_throughput
-from facedyn.blendshapes.torch_model import LIST_INDEXING_WARNING
 from facedyn.landmarks import NUM_SUBSET_LANDMARKS
 
 
@@ -33,6 +28,11 @@ def face_like_landmarks(count: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     centres = rng.uniform(300, 700, size=(count, 1, 2))
     return (centres + rng.normal(scale=60, size=(count, NUM_SUBSET_LANDMARKS, 2))).astype(np.float32)
+
+
+def load_average() -> str:
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])
 
 
 def rates(step, batch: int, repeats: int) -> list[float]:
@@ -69,29 +69,23 @@ def main() -> None:
         model.zero_grad(set_to_none=True)
         model(points).sum().backward()
 
-    per_sample = onnx2torch.convert(onnx.load(str(onnx_model_for(tflite_path))))
-
-    def plain_onnx2torch_loop() -> None:
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=LIST_INDEXING_WARNING)
-            for sample in points:
-                per_sample(sample[None])
-
+    load_before = load_average()
     tflite = tflite_throughput(landmarks, tflite_path, threads=args.threads, repeats=args.repeats)
     torch_forward = rates(forward, args.batch, args.repeats)
     torch_training = rates(forward_backward, args.batch, args.repeats)
-    starting_point = rates(plain_onnx2torch_loop, args.batch, max(3, args.repeats // 3))
+    tflite_after = tflite_throughput(landmarks, tflite_path, threads=args.threads, repeats=args.repeats)
     with torch.no_grad():
         difference = np.abs(model(points).numpy() - tflite_scores(landmarks, tflite_path)).max()
 
-    median_tflite = statistics.median(tflite)
+    median_tflite = statistics.median(tflite + tflite_after)
     print(f"batch {args.batch}, {args.threads} threads, median of {args.repeats} runs; torch {torch.__version__}")
+    print(f"load average (1, 5, 15 min): before {load_before}, after {load_average()}")
     print(f"cached load(): {load_seconds:.2f} s; tensorflow imported here: {'tensorflow' in sys.modules}")
-    print(f"TFLite interpreter, per sample:  {median_tflite:10,.0f} samples/s")
+    print(f"TFLite interpreter, per sample:  {median_tflite:10,.0f} samples/s   "
+          f"(before torch {statistics.median(tflite):,.0f}, after {statistics.median(tflite_after):,.0f})")
     for name, measured in [
         ("torch forward", torch_forward),
         ("torch forward+backward", torch_training),
-        ("plain onnx2torch, per sample", starting_point),
     ]:
         median = statistics.median(measured)
         print(f"{name + ':':32s} {median:10,.0f} samples/s   {median / median_tflite:5.2f}x TFLite")

@@ -16,11 +16,14 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
+from onnx import TensorProto, helper, numpy_helper
 
 from facedyn.assets import AssetError
 from facedyn.blendshapes import BLENDSHAPE_NAMES, load
+from facedyn.blendshapes.batch_axis import NotBatchable, with_batch_axis
 from facedyn.blendshapes.onnx_cache import onnx_model_for
 from facedyn.blendshapes.reference import tflite_scores
 from facedyn.blendshapes.torch_model import convert
@@ -297,3 +300,24 @@ def test_a_file_that_is_not_tflite_is_refused(tmp_path):
         load(bogus)
     with pytest.raises(AssetError, match="not a TFLite model"):
         onnx_model_for(bogus, cache=tmp_path)
+
+
+def _batch1_graph(*nodes, initializers=(), output_shape=(1, 146, 2)) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        list(nodes), "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 146, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(output_shape))], list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_graph_that_mixes_samples_is_not_given_a_batch_axis():
+    swap = _batch1_graph(helper.make_node("Transpose", ["x"], ["y"], perm=[1, 0, 2]), output_shape=(146, 1, 2))
+    with pytest.raises(NotBatchable, match="Transpose .* moves the batch axis"):
+        with_batch_axis(swap)
+    over_batch = _batch1_graph(helper.make_node("ReduceMean", ["x"], ["y"], axes=[0, 1], keepdims=1),
+                               output_shape=(1, 1, 2))
+    with pytest.raises(NotBatchable, match="reduces over the batch axis"):
+        with_batch_axis(over_batch)
+    flatten = _batch1_graph(helper.make_node("Reshape", ["x", "shape"], ["y"]), output_shape=(146, 2),
+                            initializers=[numpy_helper.from_array(np.array([146, 2], np.int64), "shape")])
+    with pytest.raises(NotBatchable, match=r"Reshape .* to \[146, 2\] moves the batch axis"):
+        with_batch_axis(flatten)

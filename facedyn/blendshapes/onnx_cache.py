@@ -1,8 +1,9 @@
-"""TFLite -> ONNX, converted once per model file (keyed by its SHA-256) and cached.
+"""TFLite -> batch-native ONNX, converted once per model file (keyed by its SHA-256) and cached.
 
 tf2onnx runs in a child process (tflite_to_onnx.py): TensorFlow must never share a process with
 torch/torchvision (they segfault together), and a warm cache must not start TensorFlow at all. The child
-also runs the TFLite interpreter and ONNX Runtime on probe inputs; a conversion that disagrees is refused.
+frees the graph's batch axis (batch_axis.py: MediaPipe's model is fixed to batch 1) and runs the TFLite
+interpreter and ONNX Runtime on probe inputs; a conversion that disagrees is refused.
 A cache entry is the ONNX file plus a JSON sidecar written after it; the sidecar records the source's and
 the ONNX file's SHA-256, so a partial or damaged entry is detected and rebuilt rather than loaded.
 """
@@ -21,13 +22,15 @@ import onnx
 from filelock import FileLock
 
 from facedyn.assets import AssetError, cache_dir, is_tflite, sha256_of
+from facedyn.blendshapes.batch_axis import BATCH
 from facedyn.io import atomic_path, atomic_write_json
 from facedyn.landmarks import NUM_BLENDSHAPES, NUM_SUBSET_LANDMARKS
 
 ONNX_OPSET = 17
-EXPECTED_INPUT_SHAPE = [1, NUM_SUBSET_LANDMARKS, 2]
+TFLITE_INPUT_SHAPE = [1, NUM_SUBSET_LANDMARKS, 2]
+ONNX_INPUT_SHAPE, ONNX_OUTPUT_SHAPE = [BATCH, NUM_SUBSET_LANDMARKS, 2], [BATCH, NUM_BLENDSHAPES]
 # Bumped when the conversion itself changes, so older cache entries are not reused.
-CONVERSION_VERSION = 2
+CONVERSION_VERSION = 3
 # Largest |TFLite - ONNX| accepted on the probe inputs (MediaPipe's model converts to within ~5e-6).
 PROBE_TOLERANCE = 1e-4
 NUM_PROBES = 8
@@ -41,7 +44,9 @@ def onnx_model_for(tflite_path: str | os.PathLike, cache: Path | None = None) ->
     source_sha = sha256_of(tflite_path)
     folder = (cache or cache_dir()) / "models"
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / f"blendshapes-{source_sha[:16]}-opset{ONNX_OPSET}.onnx"
+    # "-batch": the batch-1 conversion of earlier versions keeps its own name, so that checkouts of
+    # both can share one cache without converting over each other's entry.
+    target = folder / f"blendshapes-{source_sha[:16]}-opset{ONNX_OPSET}-batch.onnx"
     sidecar = target.with_suffix(".json")
     if _valid_entry(target, sidecar, source_sha):
         return target
@@ -89,6 +94,8 @@ def _convert(tflite_path: Path, target: Path, sidecar: Path, source_sha: str) ->
         report = _last_json_line(result.stdout, f"the converter's report on {tflite_path}")
         if "signature" in report:
             _refuse_signature(tflite_path, report["signature"]["inputs"], report["signature"]["outputs"])
+        if "not_batchable" in report:
+            raise AssetError(f"The ONNX graph of {tflite_path} cannot be given a batch axis: {report['not_batchable']}")
         _validate(tflite_path, onnx.load(str(tmp)))
         difference = report["max_abs_difference"]
         if difference is None or difference > PROBE_TOLERANCE:
@@ -117,37 +124,28 @@ def _probe_landmarks() -> np.ndarray:
     """Point sets of face-like size in pixels, to compare TFLite and ONNX outputs on."""
     rng = np.random.default_rng(0)
     centres = rng.uniform(300, 700, size=(NUM_PROBES, 1, 2))
-    return (centres + rng.normal(scale=60, size=(NUM_PROBES, *EXPECTED_INPUT_SHAPE[1:]))).astype(np.float32)
+    return (centres + rng.normal(scale=60, size=(NUM_PROBES, *TFLITE_INPUT_SHAPE[1:]))).astype(np.float32)
 
 
 def _validate(tflite_path: Path, model: onnx.ModelProto) -> None:
-    """A well-formed graph with MediaPipe's blendshape signature: 1x146x2 in, 52 scores out."""
+    """A well-formed graph with MediaPipe's blendshape signature, batched: Nx146x2 in, Nx52 scores out."""
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise AssetError(f"The ONNX conversion of {tflite_path} is not a valid ONNX model: {exc}") from None
     in_shapes = [_shape(value) for value in model.graph.input]
     out_shapes = [_shape(value) for value in model.graph.output]
-    if in_shapes != [EXPECTED_INPUT_SHAPE] or len(out_shapes) != 1 or _numel(out_shapes[0]) != NUM_BLENDSHAPES:
+    if in_shapes != [ONNX_INPUT_SHAPE] or out_shapes != [ONNX_OUTPUT_SHAPE]:
         _refuse_signature(tflite_path, in_shapes, out_shapes)
 
 
 def _refuse_signature(tflite_path: Path, in_shapes: list, out_shapes: list) -> None:
     raise AssetError(
         f"{tflite_path} takes inputs {in_shapes} and gives outputs {out_shapes}; MediaPipe's blendshape "
-        f"model takes one {EXPECTED_INPUT_SHAPE} input and gives {NUM_BLENDSHAPES} scores. "
+        f"model takes one {TFLITE_INPUT_SHAPE} input and gives {NUM_BLENDSHAPES} scores. "
         f"Is it face_blendshapes.tflite?"
     )
 
 
 def _shape(value: onnx.ValueInfoProto) -> list[int | str]:
     return [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
-
-
-def _numel(shape: list[int | str]) -> int | None:
-    total = 1
-    for dim in shape:
-        if not isinstance(dim, int) or dim <= 0:
-            return None
-        total *= dim
-    return total

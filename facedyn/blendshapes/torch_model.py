@@ -1,6 +1,9 @@
-"""ONNX -> torch with onnx2torch, made trainable and batched.
+"""Batch-native ONNX -> torch with onnx2torch, made trainable.
 
-onnx2torch gives a per-sample fx.GraphModule fixed to batch 1. These changes make it a training module:
+The cached ONNX graph already has a free batch axis (batch_axis.py), so onnx2torch's fx.GraphModule runs
+a whole batch in one call: each of MediaPipe's 1x1 convolutions is one convolution over the batch (on
+this CPU oneDNN's convolution was faster than the same product written as a matrix multiplication).
+These changes make it a training module:
   * every float initializer with more than one element (layer-norm scales, learned tokens, ...) becomes
     an nn.Parameter; single-element floats (epsilons, fixed scales such as the 0.5 of a division) and
     integer tensors (reshape shapes, slice bounds) stay buffers. onnx2torch makes one buffer per *use*
@@ -9,15 +12,10 @@ onnx2torch gives a per-sample fx.GraphModule fixed to batch 1. These changes mak
     TFLite's Mean kernel does. They average raw pixel coordinates (~300 px), where torch's pairwise
     summation differs from TFLite's by a few ulp, and the layer norms downstream amplify that about
     tenfold (1.7e-5 on the scores instead of 1.5e-6).
-  * torch.func.vmap runs the per-sample graph over the batch in one call: every op sees exactly the
-    shapes it was converted for, so batching cannot change the model's arithmetic, and autograd works
-    through it. Each of MediaPipe's 1x1 convolutions becomes one convolution over the whole batch; on
-    this CPU oneDNN's 1x1 convolution was as fast as or faster than the same product written as a GEMM
-    (forward+backward 27-56% faster).
   * under torch.autocast the graph still runs in its own dtype (float32): autocast is switched off inside.
-    On CUDA, autocast inside vmap handed bf16 inputs to 1x1 convolutions with float32 biases, which fails
-    (seen on an H200), and the 1e-5 exactness would not survive bf16 anyway. The model is ~32 M
-    multiply-adds per face: fp32 costs little.
+    The 1e-5 exactness would not survive bf16 (scores drifted by up to ~0.05), and on CUDA autocast
+    handed bf16 inputs to 1x1 convolutions with float32 biases, which failed (seen on an H200). The model
+    is ~32 M multiply-adds per face: fp32 costs little.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ import torch
 from onnx2torch.node_converters.reduce import OnnxReduceStaticAxes
 from torch import fx, nn
 
-from facedyn.landmarks import NUM_BLENDSHAPES, NUM_SUBSET_LANDMARKS
+from facedyn.landmarks import NUM_SUBSET_LANDMARKS
 
 # onnx2torch's Slice indexes with a list of slices; torch warns about that on every call.
 LIST_INDEXING_WARNING = "Using a non-tuple sequence for multidimensional indexing"
@@ -58,9 +56,9 @@ class SequentialMean(nn.Module):
 class BlendshapeModel(nn.Module):
     """MediaPipe's blendshape network: (N, 146, 2) landmark pixel coordinates -> (N, 52) scores."""
 
-    def __init__(self, per_sample: fx.GraphModule) -> None:
+    def __init__(self, graph: fx.GraphModule) -> None:
         super().__init__()
-        self.per_sample = per_sample
+        self.graph = graph
 
     def forward(self, landmarks: torch.Tensor) -> torch.Tensor:
         if landmarks.dim() != 3 or landmarks.shape[1:] != (NUM_SUBSET_LANDMARKS, 2) or landmarks.shape[0] < 1:
@@ -74,10 +72,7 @@ class BlendshapeModel(nn.Module):
         weight = next(self.parameters())
         with warnings.catch_warnings(), torch.autocast(landmarks.device.type, enabled=False), _ieee_convolutions():
             warnings.filterwarnings("ignore", message=LIST_INDEXING_WARNING)
-            return torch.func.vmap(self._one_sample)(landmarks.to(weight.dtype))
-
-    def _one_sample(self, points: torch.Tensor) -> torch.Tensor:
-        return self.per_sample(points.unsqueeze(0)).reshape(NUM_BLENDSHAPES)
+            return self.graph(landmarks.to(weight.dtype))
 
 
 @contextlib.contextmanager
@@ -94,7 +89,7 @@ def _ieee_convolutions() -> Iterator[None]:
 
 
 def convert(onnx_path: str | Path) -> BlendshapeModel:
-    """A trainable, batched torch module from the (validated) ONNX blendshape model."""
+    """A trainable torch module from the (validated, batch-native) ONNX blendshape model."""
     graph_module = onnx2torch.convert(onnx.load(str(onnx_path)), attach_onnx_mapping=True)
     _one_tensor_per_initializer(graph_module)
     _sequential_means_before_first_weight(graph_module)
