@@ -193,26 +193,6 @@ def test_a_killed_sweep_resumes_without_repeating_finished_trials(tmp_path: Path
     assert read_json(killed_status)["status"] == "interrupted"
 
 
-def test_two_processes_share_one_study_without_duplicating_trials(tmp_path: Path) -> None:
-    command = sweep_command(tmp_path, "sweep.trials_per_stage=2", "sweep.pruner.name=none", "sweep.poll_seconds=0.5",
-                            "stages.s2a.epochs=2", "stages.s3.epochs=2")
-    logs = [tmp_path / "a.log", tmp_path / "b.log"]
-    processes = [start(command, log) for log in logs]
-    for process, log in zip(processes, logs):
-        finish(process, log)
-    pids, run_dirs = set(), []
-    for stage in ("2a", "3"):
-        trials = load(tmp_path / "tiny", stage).trials
-        ran = [t for t in trials if not t.user_attrs.get("surplus")]
-        assert [t.state for t in ran] == [TrialState.COMPLETE] * 2
-        pids |= {t.user_attrs["pid"] for t in ran}
-        run_dirs += [t.user_attrs["run_dir"] for t in ran]
-    assert len(pids) == 2  # both processes trained
-    assert len(set(run_dirs)) == 4 and all(read_json(Path(d) / STATUS_FILE)["status"] == "finished" for d in run_dirs)
-    seed = load(tmp_path / "tiny", "2a").best_trial.user_attrs["checkpoint"]
-    assert {t.user_attrs["init_from"] for t in load(tmp_path / "tiny", "3").trials if t.params} == {seed}
-
-
 @pytest.mark.slow
 def test_joint_mode_trains_the_whole_pipeline_per_trial_and_searches_extra_keys(tmp_path: Path) -> None:
     epochs = [f"stages.s{stage}.epochs=1" for stage in ("1", "2a", "2b", "3", "4")]

@@ -21,9 +21,9 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from facedyn.io import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
-from facedyn.sweep.search import as_overrides  # noqa: E402
+from facedyn.sweep.search import RETRY_OF_ATTR, SURPLUS_ATTR, as_overrides  # noqa: E402
 from facedyn.sweep.storage import HOST_ATTR, PID_ATTR, RUN_DIR_ATTR  # noqa: E402
-from facedyn.sweep.trial import CHECKPOINT_ATTR, INIT_FROM_ATTR, METRICS_ATTR, SURPLUS_ATTR  # noqa: E402
+from facedyn.sweep.trial import CHECKPOINT_ATTR, INIT_FROM_ATTR, METRICS_ATTR  # noqa: E402
 
 if TYPE_CHECKING:
     from facedyn.sweep.runner import Sweep
@@ -114,7 +114,7 @@ def _trial_row(stage: str, trial: FrozenTrial) -> dict[str, Any]:
         "seconds": trial.duration.total_seconds() if trial.duration else None,
         "run_dir": trial.user_attrs.get(RUN_DIR_ATTR),
         "checkpoint": trial.user_attrs.get(CHECKPOINT_ATTR),
-        "retry_of": trial.system_attrs.get("failed_trial"),
+        "retry_of": trial.system_attrs.get(RETRY_OF_ATTR),
         "host": trial.user_attrs.get(HOST_ATTR),
         "pid": trial.user_attrs.get(PID_ATTR),
     }

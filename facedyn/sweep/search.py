@@ -19,8 +19,13 @@ from facedyn.config import stage_key
 from facedyn.sweep.config import param_key
 
 
+RETRY_OF_ATTR = "failed_trial"  # optuna's system attribute on a retry of a failed trial
+SURPLUS_ATTR = "surplus"  # a trial numbered past the budget, which draws nothing (facedyn.sweep.trial)
+
+
 def make_sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
-    """The configured sampler; with a seed, trial n draws from a generator seeded by (seed, n)."""
+    """The configured sampler; with a seed, the k-th trial that draws fresh values draws from a generator
+    seeded by (seed, k)."""
     def sampler(seed: int | None) -> optuna.samplers.BaseSampler:
         if cfg.sampler.name == "random":
             return optuna.samplers.RandomSampler(seed=seed)
@@ -30,11 +35,14 @@ def make_sampler(cfg: DictConfig) -> optuna.samplers.BaseSampler:
 
 
 class TrialSeededSampler(optuna.samplers.BaseSampler):
-    """A sampler whose randomness for trial n comes from (seed, n) alone, not from the process's history.
+    """A sampler whose randomness for a trial comes from (seed, k) alone, k = how many trials before it drew
+    fresh values, not from the process's history.
 
     So a seeded sweep draws the same values whichever process runs a trial and whether or not it was
     resumed, and two processes sharing a study never draw the same values for their first trials (as two
-    equally seeded ordinary samplers would). Model-based samplers (TPE) still learn from every trial.
+    equally seeded ordinary samplers would). Retries of killed trials (which replay their params) and surplus
+    trials (which draw nothing) take a trial number but no k: a sweep with a killed worker draws the same
+    sequence as one that ran undisturbed. Model-based samplers (TPE) still learn from every trial.
     """
 
     def __init__(self, make: Callable[[int], optuna.samplers.BaseSampler], seed: int) -> None:
@@ -42,7 +50,8 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
         self._inner = make(seed)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._inner = self._make(int(np.random.SeedSequence([self._seed, trial.number]).generate_state(1)[0]))
+        draws = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and _draws(t))
+        self._inner = self._make(int(np.random.SeedSequence([self._seed, draws]).generate_state(1)[0]))
         self._inner.before_trial(study, trial)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
@@ -62,6 +71,11 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
 
     def reseed_rng(self) -> None:
         self._inner.reseed_rng()
+
+
+def _draws(trial: FrozenTrial) -> bool:
+    """Whether the trial drew (or will draw) its own values."""
+    return RETRY_OF_ATTR not in trial.system_attrs and not trial.user_attrs.get(SURPLUS_ATTR)
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 
 import optuna
+import sqlalchemy
 import sqlalchemy.exc
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -26,6 +27,7 @@ from optuna.trial import TrialState
 from omegaconf import DictConfig
 
 from facedyn.runs import process_alive, write_status
+from facedyn.sweep.config import SweepConfigError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,9 @@ def storage_url(cfg: DictConfig, sweep_dir: Path) -> str:
 
 
 def open_storage(cfg: DictConfig, url: str) -> RDBStorage:
-    """The RDB storage with heartbeats on; a stale trial is retried up to `max_retry` times."""
+    """The RDB storage with heartbeats on; a stale trial is retried up to `max_retry` times. A database that
+    cannot work (no driver, no server, a damaged file) is a SweepConfigError naming it, before any training."""
+    check_database(url)
     for _ in range(STORAGE_ATTEMPTS - 1):
         try:
             return _rdb_storage(cfg, url)
@@ -55,6 +59,41 @@ def open_storage(cfg: DictConfig, url: str) -> RDBStorage:
             # finds them made on its next try.
             time.sleep(1.0 + random.random())
     return _rdb_storage(cfg, url)
+
+
+def shown_url(url: str) -> str:
+    """The URL with its password hidden, for messages."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def check_database(url: str) -> None:
+    """Connect once and list the tables: a missing driver, an unreachable server or a damaged SQLite file
+    becomes one line naming sweep.storage."""
+    where = f"sweep.storage={shown_url(url)}"
+    try:
+        engine = sqlalchemy.create_engine(url)
+    except ModuleNotFoundError as exc:  # the dialect's driver package
+        raise SweepConfigError(f"{where}: its database driver is not installed ({exc}); for PostgreSQL: "
+                               "pip install 'psycopg[binary]' and write postgresql+psycopg://...") from None
+    except sqlalchemy.exc.ArgumentError as exc:
+        raise SweepConfigError(f"{where}: not a database URL SQLAlchemy knows ({exc})") from None
+    try:
+        with engine.connect() as connection:
+            sqlalchemy.inspect(connection).get_table_names()
+    except sqlalchemy.exc.OperationalError as exc:
+        raise SweepConfigError(f"{where}: cannot reach the database: {_first_line(exc.orig or exc)}") from None
+    except sqlalchemy.exc.DatabaseError as exc:
+        raise SweepConfigError(f"{where}: the database is damaged ({_first_line(exc.orig or exc)}); move it "
+                               "away and rebuild the study from its trial folders with sweep.recover=true") from None
+    finally:
+        engine.dispose()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def _rdb_storage(cfg: DictConfig, url: str) -> RDBStorage:

@@ -20,13 +20,12 @@ from optuna.trial import TrialState
 
 from facedyn.config import override_stage, stage_key
 from facedyn.runs import stage_checkpoint, write_status
-from facedyn.sweep.search import as_overrides, suggest
+from facedyn.sweep.search import SURPLUS_ATTR, as_overrides, suggest
 from facedyn.sweep.storage import RUN_DIR_ATTR, this_process
 
 CHECKPOINT_ATTR = "checkpoint"
 METRICS_ATTR = "metrics"
 INIT_FROM_ATTR = "init_from"
-SURPLUS_ATTR = "surplus"
 DIVERGED_ATTR = "diverged"
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
