@@ -94,3 +94,25 @@ def test_two_workers_one_killed_mid_trial_find_what_one_process_finds(
     assert victim.pid in pids and len(pids) >= 2  # both workers trained
     summary = json.loads((tmp_path / "tiny" / "summary.json").read_text())
     assert summary["complete"] and outcome(summary) == outcome(undisturbed)
+
+
+@pytest.mark.parametrize("url, says", [
+    ("postgresql+psycopg://facedyn:secret@127.0.0.1:{port}/study", "cannot reach the database: connection failed"),
+    ("postgresql+psycopg2://facedyn@127.0.0.1/study", "its database driver is not installed (No module named 'psycopg2')"),
+    ("sqlite:///{tmp}/no/such/folder/study.db", "cannot reach the database: unable to open database file"),
+])
+def test_a_database_that_cannot_work_is_one_line_before_training(tmp_path: Path, url: str, says: str) -> None:
+    import socket
+    import subprocess
+
+    with socket.socket() as s:  # a loopback port with no server behind it
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = url.format(port=port, tmp=tmp_path)
+    done = subprocess.run(sweep_command(tmp_path, f"sweep.storage={url}"), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("sweep.py: sweep.storage=") and says in lines[-1], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and "secret" not in done.stderr
+    assert not (tmp_path / "tiny" / "trials").exists()
