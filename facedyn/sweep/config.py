@@ -23,6 +23,7 @@ SAMPLERS = ("tpe", "random")
 DIRECTIONS = ("minimize", "maximize")
 PARAM_TYPES = ("float", "int", "categorical")
 STAGE_PLACEHOLDER = "{stage}"
+LAUNCHERS = ("local", "submitit_local", "slurm")
 
 
 class SweepConfigError(ValueError):
@@ -77,6 +78,10 @@ class SweepConfig:
     grace_period: int = 120
     max_retry: int = 3
     poll_seconds: float = 2.0
+    launcher: str = "local"
+    workers: Optional[int] = None
+    workers_per_device: int = 1
+    launcher_params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,10 @@ def check(cfg: DictConfig) -> None:
         raise SweepConfigError("sweep.heartbeat_interval must be > 0 and sweep.grace_period larger than it")
     if cfg.max_retry < 0 or cfg.poll_seconds <= 0:
         raise SweepConfigError("sweep.max_retry must be >= 0 and sweep.poll_seconds > 0")
+    _one_of("launcher", cfg.launcher, LAUNCHERS)
+    if (cfg.workers is not None and cfg.workers < 1) or cfg.workers_per_device < 1:
+        raise SweepConfigError(f"sweep.workers={cfg.workers}, sweep.workers_per_device={cfg.workers_per_device}: "
+                               "give at least one worker (workers: null picks workers_per_device per GPU)")
 
 
 def _one_of(key: str, value: Any, allowed: Sequence[str]) -> None:

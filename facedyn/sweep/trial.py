@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import optuna
+import torch
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
@@ -27,6 +28,7 @@ CHECKPOINT_ATTR = "checkpoint"
 METRICS_ATTR = "metrics"
 INIT_FROM_ATTR = "init_from"
 DIVERGED_ATTR = "diverged"
+THREADS_ATTR = "torch_threads"
 COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 
 
@@ -83,6 +85,7 @@ def objective(plan: TrialPlan) -> Callable[[optuna.Trial], float]:
         metrics = train(plan.overrides(values), run_dir, _Reporter(trial, plan.sweep.metric))
         value = _metric(metrics, plan.sweep.metric, run_dir)
         trial.set_user_attr(METRICS_ATTR, {k: float(v) for k, v in metrics.items() if _is_number(v)})
+        trial.set_user_attr(THREADS_ATTR, torch.get_num_threads())  # what this worker's share of the CPU was
         trial.set_user_attr(CHECKPOINT_ATTR, str(stage_checkpoint(run_dir, plan.last_stage)))
         if not math.isfinite(value):
             trial.set_user_attr(DIVERGED_ATTR, True)  # optuna fails a trial that returns nan
