@@ -112,6 +112,20 @@ class TrainerConfig:
     deterministic: bool = True
 
 
+LOGGERS: tuple[str, ...] = ("tensorboard", "mlflow", "none")
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment tracking (facedyn/tracking.py; conf/logger/<name>.yaml)."""
+
+    name: str = "tensorboard"  # tensorboard | mlflow | none
+    tracking_uri: Optional[str] = None  # mlflow: null → sqlite:///<paths.output_dir>/mlflow/mlflow.db
+    artifact_location: Optional[str] = None  # mlflow, new experiment: null → <paths.output_dir>/mlflow/artifacts
+    experiment: str = "facedyn"  # mlflow experiment
+    tags: Dict[str, str] = field(default_factory=dict)  # more run tags (a sweep trial: its study and stage)
+
+
 @dataclass
 class PathsConfig:
     output_dir: str = "outputs"
@@ -125,6 +139,7 @@ class TrainConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     stages: Dict[str, StageConfig] = field(default_factory=dict)
     seed: int = 0
     name: Optional[str] = None  # appended to the run folder's name

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from facedyn import checkpoints, plots
+from facedyn import checkpoints, plots, tracking
 from facedyn.config import STAGE_ORDER, ConfigError, stage_key, stages_to_run
 from facedyn.data import loader_workers, make_loader, prepare_data
 from facedyn.data.prefetch import Prefetcher
@@ -108,9 +108,11 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike, overrides: Sequence[str] = 
     run_dir = Path(run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     handler = _attach_log_file(run_dir)
+    tracker = tracking.start(cfg, run_dir)
     try:
-        return _run(cfg, run_dir, overrides, epoch_callback)
+        return _run(cfg, run_dir, overrides, tracking.chain(tracker, epoch_callback))
     finally:
+        tracker.close(run_dir)
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()

@@ -82,7 +82,8 @@ def objective(plan: TrialPlan) -> Callable[[optuna.Trial], float]:
                              "sweep.study_name")
         for key, value in {**this_process(), RUN_DIR_ATTR: str(run_dir), INIT_FROM_ATTR: plan.init_from}.items():
             trial.set_user_attr(key, value)
-        metrics = train(plan.overrides(values), run_dir, _Reporter(trial, plan.sweep.metric))
+        metrics = train(plan.overrides(values), run_dir, _Reporter(trial, plan.sweep.metric),
+                        {"study": trial.study.study_name, "stage": plan.stage, "trial": str(trial.number)})
         value = _metric(metrics, plan.sweep.metric, run_dir)
         trial.set_user_attr(METRICS_ATTR, {k: float(v) for k, v in metrics.items() if _is_number(v)})
         trial.set_user_attr(THREADS_ATTR, torch.get_num_threads())  # what this worker's share of the CPU was
@@ -94,12 +95,14 @@ def objective(plan: TrialPlan) -> Callable[[optuna.Trial], float]:
     return run_trial
 
 
-def train(overrides: Sequence[str], run_dir: Path, reporter: "_Reporter") -> dict:
-    """compose() + training.run() into run_dir, as train.py would with these overrides."""
+def train(overrides: Sequence[str], run_dir: Path, reporter: "_Reporter", tags: dict[str, str]) -> dict:
+    """compose() + training.run() into run_dir, as train.py would with these overrides; the experiment
+    tracker tags the run with `tags` (not an override: best_overrides.txt replays without them)."""
     from facedyn import training
     from facedyn.config import compose
 
     cfg = compose(list(overrides))
+    cfg.logger.tags = {**cfg.logger.tags, **tags}
     try:
         return training.run(cfg, run_dir, overrides=list(overrides), epoch_callback=reporter)
     except optuna.TrialPruned:
