@@ -73,3 +73,39 @@ def test_expressions_the_run_never_saw_are_refused(tiny_trained_run, run_data):
     s = run_data.samples
     with pytest.raises(ValueError, match="not trained on"):
         predictor.predict(s.flow[:1], s.expression_landmarks[:1], s.baseline_landmarks[:1], ["frown"])
+
+
+def test_a_run_of_a_model_variant_is_rebuilt_by_the_same_builder(tmp_path):
+    import torch
+
+    from facedyn import checkpoints
+    from facedyn.config import compose
+    from facedyn.data.expressions import expression_indices
+    from facedyn.data.samples import flow_input
+    from facedyn.metrics import SCALE
+    from facedyn.model import build_model
+
+    cfg = compose(["model=paired_expression", "model.flow.weights=none"])
+    torch.manual_seed(1)
+    model, _ = build_model(cfg.model)
+    run_dir = tmp_path / "variant"
+    (run_dir / "config.yaml").parent.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    checkpoints.save(stage_checkpoint(run_dir, "4"), {"model": model.state_dict(), "stage": "4"})
+
+    rng = np.random.default_rng(0)
+    flow = rng.integers(0, 256, (4, 112, 112, 3), dtype=np.uint8)
+    base = rng.uniform(100, 400, (4, 146, 2)).astype(np.float32)
+    moved = base + rng.normal(0, 3, base.shape).astype(np.float32)
+    expressions = ["smile", "snarl", "smile", "eye_close"]
+    grades = load_run(run_dir).predict(flow, moved, base, expressions)
+    model.eval()
+    with torch.no_grad():
+        expected = model({"flow": torch.from_numpy(flow_input(flow)), "expression_landmarks": torch.from_numpy(moved),
+                          "baseline_landmarks": torch.from_numpy(base),
+                          "expression_index": torch.from_numpy(expression_indices(expressions, model.expressions))},
+                         "fused").numpy() * SCALE
+    np.testing.assert_allclose(grades, expected, atol=1e-5)
+    # Per-expression heads: the same sample read as another expression gets other grades.
+    other = load_run(run_dir).predict(flow[:1], moved[:1], base[:1], ["lip_pucker"])
+    assert not np.allclose(other, grades[:1])
