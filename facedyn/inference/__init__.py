@@ -9,8 +9,9 @@
 kept in the .onnx file's metadata). `predict.py` and the report only talk to it.
 """
 
+from facedyn.data.samples import flow_input  # every backend's flow-image input
 from facedyn.inference.config import PredictConfig  # registers predict_schema for Hydra
-from facedyn.inference.predictor import ModelInfo, Predictor, RunError, flow_input
+from facedyn.inference.predictor import ModelInfo, Predictor, RunError
 from facedyn.inference.run_loader import find_newest_finished_run, load_run, resolve_checkpoint
 from facedyn.inference.torch_predictor import TorchPredictor
 

@@ -16,8 +16,6 @@ from typing import Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from facedyn.data.samples import flow_input  # noqa: F401  (re-exported: every backend's flow input)
-
 
 class RunError(RuntimeError):
     """A run folder or checkpoint that cannot be used for prediction; the message names it and what to do."""
