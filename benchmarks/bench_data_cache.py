@@ -7,18 +7,21 @@ Figures (medians over --repeats runs of facedyn.data.prepare_data, each in this 
   cold, files cached by the OS : cache off, every file read and decoded (the files were read just before)
   cold, files not cached by OS : the same after evicting the files from the OS page cache (first run after boot)
   first run                    : cache on, decode + write the cache
-  warm                         : cache on, the cache is valid (stat every file for the key, map the arrays)
+  warm                         : cache on, the cache is valid (stat every file and read every labels file
+                                 for the key, map the arrays); the key's parts are timed on their own too
 Then stage 1 as `python train.py stage=1` runs it (--epochs epochs, the flow branch on augmented training
 batches, validation after each epoch), once with batches loaded in the training loop (data.prefetch_batches=0
 data.num_workers=0) and once as configured (default: worker processes, 1 on CPU and up to 8 on CUDA, and 4
 batches taken ahead by a background thread): the median epoch time and
 the share of it spent waiting for training and validation batches, as training_history.json records it.
-Extra arguments are Hydra overrides for those runs (e.g. data.num_workers=2, trainer.device=cuda).
+Extra arguments are Hydra overrides for those runs (e.g. data.num_workers=2, trainer.device=cuda);
+--no-stage1 measures the dataset load only.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -35,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facedyn import training  # noqa: E402
 from facedyn.config import compose  # noqa: E402
 from facedyn.data.config import DataConfig  # noqa: E402
-from facedyn.data.layout import SAMPLE_FILES, scan  # noqa: E402
+from facedyn.data.cache import labels_content  # noqa: E402
+from facedyn.data.layout import LABELS_FILE, SAMPLE_FILES, scan  # noqa: E402
 from facedyn.data.prepare import PreparedData, prepare_data  # noqa: E402
 from facedyn.runs import HISTORY_FILE  # noqa: E402
 
@@ -71,6 +75,16 @@ def _timed_scan(root: Path) -> tuple[float, float]:
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
+def _timed_label_key(root: Path) -> tuple[float, float]:
+    """What the labels' content adds to the key: reading and hashing every labels file."""
+    folders = scan(root)
+    wall, cpu = time.perf_counter(), time.process_time()
+    digest = hashlib.sha256()
+    for folder in folders:
+        digest.update(labels_content(folder.file(LABELS_FILE)))
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def _medians(cfg: DataConfig, repeats: int, before=None) -> tuple[float, float]:
     runs = [_timed(cfg, before)[:2] for _ in range(repeats)]
     return statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
@@ -93,6 +107,7 @@ def main() -> None:
     parser.add_argument("--root", help="a dataset folder in the clinic's layout (default: the synthetic dataset)")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=3, help="stage-1 epochs per run")
+    parser.add_argument("--no-stage1", action="store_true", help="measure the dataset load only")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the stage-1 runs")
     args = parser.parse_args()
     if not os.environ.get("FACEDYN_LANDMARKER") and SHARED_BUNDLE.is_file():
@@ -121,10 +136,17 @@ def main() -> None:
         scans = [_timed_scan(root) for _ in range(args.repeats)]
         print(f"  of warm, listing + stat of all {len(SAMPLE_FILES) * n} sample files (the cache key): "
               f"{statistics.median(w for w, _ in scans) * 1e3:.1f} ms wall {statistics.median(c for _, c in scans) * 1e3:.1f} ms CPU")
+        labels = [_timed_label_key(root) for _ in range(args.repeats)]
+        label_wall = statistics.median(w for w, _ in labels)
+        print(f"  of warm, reading + hashing the {n} labels files (the key's content part): {label_wall * 1e3:.1f} ms wall "
+              f"{statistics.median(c for _, c in labels) * 1e3:.1f} ms CPU; warm with a size+mtime key only: "
+              f"{(warm[0] - label_wall) * 1e3:.1f} ms wall")
         for name in ("cold, files cached by the OS", "cold, files not cached by OS"):
             if name in figures:
                 print(f"  warm vs {name}: {figures[name][0] / warm[0]:.1f}x (wall), {figures[name][1] / warm[1]:.1f}x (CPU); goal >= 20x")
 
+    if args.no_stage1:
+        return
     print(f"\nstage 1, {args.epochs} epochs per run, overrides: {' '.join(args.overrides) or 'none'}")
     in_the_loop = ["data.prefetch_batches=0", "data.num_workers=0"]
     for name, extra in (("loading in the training loop", in_the_loop), ("as configured", [])):

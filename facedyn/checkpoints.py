@@ -12,7 +12,6 @@ from facedyn.io import atomic_path
 from facedyn.runs import CHECKPOINT_DIR, stage_checkpoint
 
 log = logging.getLogger(__name__)
-LAST_CHECKPOINT = "last.pt"
 
 
 class CheckpointError(RuntimeError):
@@ -31,8 +30,34 @@ def load(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a readable facedyn checkpoint ({exc})") from None
 
 
-def last_checkpoint(run_dir: Path) -> Path:
-    return Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
+def state_mismatch(model: torch.nn.Module, state: dict[str, Any]) -> str | None:
+    """Why the state dict `state` does not fit `model` (counts and a first example of each kind), or None."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if not (missing or unexpected or shapes):
+        return None
+    parts = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
+             f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
+             f"{len(shapes)} of another shape (e.g. {shapes[0]}: checkpoint vs model)" if shapes else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def load_weights(model: torch.nn.Module, path: Path, setting: str) -> dict[str, Any]:
+    """Load the checkpoint at `path` into `model`; a CheckpointError naming `setting` (e.g. init_from=…) when
+    its weights were made for another model shape (model.landmark_hidden, share_weights, flow.arch...)."""
+    payload = load(path)
+    state = payload.get("model") if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{setting}: {path} is not a facedyn checkpoint (no model weights in it)")
+    problem = state_mismatch(model, state)
+    if problem:
+        raise CheckpointError(f"{setting}: {path} holds weights of another model shape ({problem}); "
+                              f"its run's model.* settings differ from this run's")
+    model.load_state_dict(state)
+    return payload
 
 
 def find_init_checkpoint(init_from: str | None, previous_stage: str, output_dir: Path) -> Path:

@@ -15,7 +15,6 @@ import io
 import math
 import os
 import re
-import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from facedyn.config import STAGE_ORDER
 from facedyn.io import atomic_path, atomic_write_text
 from facedyn.runs import (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, OVERRIDES_FILE, RUN_FORMAT, STATUS_FILE,
-                          process_alive, read_json)
+                          owner_alive, read_json)
 
 RUN_MARKERS = (STATUS_FILE, CONFIG_FILE, HISTORY_FILE)
 SKIPPED_DIRS = ("checkpoints",)
@@ -223,10 +222,7 @@ def _status(status: dict | None, notes: list[str]) -> str:
 
 
 def _still_running(status: dict) -> bool:
-    host, pid = status.get("host"), status.get("pid")
-    if (host and host != socket.gethostname()) or not isinstance(pid, int):
-        return True  # another machine's run, or no pid: cannot tell
-    return process_alive(pid)
+    return owner_alive(status.get("pid"), status.get("host"))
 
 
 def _number(value: Any) -> float | None:

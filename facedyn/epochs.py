@@ -1,8 +1,7 @@
-"""One stage's epochs: training passes over a loader or over precomputed frozen-branch outputs, and validation."""
+"""Passes over batches: one training pass, predictions of a split, the frozen branches' outputs of a split."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -12,27 +11,7 @@ from tqdm import tqdm
 
 from facedyn.loss import masked_mse
 from facedyn.model import FaceDynModel
-
-Batch = dict[str, torch.Tensor]
-
-
-@dataclass
-class Runtime:
-    device: torch.device
-    autocast_dtype: torch.dtype | None  # bf16 on GPU, None: fp32
-    channels_last: bool
-    progress: bool
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
-
-    def to_device(self, batch: Batch) -> Batch:
-        moved = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
-        if self.channels_last and "flow" in moved and moved["flow"].dim() == 4:  # not a precomputed branch output
-            moved["flow"] = moved["flow"].contiguous(memory_format=torch.channels_last)
-        return moved
+from facedyn.runtime import Batch, Runtime
 
 
 @dataclass
@@ -47,7 +26,7 @@ def _progress(iterable, total: int, description: str, enabled: bool):
 def train_epoch(model: FaceDynModel, batches: Iterator[Batch], total: int, predict: str,
                 optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
                 weights: torch.Tensor, runtime: Runtime, description: str, heads_only: bool = False) -> EpochResult:
-    """One pass; with heads_only the batches carry precomputed branch outputs instead of raw inputs."""
+    """One pass; with heads_only the batches carry precomputed branch outputs (branch_outputs()) instead of inputs."""
     total_loss, count = 0.0, 0
     for batch in _progress(batches, total, description, runtime.progress):
         batch = runtime.to_device(batch)
@@ -88,8 +67,8 @@ def precompute_branch_outputs(model: FaceDynModel, batches: Iterator[Batch], tot
     for batch in _progress(batches, total, "precomputing frozen branches", runtime.progress):
         on_device = runtime.to_device(batch)
         with runtime.autocast():
-            inputs = model.branch_inputs(on_device, predict)
-        for key, value in inputs.items():  # outputs in float32; an expression index stays an integer
+            outputs = model.branch_outputs(on_device, predict)
+        for key, value in outputs.items():  # outputs in float32; an expression index stays an integer
             parts.setdefault(key, []).append((value.float() if value.is_floating_point() else value).cpu())
         for key in ("target", "target_valid", "index"):
             parts.setdefault(key, []).append(batch[key])

@@ -13,7 +13,7 @@ The landmark head's variants are config (conf/model/*.yaml, schema facedyn.confi
 The seed's design (raw, none, 0, false) is exactly FC 104 → 2, with the seed's parameter names.
 
 Inputs (`forward(batch, predict)`; `required_inputs(predict)` lists the keys a model reads):
-  flow                  (N, 3, H, W) float in [0, 1], the flow image (RGB of its HSV encoding)
+  flow_image            (N, 3, H, W) float in [0, 1], the flow image (RGB of its HSV encoding)
   expression_landmarks  (N, 146, 2) float, landmark pixels of the expression frame
   baseline_landmarks    (N, 146, 2) float, of the neutral baseline frame
   expression_index      (N,) int64, the sample's expression as its position in model.expressions, or
@@ -30,10 +30,10 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, resnet18
+from torchvision.models import get_model, get_model_weights
 
 from facedyn import blendshapes
-from facedyn.config import ConfigError, ModelConfig
+from facedyn.config import ConfigError, FusionInit, ModelConfig
 from facedyn.landmarks import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
 
 log = logging.getLogger(__name__)
@@ -53,16 +53,18 @@ class FlowWeightsReport:
 
 
 class FlowBranch(nn.Module):
-    """ResNet-18 on the optical-flow image; its output layer predicts the two scores."""
+    """A torchvision ResNet (model.flow.arch, ResNet-18 by design) on the optical-flow image; its output
+    layer predicts the two scores."""
 
-    def __init__(self) -> None:
+    def __init__(self, arch: str = "resnet18") -> None:
         super().__init__()
-        self.net = resnet18(num_classes=NUM_SCORES)
+        self.arch = str(arch)
+        self.net = get_model(self.arch, num_classes=NUM_SCORES)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
-    def forward(self, flow: torch.Tensor) -> torch.Tensor:
-        return self.net((flow - self.mean) / self.std)
+    def forward(self, flow_image: torch.Tensor) -> torch.Tensor:
+        return self.net((flow_image - self.mean) / self.std)
 
 
 def load_flow_weights(branch: FlowBranch, weights: str, require: bool) -> FlowWeightsReport:
@@ -70,12 +72,13 @@ def load_flow_weights(branch: FlowBranch, weights: str, require: bool) -> FlowWe
     if weights == "none":
         return FlowWeightsReport(False, "none")
     if weights == "imagenet":
+        imagenet = get_model_weights(branch.arch).IMAGENET1K_V1
         try:
-            state = ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+            state = imagenet.get_state_dict(progress=False)
         except (urllib.error.URLError, OSError) as exc:
             message = (
-                f"ResNet-18 ImageNet weights could not be downloaded ({exc}); the flow branch TRAINS FROM "
-                "SCRATCH. To use them offline, copy resnet18-f37072fd.pth into $TORCH_HOME/hub/checkpoints "
+                f"{branch.arch} ImageNet weights could not be downloaded ({exc}); the flow branch TRAINS FROM "
+                f"SCRATCH. To use them offline, copy {Path(imagenet.url).name} into $TORCH_HOME/hub/checkpoints "
                 "(default ~/.cache/torch/hub/checkpoints), or set model.flow.weights=/path/to/state_dict.pt; "
                 "set model.flow.require_weights=true to make this an error."
             )
@@ -93,7 +96,8 @@ def load_flow_weights(branch: FlowBranch, weights: str, require: bool) -> FlowWe
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     missing, unexpected = branch.net.load_state_dict(state, strict=False)
     if unexpected or set(missing) - {"fc.weight", "fc.bias"}:
-        raise WeightsUnavailable(f"{source}: not a ResNet-18 state dict (missing {missing}, unexpected {unexpected})")
+        raise WeightsUnavailable(f"{source}: not a {branch.arch} state dict ({len(missing)} missing keys, e.g. "
+                                 f"{missing[:1]}; {len(unexpected)} unexpected, e.g. {unexpected[:1]})")
     return FlowWeightsReport(True, source)
 
 
@@ -149,7 +153,7 @@ class FaceDynModel(nn.Module):
                               f"not {cfg.expression_conditioning!r}")
         if len(set(cfg.expressions)) != len(cfg.expressions):
             raise ConfigError(f"model.expressions lists a name twice: {list(cfg.expressions)}")
-        self.flow = FlowBranch()
+        self.flow = FlowBranch(cfg.flow.arch)
         self.share_blendshapes = cfg.blendshapes.share_weights
         # Loading may or may not draw random numbers (a converted graph vs. a cached copy); keep it from
         # shifting the seeded initialisation of the layers built after it.
@@ -173,15 +177,13 @@ class FaceDynModel(nn.Module):
         else:
             self.landmark_head = nn.Linear(features, outputs)
         self.fusion = nn.Linear(2 * NUM_SCORES + (self.expression_slots if self.fusion_expression else 0), NUM_SCORES)
-        if cfg.fusion_init == "average":
+        if cfg.fusion_init == FusionInit.average:
             with torch.no_grad():
                 self.fusion.weight.zero_()
                 self.fusion.bias.zero_()
                 for score in range(NUM_SCORES):  # inputs: [flow dyn, flow syn, landmark dyn, landmark syn, one-hot]
                     self.fusion.weight[score, score] = 0.5
                     self.fusion.weight[score, NUM_SCORES + score] = 0.5
-        elif cfg.fusion_init != "random":
-            raise ValueError(f"model.fusion_init must be average or random, not {cfg.fusion_init!r}")
 
     def uses_expression(self, predict: str) -> bool:
         """Whether the `predict` output reads the batch's expression_index."""
@@ -190,7 +192,7 @@ class FaceDynModel(nn.Module):
 
     def required_inputs(self, predict: str = "fused") -> tuple[str, ...]:
         """The batch keys forward(batch, predict) reads (see the module docstring)."""
-        keys: tuple[str, ...] = ("flow",) if predict in ("flow", "fused") else ()
+        keys: tuple[str, ...] = ("flow_image",) if predict in ("flow", "fused") else ()
         if predict in ("landmarks", "fused"):
             keys += ("expression_landmarks", "baseline_landmarks")
         return keys + (("expression_index",) if self.uses_expression(predict) else ())
@@ -203,19 +205,21 @@ class FaceDynModel(nn.Module):
         baseline_model = self.blendshapes["expression" if self.share_blendshapes else "baseline"]
         return torch.cat([self.blendshapes["expression"](expression), baseline_model(baseline)], dim=1)
 
-    def branch_inputs(self, batch: dict[str, torch.Tensor], predict: str) -> dict[str, torch.Tensor]:
-        """The expensive part: the branch outputs that `predict` needs (cacheable when those are frozen)."""
-        inputs: dict[str, torch.Tensor] = {}
+    def branch_outputs(self, batch: dict[str, torch.Tensor], predict: str) -> dict[str, torch.Tensor]:
+        """The expensive part: the branch outputs that `predict` needs (precomputable when those are frozen):
+        `flow_output` (N, 2) from `flow_image`, `blendshape_features` (N, 104) from the two landmark sets."""
+        outputs: dict[str, torch.Tensor] = {}
         if predict in ("flow", "fused"):
-            inputs["flow"] = self.flow(batch["flow"])
+            outputs["flow_output"] = self.flow(batch["flow_image"])
         if predict in ("landmarks", "fused"):
-            inputs["blendshapes"] = self.blendshape_features(batch["expression_landmarks"], batch["baseline_landmarks"])
+            outputs["blendshape_features"] = self.blendshape_features(batch["expression_landmarks"],
+                                                                      batch["baseline_landmarks"])
         if self.uses_expression(predict):
             if "expression_index" not in batch:
                 raise KeyError("this model is conditioned on the expression: its batch needs 'expression_index' "
                                "(facedyn.data.expressions.expression_indices(names, model.expressions))")
-            inputs["expression_index"] = batch["expression_index"]
-        return inputs
+            outputs["expression_index"] = batch["expression_index"]
+        return outputs
 
     def _one_hot(self, expression_index: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return nn.functional.one_hot(expression_index.long(), self.expression_slots).to(like.dtype)
@@ -229,19 +233,20 @@ class FaceDynModel(nn.Module):
             out = out.view(len(out), self.expression_slots, NUM_SCORES)[torch.arange(len(out), device=out.device), expression_index.long()]
         return out
 
-    def heads(self, inputs: dict[str, torch.Tensor], predict: str) -> torch.Tensor:
+    def heads(self, outputs: dict[str, torch.Tensor], predict: str) -> torch.Tensor:
+        """`predict`'s scores from branch_outputs()."""
         if predict == "flow":
-            return inputs["flow"]
-        landmarks = self.landmark_prediction(inputs["blendshapes"], inputs.get("expression_index"))
+            return outputs["flow_output"]
+        landmarks = self.landmark_prediction(outputs["blendshape_features"], outputs.get("expression_index"))
         if predict == "landmarks":
             return landmarks
-        parts = [inputs["flow"].float(), landmarks.float()]
+        parts = [outputs["flow_output"].float(), landmarks.float()]
         if self.fusion_expression:
-            parts.append(self._one_hot(inputs["expression_index"], parts[0]))
+            parts.append(self._one_hot(outputs["expression_index"], parts[0]))
         return self.fusion(torch.cat(parts, dim=1))
 
     def forward(self, batch: dict[str, torch.Tensor], predict: str = "fused") -> torch.Tensor:
-        return self.heads(self.branch_inputs(batch, predict), predict)
+        return self.heads(self.branch_outputs(batch, predict), predict)
 
 
 def build_model(cfg: ModelConfig) -> tuple[FaceDynModel, FlowWeightsReport]:

@@ -20,8 +20,9 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
-def training_curves(history: list[dict], path: Path) -> None:
-    """All stages on one epoch axis: train and val loss, val accuracy; stage boundaries marked."""
+def training_curves(history: list[dict], path: Path, kept_epochs: dict[str, int] | None = None) -> None:
+    """All stages on one epoch axis: train and val loss, val accuracy; stage boundaries and each stage's
+    kept epoch (the weights it handed on) marked."""
     fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
     x = np.arange(1, len(history) + 1)
     loss_ax.plot(x, [r["train_loss"] for r in history], label="train loss", color="tab:blue")
@@ -42,12 +43,16 @@ def training_curves(history: list[dict], path: Path) -> None:
             loss_ax.text((start + i) / 2 + 0.5, 1.01, f"stage {history[i - 1]['stage']}", ha="center",
                          va="bottom", transform=loss_ax.get_xaxis_transform(), fontsize=9)
             start = i
+    kept = [i + 1 for i, r in enumerate(history) if (kept_epochs or {}).get(r["stage"]) == r["epoch"]]
+    if kept:
+        loss_ax.scatter(kept, [history[i - 1]["val_loss"] for i in kept], marker="*", s=120, color="tab:red",
+                        zorder=3, label="kept epoch")
     loss_ax.legend(loc="upper right")
     acc_ax.legend(loc="lower right", fontsize=8)
     _save(fig, path)
 
 
-def stage_losses(history: list[dict], path: Path) -> None:
+def stage_losses(history: list[dict], path: Path, kept_epochs: dict[str, int] | None = None) -> None:
     stages = list(dict.fromkeys(r["stage"] for r in history))
     fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 3), squeeze=False)
     for ax, stage in zip(axes[0], stages):
@@ -55,6 +60,10 @@ def stage_losses(history: list[dict], path: Path) -> None:
         epochs = [r["epoch"] for r in rows]
         ax.plot(epochs, [r["train_loss"] for r in rows], marker=".", label="train")
         ax.plot(epochs, [r["val_loss"] for r in rows], marker=".", label="val")
+        kept = [r for r in rows if (kept_epochs or {}).get(stage) == r["epoch"]]
+        if kept:
+            ax.scatter([kept[0]["epoch"]], [kept[0]["val_loss"]], marker="*", s=120, color="tab:red", zorder=3,
+                       label="kept")
         ax.set_title(f"stage {stage}")
         ax.set_xlabel("epoch")
     axes[0][0].set_ylabel("loss")

@@ -25,8 +25,7 @@ def csv_text(rows: list[list], header: list[str]) -> str:
 def write_predictions(run_dir: Path, name: str, samples, rows: np.ndarray, pred_norm: np.ndarray) -> None:
     """`<name>.csv` (one row per frame) and `<name>_video.csv` (frames averaged per video and expression)."""
     pred = to_grades(pred_norm)
-    true = np.stack([samples.dynamics[rows], samples.synkinesis[rows]], axis=1)
-    valid = np.stack([samples.dynamics_valid[rows], samples.synkinesis_valid[rows]], axis=1)
+    true, valid = samples.targets(rows)
     videos, expressions, frames = samples.video[rows], samples.expression[rows], samples.frame[rows]
     frame_rows = [
         [v, e, f, int(true[i, 0]), f"{pred[i, 0]:.6f}", int(valid[i, 0]), int(true[i, 1]), f"{pred[i, 1]:.6f}", int(valid[i, 1])]
@@ -52,10 +51,10 @@ def _fmt(value) -> str:
 def summary_text(run_dir: Path, stage_rows: list[dict], final: dict, baseline: dict, flow_pretrained: bool) -> str:
     """One screen: per-stage timing and val loss, then final metrics against the training-mean baseline."""
     lines = [f"Run folder: {run_dir}", "",
-             f"{'stage':<6}{'predicts':<10}{'epochs':>7}{'seconds':>9}{'train loss':>12}{'val loss':>10}"]
+             f"{'stage':<6}{'predicts':<10}{'epochs':>7}{'kept':>6}{'seconds':>9}{'train loss':>12}{'val loss':>10}"]
     for row in stage_rows:
-        lines.append(f"{row['stage']:<6}{row['predict']:<10}{row['epochs']:>7}{row['seconds']:>9.1f}"
-                     f"{row['train_loss']:>12.4f}{row['val_loss']:>10.4f}")
+        lines.append(f"{row['stage']:<6}{row['predict']:<10}{row['epochs']:>7}{row.get('kept_epoch', row['epochs']):>6}"
+                     f"{row['seconds']:>9.1f}{row['train_loss']:>12.4f}{row['val_loss']:>10.4f}")
     lines += ["", f"{'validation':<34}{'model':>9}{'baseline':>10}   (baseline: predict the training mean)"]
     keys = [("val_loss", "loss (scaled MSE)")]
     for score in SCORES:

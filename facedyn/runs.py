@@ -8,19 +8,26 @@ Every run (a `train.py` run, one job of a Hydra multirun, one sweep trial) write
                           "stage", "error", "format": RUN_FORMAT}; rewritten atomically at every change
   training_history.json  {"epochs": [ {stage, epoch, train_loss, val_loss, lr, seconds, <val metrics>} ]}
   metrics.json           final metrics of the run (validation split), written when it finishes
-  checkpoints/stage_<s>.pt  one checkpoint per finished stage; last.pt for resuming mid-stage
+  checkpoints/stage_<s>.pt  one checkpoint per finished stage ({"model": state dict, "stage", "progress"}),
+                         the weights the stage handed on (its kept epoch); last.pt for resuming mid-stage
   predictions*.csv, *.png  results for people
+  .lock                  held (flock) by the one live process writing the folder; holds its pid and host
 
-A run that is still "running" in run_status.json but whose process is gone was interrupted.
+A run that is still "running" in run_status.json but whose process is gone was interrupted. A second
+process refuses a folder whose lock is held; the kernel drops the lock of a process that dies, so a dead
+writer's folder can be taken over (by `resume=`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import os
+import socket
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from facedyn.io import atomic_write_json
 
@@ -31,6 +38,12 @@ STATUS_FILE = "run_status.json"
 HISTORY_FILE = "training_history.json"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.pt"
+LOCK_FILE = ".lock"
+
+
+class RunFolderInUse(RuntimeError):
+    """Another live process writes this run folder; the message names it."""
 
 
 def now_iso() -> str:
@@ -39,6 +52,10 @@ def now_iso() -> str:
 
 def stage_checkpoint(run_dir: Path, stage: str) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"stage_{stage}.pt"
+
+
+def last_checkpoint(run_dir: Path) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
 
 
 def read_json(path: Path) -> Any | None:
@@ -56,6 +73,63 @@ def write_status(run_dir: Path, **fields: Any) -> dict:
     status.update(fields)
     atomic_write_json(path, status)
     return status
+
+
+@contextmanager
+def owned(run_dir: Path) -> Iterator[None]:
+    """Hold run_dir for this process while the block runs; RunFolderInUse when a live process holds it."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = _lock_owner(fd)
+            raise RunFolderInUse(f"run folder {run_dir} is in use by {owner}; wait for it to end, or give this "
+                                 f"run another folder (hydra.run.dir=… or name=…)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _lock_owner(fd: int) -> str:
+    try:
+        owner = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"process {owner['pid']} on {owner['host']} (since {owner['since']})"
+    except (ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def claim_new_folder(path: str) -> str:
+    """An automatic run-folder name made unique: `path` itself when it does not exist yet, else path_2, path_3...
+
+    The folder is created here (mkdir fails for all but one of two processes starting in the same second),
+    and the answer is remembered, so resolving the name again in this process gives the same folder.
+    """
+    if path not in _claimed:
+        candidate, n = Path(path), 1
+        while True:
+            try:
+                candidate.mkdir(parents=True)
+                break
+            except FileExistsError:
+                n += 1
+                candidate = Path(f"{path}_{n}")
+        _claimed[path] = str(candidate)
+    return _claimed[path]
+
+
+_claimed: dict[str, str] = {}
+
+
+def owner_alive(pid: Any, host: Any) -> bool:
+    """Whether the process a run folder names may still run: True when it is on another host or unknown."""
+    if (host and host != socket.gethostname()) or not isinstance(pid, int):
+        return True  # another machine's run, or no pid: cannot tell
+    return process_alive(pid)
 
 
 def process_alive(pid: int) -> bool:

@@ -1,87 +1,45 @@
 """The task function: train the configured stage(s) into a run folder and return the final metrics.
 
 `train.py` (Hydra), `sweep.py` (Optuna trials) and the tests all call `run()`; nothing here depends on
-how the config was composed. The run folder's layout is described in facedyn/runs.py.
+how the config was composed. The run folder's layout is described in facedyn/runs.py. A stage is fully
+described by its conf/stage/<s>.yaml: the loop below runs it through a stage runner
+(facedyn.stage_runners), keeps its best or last epoch (facedyn.selection) and checkpoints it as it says
+(facedyn.resume).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
-import math
 import os
-import random
 import socket
 import time
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from facedyn import checkpoints, plots, tracking
-from facedyn.config import STAGE_ORDER, ConfigError, stage_key, stages_to_run
-from facedyn.data import loader_workers, make_loader, prepare_data
-from facedyn.data.prefetch import Prefetcher
-from facedyn.epochs import (Runtime, precompute_branch_outputs, predict_all, tensor_batches, timed,
-                            train_epoch)
+from facedyn.config import CheckpointEvery, ConfigError, StageInit, stage_key, validate
+from facedyn.data import prepare_data
 from facedyn.freezing import apply_trainable, set_train_mode
 from facedyn.io import atomic_write_json, atomic_write_text
-from facedyn.loss import masked_mse
-from facedyn.metrics import SCALE, evaluate, scalar_items
-from facedyn.model import FaceDynModel, build_model
+from facedyn.metrics import scalar_items
+from facedyn.model import FaceDynModel, FlowWeightsReport, build_model
+from facedyn.objective import baseline_metrics, check_labels, validation_metrics
 from facedyn.optim import make_optimizer, make_scheduler
 from facedyn.results import summary_text, write_predictions
-from facedyn.runs import (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, OVERRIDES_FILE, now_iso, stage_checkpoint,
+from facedyn.resume import Progress, ResumePoint, plain, resume_point, save_last, save_stage, write_history
+from facedyn.runs import (CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE, STATUS_FILE, now_iso, owned, read_json,
                           write_status)
+from facedyn.runtime import make_runtime, seed_everything
+from facedyn.selection import BestEpoch
+from facedyn.stage_runners import StageContext, make_runner, predict_split
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[str, int, dict], None]
-HEAD_GROUPS = {"landmark_head", "fusion"}
-
-
-@dataclass
-class Progress:
-    """Everything a resumed run needs besides weights; saved in every epoch checkpoint."""
-
-    history: list[dict] = field(default_factory=list)
-    stages_done: list[str] = field(default_factory=list)
-    per_stage: dict[str, dict] = field(default_factory=dict)
-    stage_rows: list[dict] = field(default_factory=list)
-
-
-def _plain(obj: Any) -> Any:
-    """JSON-plain copy (python floats, lists): safe for weights_only checkpoints and JSON files."""
-    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
-def make_runtime(cfg: DictConfig) -> Runtime:
-    trainer = cfg.trainer
-    if trainer.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(trainer.device)
-    precision = trainer.precision
-    if precision == "auto":
-        precision = "bf16" if device.type == "cuda" else "fp32"
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"trainer.precision must be auto, fp32 or bf16, not {precision!r}")
-    if trainer.threads > 0:
-        torch.set_num_threads(trainer.threads)
-    return Runtime(device=device, autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
-                   channels_last=trainer.channels_last and device.type == "cuda", progress=trainer.progress)
-
-
-def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
 
 
 def _attach_log_file(run_dir: Path) -> Optional[logging.Handler]:
@@ -102,35 +60,43 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike, overrides: Sequence[str] = 
         epoch_callback: Optional[EpochCallback] = None) -> dict:
     """Train cfg's stages into run_dir; return the final validation metrics (flat `val_*` keys).
 
+    The process holds run_dir while it trains (a second one is refused: facedyn.runs.RunFolderInUse).
     epoch_callback(stage, epoch, row) runs after each epoch's validation; if it raises, the run is
     marked failed and the exception propagates (the sweep prunes trials this way).
     """
     run_dir = Path(run_dir).resolve()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handler = _attach_log_file(run_dir)
-    tracker = tracking.start(cfg, run_dir)
-    try:
-        return _run(cfg, run_dir, overrides, tracking.chain(tracker, epoch_callback))
-    finally:
-        tracker.close(run_dir)
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+    with owned(run_dir):
+        handler = _attach_log_file(run_dir)
+        tracker = tracking.start(cfg, run_dir)
+        try:
+            return _run(cfg, run_dir, overrides, tracking.chain(tracker, epoch_callback))
+        finally:
+            tracker.close(run_dir)
+            if handler is not None:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
 
 
 def _run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], epoch_callback: Optional[EpochCallback]) -> dict:
-    stages = stages_to_run(cfg)
+    stages = validate(cfg)  # before any data or model loads
     resuming = bool(cfg.resume)
-    if resuming and Path(cfg.resume).resolve() != run_dir:
-        raise ConfigError(f"resume={cfg.resume} must be the run folder being continued ({run_dir})")
-    if not resuming:
+    point = None
+    if resuming:
+        if Path(cfg.resume).resolve() != run_dir:
+            raise ConfigError(f"resume={cfg.resume} must be the run folder being continued ({run_dir})")
+        status = read_json(run_dir / STATUS_FILE) or {}
+        if status.get("status") == "finished":
+            raise ConfigError(f"resume={run_dir}: that run finished ({status.get('ended', 'time unknown')}); its results "
+                              f"stay as they are. To train on from it, start a new run with init_from={run_dir}")
+        point = resume_point(run_dir, stages)  # a damaged last.pt stops here, the status untouched
+    else:
         atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
         atomic_write_text(run_dir / OVERRIDES_FILE, OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
     write_status(run_dir, status="running", stages=stages, pid=os.getpid(), host=socket.gethostname(),
                  error=None, **({"resumed": now_iso()} if resuming else {"started": now_iso()}))
     try:
-        result = _train(cfg, run_dir, stages, resuming, epoch_callback)
-    except KeyboardInterrupt:
+        result = _train(cfg, run_dir, stages, point, epoch_callback)
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM in train.py: the run can go on with resume=
         write_status(run_dir, status="interrupted", ended=now_iso())
         raise
     except BaseException as exc:
@@ -140,71 +106,77 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], epoch_callbac
     return result
 
 
-def _initial_weights(cfg: DictConfig, model: FaceDynModel, first_stage: str) -> None:
+def _starting_checkpoint(cfg: DictConfig, first_stage: str) -> Optional[Path]:
+    """The checkpoint the first stage starts from (its `init: previous`), or None for a fresh model."""
     spec = cfg.stages[stage_key(first_stage)]
-    if spec.init == "none":
-        return
-    if spec.init != "previous":
-        raise ConfigError(f"stages.{stage_key(first_stage)}.init must be previous or none, not {spec.init!r}")
-    position = STAGE_ORDER.index(first_stage)
-    if position == 0:
-        raise ConfigError("stage 1 has no stage before it: set its init to none")
-    path = checkpoints.find_init_checkpoint(cfg.init_from, STAGE_ORDER[position - 1], Path(cfg.paths.output_dir))
-    log.info("Initial weights: %s", path)
-    model.load_state_dict(checkpoints.load(path)["model"])
+    if spec.init == StageInit.none:
+        return None
+    return checkpoints.find_init_checkpoint(cfg.init_from, str(spec.after), Path(cfg.paths.output_dir))
 
 
-def _train(cfg: DictConfig, run_dir: Path, stages: list[str], resuming: bool,
+def _build(cfg: DictConfig, stages: list[str], point: Optional[ResumePoint]) -> tuple[FaceDynModel, FlowWeightsReport]:
+    """The model with the weights the run starts from: a resume point, the previous stage's checkpoint, or
+    fresh (ImageNet in the flow backbone). ImageNet weights are only fetched when they would be used."""
+    start = None if point is not None else _starting_checkpoint(cfg, stages[0])
+    model_cfg = cfg.model
+    if point is not None or start is not None:
+        model_cfg = OmegaConf.merge(cfg.model, {"flow": {"weights": "none"}})
+    model, report = build_model(model_cfg)
+    if point is not None:
+        model.load_state_dict(point.model)
+        log.info("Resuming %s after stage %s%s (%s)", cfg.resume, point.stage,
+                 f" epoch {point.epoch}" if point.mid_stage else "", point.source.name)
+        report = FlowWeightsReport(True, f"resumed from {point.source}")
+    elif start is not None:
+        setting = f"init_from={cfg.init_from}" if cfg.init_from else f"stage {stages[0]}'s starting weights"
+        checkpoints.load_weights(model, start, setting)
+        log.info("Initial weights: %s", start)
+        report = FlowWeightsReport(True, f"checkpoint {start}")
+    return model, report
+
+
+def _train(cfg: DictConfig, run_dir: Path, stages: list[str], point: Optional[ResumePoint],
            epoch_callback: Optional[EpochCallback]) -> dict:
     started = time.perf_counter()
-    runtime = make_runtime(cfg)
+    runtime = make_runtime(cfg.trainer)
+    log.info("Precision: %s on %s", runtime.precision, runtime.device)
     seed_everything(cfg.seed, cfg.trainer.deterministic)
     data = prepare_data(cfg.data, run_dir, log, expressions=cfg.model.expressions)
-    torch.manual_seed(cfg.seed)
-    model, weights_report = build_model(cfg.model)
+    check_labels(data, log)
+    torch.manual_seed(cfg.seed)  # the model's initialisation does not depend on what loading drew
+    model, weights_report = _build(cfg, stages, point)
     model.to(runtime.device)
+    progress = point.progress if point is not None else Progress()
 
-    state = checkpoints.load(checkpoints.last_checkpoint(run_dir)) if resuming and checkpoints.last_checkpoint(run_dir).is_file() else None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        progress = Progress(**state["progress"])
-        log.info("Resuming %s after stage %s epoch %d", run_dir, state["stage"], state["epoch"])
-    else:
-        progress = Progress()
-        _initial_weights(cfg, model, stages[0])
-
-    val_rows = np.asarray(data.val_indices)
     for stage in stages:
         if stage in progress.stages_done:
             continue
-        resume_state = state if state is not None and state["stage"] == stage else None
-        pred_norm, rows = _train_stage(cfg, stage, model, data, runtime, run_dir, progress, resume_state,
-                                       epoch_callback)
+        ctx = StageContext(cfg, stage, cfg.stages[stage_key(stage)], model, data, runtime)
+        pred_norm, rows = train_stage(ctx, run_dir, progress, point if point is not None and point.stage == stage
+                                      and point.mid_stage else None, epoch_callback)
         progress.stages_done.append(stage)
-        checkpoints.save(stage_checkpoint(run_dir, stage), {"model": model.state_dict(), "stage": stage})
-        spec = cfg.stages[stage_key(stage)]
         write_predictions(run_dir, f"predictions_stage_{stage}", data.samples, rows, pred_norm)
-        progress.per_stage[stage] = _plain(scalar_items(_metrics(pred_norm, rows, data, spec)))
-        _save_last(run_dir, model, None, None, stage, spec.epochs, progress)
+        save_stage(run_dir, model, stage, progress)
+        save_last(run_dir, model, progress, stage, int(progress.per_stage[stage]["kept_epoch"]))
 
-    final_stage = stages[-1]
-    final_spec = cfg.stages[stage_key(final_stage)]
-    val_set = data.make_dataset(val_rows, augment=False)
-    pred_norm, rows = predict_all(model, _loader(val_set, cfg, shuffle=False), _batches(len(val_set), cfg.trainer.eval_batch_size),
-                                  final_spec.predict, runtime)
-    final = _metrics(pred_norm, rows, data, final_spec)
-    baseline = _baseline_metrics(data, final_spec)
+    final_ctx = StageContext(cfg, stages[-1], cfg.stages[stage_key(stages[-1])], model, data, runtime)
+    pred_norm, rows = predict_split(final_ctx, final_ctx.val_rows)
+    final = validation_metrics(pred_norm, rows, data.samples, final_ctx.spec)
+    baseline = baseline_metrics(data.samples, final_ctx.train_rows, final_ctx.val_rows, final_ctx.spec)
     write_predictions(run_dir, "predictions", data.samples, rows, pred_norm)
-    metrics = _plain({
-        "final": final, "per_stage": progress.per_stage, "baseline": scalar_items(baseline),
+    kept_epochs = {s: progress.per_stage[s]["kept_epoch"] for s in stages}
+    metrics = plain({
+        "final": final, "per_stage": progress.per_stage, "kept_epochs": kept_epochs,
+        "baseline": scalar_items(baseline),
         "flow_pretrained": weights_report.pretrained, "flow_weights": weights_report.source,
-        "stages": stages, "predict": final_spec.predict,
-        "train_samples": int(len(data.train_indices)), "val_samples": int(len(val_rows)),
+        "precision": runtime.precision, "device": str(runtime.device),
+        "stages": stages, "predict": final_ctx.spec.predict,
+        "train_samples": int(len(final_ctx.train_rows)), "val_samples": int(len(rows)),
         "seconds": time.perf_counter() - started,
     })
     atomic_write_json(run_dir / METRICS_FILE, metrics)
-    plots.training_curves(progress.history, run_dir / "training_curves.png")
-    plots.stage_losses(progress.history, run_dir / "stage_losses.png")
+    plots.training_curves(progress.history, run_dir / "training_curves.png", kept_epochs)
+    plots.stage_losses(progress.history, run_dir / "stage_losses.png", kept_epochs)
     for score in ("dynamics", "synkinesis"):
         if f"val_confusion_{score}" in final:
             plots.confusion(final[f"val_confusion_{score}"], score, run_dir / f"confusion_{score}.png")
@@ -212,143 +184,71 @@ def _train(cfg: DictConfig, run_dir: Path, stages: list[str], resuming: bool,
     return {**scalar_items(metrics["final"]), "flow_pretrained": weights_report.pretrained}
 
 
-def _batches(count: int, batch_size: int) -> int:
-    return math.ceil(count / batch_size)
-
-
-def _loader(dataset, cfg: DictConfig, shuffle: bool, epoch: int = 0, batch_size: int | None = None,
-            persistent: bool = False):
-    on_cuda = torch.cuda.is_available() and cfg.trainer.device != "cpu"
-    return make_loader(dataset, batch_size=batch_size or cfg.trainer.eval_batch_size, shuffle=shuffle,
-                       epoch=epoch, seed=cfg.seed, num_workers=loader_workers(cfg.data.num_workers, on_cuda),
-                       pin_memory=on_cuda, persistent=persistent)
-
-
-def _epoch_of(loader, epoch: int):
-    """`loader` (a persistent one, kept for the stage) set to serve `epoch`."""
-    loader.sampler.set_epoch(epoch)
-    return loader
-
-
-def _targets(data, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    s = data.samples
-    return (np.stack([s.dynamics[rows], s.synkinesis[rows]], axis=1),
-            np.stack([s.dynamics_valid[rows], s.synkinesis_valid[rows]], axis=1))
-
-
-def _loss(pred_norm: np.ndarray, rows: np.ndarray, data, spec) -> float:
-    true, valid = _targets(data, rows)
-    weights = torch.tensor([spec.loss_weights.dynamics, spec.loss_weights.synkinesis])
-    return float(masked_mse(torch.from_numpy(pred_norm), torch.from_numpy(true).float(),
-                            torch.from_numpy(valid).float(), weights))
-
-
-def _metrics(pred_norm: np.ndarray, rows: np.ndarray, data, spec) -> dict:
-    true, valid = _targets(data, rows)
-    metrics = evaluate(pred_norm, true, valid, data.samples.video[rows], data.samples.expression[rows])
-    return {"val_loss": _loss(pred_norm, rows, data, spec), **{f"val_{k}": v for k, v in metrics.items()}}
-
-
-def _baseline_metrics(data, spec) -> dict:
-    """Predict the training split's mean grade for every validation frame."""
-    train_true, train_valid = _targets(data, np.asarray(data.train_indices))
-    means = np.array([train_true[train_valid[:, c], c].mean() if train_valid[:, c].any() else 0.0 for c in range(2)])
-    rows = np.asarray(data.val_indices)
-    return _metrics(np.tile(means / SCALE, (len(rows), 1)), rows, data, spec)
-
-
-def _save_last(run_dir: Path, model, optimizer, scheduler, stage: str, epoch: int, progress: Progress) -> None:
-    checkpoints.save(checkpoints.last_checkpoint(run_dir), {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else {},
-        "scheduler": scheduler.state_dict() if scheduler is not None else {},
-        "stage": stage, "epoch": epoch, "progress": _plain(progress.__dict__),
-    })
-    atomic_write_json(run_dir / HISTORY_FILE, {"epochs": progress.history})
-
-
-def _train_stage(cfg: DictConfig, stage: str, model: FaceDynModel, data, runtime: Runtime, run_dir: Path,
-                 progress: Progress, resume_state: Optional[dict], epoch_callback: Optional[EpochCallback]
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    spec = cfg.stages[stage_key(stage)]
+def train_stage(ctx: StageContext, run_dir: Path, progress: Progress, point: Optional[ResumePoint],
+                epoch_callback: Optional[EpochCallback]) -> tuple[np.ndarray, np.ndarray]:
+    """Train one stage as its spec says; leave the model at the kept epoch's weights; its validation predictions."""
+    cfg, spec, stage, model = ctx.cfg, ctx.spec, ctx.stage, ctx.model
     trainable = list(spec.trainable)
-    if spec.precompute_frozen and not set(trainable) <= HEAD_GROUPS:
-        raise ConfigError(f"stages.{stage_key(stage)}.precompute_frozen needs only head groups {sorted(HEAD_GROUPS)} "
-                          f"to train, not {trainable}")
     lr = cfg.optimizer.lr if cfg.optimizer.lr is not None else spec.lr
     optimizer = make_optimizer(cfg.optimizer, apply_trainable(model, trainable), lr)
-    batch_size = spec.batch_size or cfg.data.batch_size
-    train_rows, val_rows = np.asarray(data.train_indices), np.asarray(data.val_indices)
-    scheduler = make_scheduler(cfg.scheduler, optimizer, spec.epochs * _batches(len(train_rows), batch_size),
-                               spec.warmup_fraction)
+    scheduler = make_scheduler(cfg.scheduler, optimizer, spec.epochs * ctx.train_batches(), spec.warmup_fraction)
+    best = BestEpoch.for_stage(spec)
     first_epoch = 1
-    if resume_state is not None and resume_state["optimizer"]:
-        optimizer.load_state_dict(resume_state["optimizer"])
-        scheduler.load_state_dict(resume_state["scheduler"])
-        first_epoch = resume_state["epoch"] + 1
-    weights = torch.tensor([spec.loss_weights.dynamics, spec.loss_weights.synkinesis], device=runtime.device)
-    stage_index = STAGE_ORDER.index(stage)
-    augment = spec.augment and not spec.precompute_frozen
-    train_set = data.make_dataset(train_rows, augment=augment)
-    val_set = data.make_dataset(val_rows, augment=False)
-    eval_batches = _batches(len(val_set), cfg.trainer.eval_batch_size)
-    precompute_start = time.perf_counter()
-    if spec.precompute_frozen:  # frozen branches: their outputs once per stage, not every epoch
-        train_cache = precompute_branch_outputs(model, _loader(train_set, cfg, shuffle=False),
-                                                _batches(len(train_set), cfg.trainer.eval_batch_size), spec.predict, runtime)
-        val_cache = precompute_branch_outputs(model, _loader(val_set, cfg, shuffle=False), eval_batches, spec.predict, runtime)
+    if point is not None:
+        optimizer.load_state_dict(point.optimizer)
+        scheduler.load_state_dict(point.scheduler)
+        best = BestEpoch.from_state(point.best) if point.best else best
+        first_epoch = point.epoch + 1
+    pred_norm: Optional[np.ndarray] = None
+    rows = ctx.val_rows
+    stopped_early = False
     started = time.perf_counter()
-    precompute_seconds = started - precompute_start
-    pred_norm, rows = np.zeros((0, 2)), val_rows
-    # Loader-fed stages: every pass of the stage, loaded ahead in a background thread (facedyn.data.prefetch)
-    # from two loaders kept for the stage, so their worker processes start once, not every pass.
-    passes = []
-    if not spec.precompute_frozen:
-        train_loader = _loader(train_set, cfg, shuffle=True, batch_size=batch_size, persistent=True)
-        val_loader = _loader(val_set, cfg, shuffle=False, persistent=True)
-        passes = [pass_ for epoch in range(first_epoch, spec.epochs + 1) for pass_ in (
-            (("train", epoch), partial(_epoch_of, train_loader, stage_index * 1000 + epoch)),
-            (("validate", epoch), partial(_epoch_of, val_loader, 0)))]
-    with Prefetcher(passes, depth=cfg.data.prefetch_batches if passes else 0) as ahead:
+    with contextlib.ExitStack() as stack:
+        runner = make_runner(ctx, first_epoch, stack)
         for epoch in range(first_epoch, spec.epochs + 1):
+            if spec.get("patience") and best.epochs_without_improvement(epoch - 1) >= spec.patience:
+                log.info("stage %s: no better %s for %d epochs; stopping after epoch %d", stage, best.metric,
+                         spec.patience, epoch - 1)
+                stopped_early = True
+                break
             epoch_start = time.perf_counter()
             set_train_mode(model, trainable)
-            description = f"stage {stage} epoch {epoch}/{spec.epochs}"
-            waiting = [0.0]
+            wait = [0.0]
             lr_now = optimizer.param_groups[0]["lr"]
-            if spec.precompute_frozen:
-                order = torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(
-                    int(np.random.default_rng([cfg.seed, stage_index, epoch]).integers(2**62))))
-                result = train_epoch(model, tensor_batches(train_cache, batch_size, order), _batches(len(train_rows), batch_size),
-                                     spec.predict, optimizer, scheduler, weights, runtime, description, heads_only=True)
-                pred_norm, rows = predict_all(model, tensor_batches(val_cache, cfg.trainer.eval_batch_size), eval_batches,
-                                              spec.predict, runtime, heads_only=True)
-            else:
-                train_batches = timed(ahead.next_pass(("train", epoch)), time.perf_counter, waiting)
-                result = train_epoch(model, train_batches, _batches(len(train_set), batch_size), spec.predict,
-                                     optimizer, scheduler, weights, runtime, description)
-                val_batches = timed(ahead.next_pass(("validate", epoch)), time.perf_counter, waiting)
-                pred_norm, rows = predict_all(model, val_batches, eval_batches, spec.predict, runtime)
-            metrics = scalar_items(_metrics(pred_norm, rows, data, spec))
-            row = _plain({"stage": stage, "epoch": epoch, "train_loss": result.loss, **metrics, "lr": lr_now,
-                          "seconds": time.perf_counter() - epoch_start, "data_wait_seconds": waiting[0]})
+            train_loss = runner.train_pass(epoch, optimizer, scheduler, wait)
+            pred_norm, rows = runner.validate(epoch, wait)
+            metrics = scalar_items(validation_metrics(pred_norm, rows, ctx.data.samples, spec))
+            best.offer(epoch, metrics, model, pred_norm, rows)
+            row = plain({"stage": stage, "epoch": epoch, "train_loss": train_loss, **metrics, "lr": lr_now,
+                         "seconds": time.perf_counter() - epoch_start, "data_wait_seconds": wait[0]})
             progress.history.append(row)
-            log.info("stage %s epoch %d/%d: train loss %.4f, val loss %.4f, val MAE dyn %.3f syn %.3f (%.1f s)",
-                     stage, epoch, spec.epochs, row["train_loss"], row["val_loss"], row.get("val_mae_dynamics", float("nan")),
-                     row.get("val_mae_synkinesis", float("nan")), row["seconds"])
-            if spec.precompute_frozen:  # its epochs cost less than a checkpoint: a resumed run redoes the stage
-                atomic_write_json(run_dir / HISTORY_FILE, {"epochs": progress.history})
-            else:
-                _save_last(run_dir, model, optimizer, scheduler, stage, epoch, progress)
+            log.info("stage %s epoch %d/%d: train loss %.4f, val loss %.4f, val MAE dyn %.3f syn %.3f (%.1f s)%s",
+                     stage, epoch, spec.epochs, row["train_loss"], row["val_loss"],
+                     row.get("val_mae_dynamics", float("nan")), row.get("val_mae_synkinesis", float("nan")),
+                     row["seconds"], " *" if best.epoch == epoch else "")
+            if spec.checkpoint == CheckpointEvery.epoch:
+                save_last(run_dir, model, progress, stage, epoch, optimizer, scheduler, best.state())
+            else:  # epochs cheaper than a checkpoint: a resumed run redoes the stage
+                write_history(run_dir, progress)
             write_status(run_dir, stage=stage, epoch=epoch)
             if epoch_callback is not None:
                 epoch_callback(stage, epoch, row)
-    stage_history = [r for r in progress.history if r["stage"] == stage]
-    progress.stage_rows.append({"stage": stage, "predict": spec.predict, "epochs": spec.epochs,
-                                "seconds": sum(r["seconds"] for r in stage_history),
-                                "precompute_seconds": precompute_seconds,
-                                "train_loss": stage_history[-1]["train_loss"], "val_loss": stage_history[-1]["val_loss"]})
-    if len(pred_norm) == 0:  # resumed after the stage's last epoch: predictions are recomputed
-        pred_norm, rows = predict_all(model, _loader(val_set, cfg, shuffle=False), eval_batches, spec.predict, runtime)
-    log.info("stage %s done in %.1f s", stage, time.perf_counter() - started)
+    history = [r for r in progress.history if r["stage"] == stage]
+    if best.keep_weights and best.epoch is not None:
+        model.load_state_dict(best.model)
+        pred_norm, rows, kept_epoch = best.pred, best.rows, best.epoch
+    else:
+        kept_epoch = history[-1]["epoch"]
+        if pred_norm is None:  # resumed after the stage's last epoch
+            pred_norm, rows = predict_split(ctx, ctx.val_rows)
+    kept = next(r for r in history if r["epoch"] == kept_epoch)
+    progress.per_stage[stage] = plain({**scalar_items(validation_metrics(pred_norm, rows, ctx.data.samples, spec)),
+                                       "kept_epoch": kept_epoch, "select": str(spec.select),
+                                       "epochs_run": len(history), "stopped_early": stopped_early})
+    progress.stage_rows.append({"stage": stage, "predict": str(spec.predict), "epochs": len(history),
+                                "kept_epoch": kept_epoch, "seconds": sum(r["seconds"] for r in history),
+                                "precompute_seconds": runner.precompute_seconds,
+                                "train_loss": kept["train_loss"], "val_loss": kept["val_loss"]})
+    log.info("stage %s done in %.1f s; hands on epoch %d (select: %s)", stage, time.perf_counter() - started,
+             kept_epoch, spec.select)
     return pred_norm, rows

@@ -4,8 +4,8 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from facedyn.config import (PARAMETER_GROUPS, STAGE_ORDER, ConfigError, compose, normalize_overrides, stage_key,
-                            stages_to_run)
+from facedyn.config import (CONF_DIR, PARAMETER_GROUPS, STAGE_ORDER, ConfigError, _pipeline_order, compose,
+                            normalize_overrides, stage_key, stages_to_run, validate)
 
 
 def test_default_config_runs_all_five_stages_in_order():
@@ -65,7 +65,67 @@ def test_wrong_types_are_rejected():
         compose(["stages.s1.epochs=many"])
 
 
-def test_stage_checks_name_the_key():
-    cfg = compose(["stage=2b", "stages.s2b.trainable=[flow,everything]"])
-    with pytest.raises(ConfigError, match=r"stages.s2b.trainable"):
-        stages_to_run(cfg)
+@pytest.mark.parametrize("overrides, message", [
+    (["stage=2b", "stages.s2b.trainable=[flow,everything]"], r"stages.s2b.trainable"),
+    (["optimizer.lr=-1"], r"optimizer.lr=-1 must be positive"),
+    (["stages.s2a.lr=0"], r"stages.s2a.lr=0 must be positive"),
+    (["stages.s3.augment=true"], r"stages.s3: precompute_frozen .* set stages.s3.augment=false"),
+    (["stages.s2b.precompute_frozen=true", "stages.s2b.augment=false"], r"stages.s2b.precompute_frozen needs only head"),
+    (["stages.s1.select_metric=val_accuracy"], r"stages.s1.select_metric='val_accuracy' is not a validation metric"),
+    (["stages.s4.patience=0"], r"stages.s4.patience=0 must be at least 1"),
+    (["stages.s2b.warmup_fraction=1.5"], r"stages.s2b.warmup_fraction=1.5"),
+    (["stage=2a", "stages.s2a.init=previous", "stages.s2a.after=null"], r"stage 2a has no stage before it"),
+    (["init_from=/nowhere/run"], r"init_from=/nowhere/run: no such run folder"),
+    (["optimizer.betas=[0.9,1.5]"], r"optimizer.betas"),
+])
+def test_validate_names_the_key_before_anything_loads(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose(overrides))
+
+
+def test_the_default_config_validates_and_every_stage_is_in_its_yaml():
+    assert validate(compose([])) == list(STAGE_ORDER)
+    for stage in STAGE_ORDER:  # what a stage does is written in its file, not left to defaults in code
+        text = (CONF_DIR / "stage" / f"{stage}.yaml").read_text()
+        for key in ("after", "init", "trainable", "predict", "lr", "epochs", "augment", "precompute_frozen",
+                    "checkpoint", "select"):
+            assert f"\n{key}:" in text, (stage, key)
+
+
+@pytest.mark.parametrize("override", ["trainer.precision=fp16", "optimizer.name=adagrad", "stages.s1.predict=both",
+                                      "data.kind=csv", "model.flow.arch=vgg"])
+def test_enum_fields_refuse_unknown_values_and_list_the_choices(override):
+    with pytest.raises(ConfigCompositionException) as info:
+        compose([override])
+    assert "expected one of" in str(info.value.__cause__)
+
+
+def test_the_pipeline_order_comes_from_the_stage_files_after_keys(tmp_path):
+    for name, after in (("b", "a"), ("a", None), ("c", "b")):
+        (tmp_path / f"{name}.yaml").write_text(f"name: {name}\nafter: {after or 'null'}\n")
+    assert _pipeline_order(tmp_path) == ("a", "b", "c")
+    (tmp_path / "d.yaml").write_text("name: d\nafter: a\n")  # a fork: two stages after a
+    with pytest.raises(ConfigError, match="must chain every stage once"):
+        _pipeline_order(tmp_path)
+
+
+def test_data_yaml_files_hold_only_what_differs_from_the_schema():
+    for name in ("folder", "synthetic"):
+        keys = [line.split(":")[0] for line in (CONF_DIR / "data" / f"{name}.yaml").read_text().splitlines()
+                if line and not line.startswith("#")]
+        assert set(keys) <= {"kind", "root"}, keys
+    assert compose(["data=folder", "data.root=/d"]).data.val_fraction == compose([]).data.val_fraction
+
+
+def test_the_readme_stage_table_is_what_the_stage_files_say():
+    readme = (CONF_DIR.parents[1] / "README.md").read_text()
+    header = "| stage | trains | loss on | lr | epochs | kept epoch | notes |"
+    rows = readme[readme.index(header):].splitlines()[2:2 + len(STAGE_ORDER)]
+    cfg = compose([])
+    for stage, row in zip(STAGE_ORDER, rows):
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        spec = cfg.stages[stage_key(stage)]
+        assert cells[0] == stage
+        assert cells[1] == ", ".join(spec.trainable) and cells[2] == str(spec.predict)
+        assert float(cells[3]) == spec.lr and int(cells[4]) == spec.epochs
+        assert cells[5] == (f"best {spec.select_metric}" if spec.select == "best" else "last")

@@ -104,25 +104,21 @@ def test_augmentation_depends_on_seed_epoch_and_row_only(dataset_root: Path, tmp
     def items(epoch: int, positions: list[int], seed: int = 0) -> list[dict[str, torch.Tensor]]:
         data.cfg.augment.seed = seed
         dataset = data.make_dataset(rows, augment=True)
-        dataset.set_epoch(epoch)
-        return [dataset[p] for p in positions]
+        return [dataset[epoch, p] for p in positions]  # (epoch, item): what EpochSampler hands the loader
 
     # A fresh dataset at epoch 3 (a resumed run) gives what one that went through epochs 0..2 gives.
     dataset = data.make_dataset(rows, augment=True)
     for epoch in range(3):
-        dataset.set_epoch(epoch)
-        dataset[0]
-    dataset.set_epoch(3)
+        dataset[epoch, 0]
     resumed = items(3, [0, 1])
     for key in resumed[0]:
-        torch.testing.assert_close(dataset[0][key], resumed[0][key], rtol=0, atol=0)
+        torch.testing.assert_close(dataset[3, 0][key], resumed[0][key], rtol=0, atol=0)
     # Another epoch or seed draws something else; the item's row, not its position, picks the draw.
-    assert not torch.equal(items(4, [0])[0]["flow"], resumed[0]["flow"])
-    assert not torch.equal(items(3, [0], seed=1)[0]["flow"], resumed[0]["flow"])
+    assert not torch.equal(items(4, [0])[0]["flow_image"], resumed[0]["flow_image"])
+    assert not torch.equal(items(3, [0], seed=1)[0]["flow_image"], resumed[0]["flow_image"])
     data.cfg.augment.seed = 0
     reordered = data.make_dataset(rows[::-1], augment=True)
-    reordered.set_epoch(3)
-    torch.testing.assert_close(reordered[len(rows) - 1]["flow"], resumed[0]["flow"], rtol=0, atol=0)
+    torch.testing.assert_close(reordered[3, len(rows) - 1]["flow_image"], resumed[0]["flow_image"], rtol=0, atol=0)
 
 
 def test_loader_order_is_reproducible_per_epoch(dataset_root: Path, tmp_path: Path) -> None:
@@ -178,10 +174,9 @@ def test_validation_data_is_never_augmented(dataset_root: Path, tmp_path: Path) 
     data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
     for dataset in (data.make_dataset(data.val_indices, augment=False),):
         for epoch in (0, 5):
-            dataset.set_epoch(epoch)
-            item = dataset[0]
+            item = dataset[epoch, 0]
             row = int(data.val_indices[0])
-            np.testing.assert_array_equal(item["flow"].numpy(), data.samples.flow[row].transpose(2, 0, 1) / np.float32(255))
+            np.testing.assert_array_equal(item["flow_image"].numpy(), data.samples.flow[row].transpose(2, 0, 1) / np.float32(255))
             np.testing.assert_array_equal(item["expression_landmarks"].numpy(), data.samples.expression_landmarks[row])
     data.cfg.augment.enabled = False
     off = data.make_dataset(data.train_indices, augment=True)
@@ -194,8 +189,8 @@ def test_items_have_the_trainers_format(dataset_root: Path, tmp_path: Path) -> N
     row = int(data.train_indices[3])
     for augment in (False, True):
         item = data.make_dataset(data.train_indices, augment=augment)[3]
-        assert item["flow"].shape == (3, 112, 112) and item["flow"].dtype == torch.float32
-        assert 0.0 <= item["flow"].min() and item["flow"].max() <= 1.0
+        assert item["flow_image"].shape == (3, 112, 112) and item["flow_image"].dtype == torch.float32
+        assert 0.0 <= item["flow_image"].min() and item["flow_image"].max() <= 1.0
         for key in ("expression_landmarks", "baseline_landmarks"):
             assert item[key].shape == (146, 2) and item[key].dtype == torch.float32
         assert item["target"].tolist() == [data.samples.dynamics[row], data.samples.synkinesis[row]]

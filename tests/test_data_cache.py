@@ -6,6 +6,8 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
+import time
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +164,50 @@ def test_parallel_runs_decode_the_dataset_once(dataset_root: Path, tmp_path: Pat
     assert len(decoded) == 1
     assert len({total for _, total in results}) == 1
     assert len(_cache_folders(tmp_path / "cache")) == 1
+
+
+def test_a_label_edited_in_place_with_size_and_mtime_kept_is_read_anew(dataset_root: Path, tmp_path: Path) -> None:
+    # A grade corrected by a tool that restores timestamps: stat alone cannot see it; the content key does.
+    cfg = folder_config(dataset_root, tmp_path / "cache")
+    prepare_data(cfg, None)
+    labels_file = dataset_root / "smile" / "patient02_0001" / LABELS_FILE
+    before = labels_file.stat()
+    labels = json.loads(labels_file.read_text())
+    labels["dynamics"] = (labels["dynamics"] + 1) % 6
+    labels_file.write_text(json.dumps(labels))
+    os.utime(labels_file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (labels_file.stat().st_size, labels_file.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    data = prepare_data(cfg, None)
+    row = int(np.flatnonzero(data.samples.folder == "smile/patient02_0001")[0])
+    assert data.samples.dynamics[row] == labels["dynamics"]
+
+
+def _die_while_writing(cache_root: str, dataset_root: str, ready) -> None:
+    """A cache writer that gets as far as its temporary folder (half a cache written), then waits to be killed."""
+    import facedyn.data.cache as cache
+
+    def write_half_and_wait(fh_path, data):
+        Path(fh_path).write_bytes(b"\0" * 1_000_000)
+        ready.set()
+        time.sleep(600)
+
+    cache._write_synced = write_half_and_wait
+    prepare_data(folder_config(Path(dataset_root), Path(cache_root)), None)
+
+
+def test_a_killed_cache_writer_leaves_no_orphan_behind(dataset_root: Path, tmp_path: Path) -> None:
+    context = multiprocessing.get_context("fork")
+    ready = context.Event()
+    writer = context.Process(target=_die_while_writing, args=(str(tmp_path / "cache"), str(dataset_root), ready))
+    writer.start()
+    assert ready.wait(timeout=120)
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.join()
+    orphans = [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]
+    assert len(orphans) == 1 and (orphans[0] / "arrays.bin").stat().st_size == 1_000_000
+    cfg = folder_config(dataset_root, tmp_path / "cache")
+    prepare_data(cfg, None)  # builds the cache, and removes what the dead writer left
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]
+    orphans[0].mkdir()  # another dead writer's leftover, found by a run that only reads the cache
+    prepare_data(cfg, None)
+    assert not orphans[0].exists()

@@ -271,14 +271,14 @@ def test_yaml_settings_match_the_schema_and_typos_are_rejected() -> None:
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"kind": "csv"}, "data.kind='csv' is not one of: synthetic, folder"),
-        ({"bad_samples.policy": "ignore"}, "data.bad_samples.policy='ignore' is not one of: skip, fail"),
+        ({"kind": "csv"}, "data.kind: Invalid value 'csv', expected one of [synthetic, folder]"),
+        ({"bad_samples.policy": "ignore"}, "data.bad_samples.policy: Invalid value 'ignore', expected one of [skip, fail]"),
         ({"bad_samples.max_fraction": 1.5}, "must lie in 0..1"),
         ({"augment.shift": -0.1}, "data.augment.shift=-0.1 must not be negative"),
         ({"augment.hflip_p": 2.0}, "hflip_p must lie in 0..1"),
         ({"num_workers": -2}, "data.num_workers=-2 must not be negative"),
         ({"prefetch_batches": -1}, "data.prefetch_batches=-1 must not be negative"),
-        ({"landmarks.units": "inches"}, "data.landmarks.units='inches' is not one of: pixels, normalised"),
+        ({"landmarks.units": "inches"}, "data.landmarks.units: Invalid value 'inches', expected one of [pixels, normalised]"),
     ],
 )
 def test_invalid_settings_are_one_line_errors(overrides: dict, message: str, dataset_root: Path, tmp_path: Path) -> None:

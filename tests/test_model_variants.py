@@ -40,7 +40,7 @@ def test_seed_is_the_seeds_fc_104_to_2_with_its_parameter_names(landmarker_task)
     assert model.landmark_head.weight.shape == (2, 104)
     head_keys = {k for k in model.state_dict() if not k.startswith(("flow.", "blendshapes."))}
     assert head_keys == {"landmark_head.weight", "landmark_head.bias", "fusion.weight", "fusion.bias"}
-    assert model.required_inputs("fused") == ("flow", "expression_landmarks", "baseline_landmarks")
+    assert model.required_inputs("fused") == ("flow_image", "expression_landmarks", "baseline_landmarks")
 
 
 def test_paired_features_do_not_depend_on_the_affected_side():
@@ -88,14 +88,14 @@ def test_per_expression_heads_use_only_the_samples_own_expression(tiny_batch):
     without = {k: v for k, v in tiny_batch.items() if k != "expression_index"}
     with pytest.raises(KeyError, match="expression_index"):
         model(without, "landmarks")
-    assert model(without, "flow").shape == (len(tiny_batch["flow"]), 2)  # the flow branch never needs it
+    assert model(without, "flow").shape == (len(tiny_batch["flow_image"]), 2)  # the flow branch never needs it
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_variant_builds_predicts_and_trains_its_blendshapes(variant, tiny_batch):
     model = _model(f"model={variant}")
     for predict in ("flow", "landmarks", "fused"):
-        assert model(tiny_batch, predict).shape == (len(tiny_batch["flow"]), 2)
+        assert model(tiny_batch, predict).shape == (len(tiny_batch["flow_image"]), 2)
     apply_trainable(model, ["blendshapes", "landmark_head"])  # stage 2b
     model.train()
     model(tiny_batch, "landmarks").square().sum().backward()

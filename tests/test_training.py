@@ -14,13 +14,14 @@ import time
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from facedyn.epochs import Runtime
 from facedyn import training
 from facedyn.checkpoints import CheckpointError, find_init_checkpoint
 from facedyn.config import STAGE_ORDER, compose, stage_key
 from facedyn.model import build_model
 from facedyn.runs import stage_checkpoint
+from facedyn.runtime import Runtime
 from tests.conftest import REPO, TINY_STAGE_EPOCHS, tiny_epochs
 
 EPOCHS = {**TINY_STAGE_EPOCHS, "s1": 2}  # two stage-1 epochs, so a kill can land mid-stage
@@ -35,7 +36,7 @@ def reference_run(tmp_path_factory, tiny_data_overrides):
                  "trainer.threads=2", *tiny_data_overrides, *tiny_epochs(EPOCHS)]
     run_dir = base / "outputs" / "runs" / "reference"
     process = _train_py([*overrides, f"hydra.run.dir={run_dir}"])
-    output, _ = process.communicate(timeout=600)
+    output, _ = process.communicate(timeout=1200)  # a hang guard: minutes on a 2-core machine others load too
     assert process.returncode == 0, output
     assert "Run folder:" in output and "baseline" in output  # the end-of-run summary
     return compose(overrides), run_dir, output, overrides
@@ -80,8 +81,17 @@ def test_run_folder_holds_results_a_person_can_read(reference_run):
     for column in ("video", "expression", "frame", "dynamics_true", "dynamics_pred", "synkinesis_true", "synkinesis_pred"):
         assert column in rows[0]
     assert any(float(r["dynamics_pred"]) != round(float(r["dynamics_pred"])) for r in rows)  # unrounded
-    # The final model's val loss is the one the history's last epoch reported.
-    assert saved["final"]["val_loss"] == pytest.approx(history[-1]["val_loss"], rel=1e-5)
+    # Each stage hands on its best epoch (select: best): recorded, and the final model is the last stage's kept one.
+    kept = json.loads((run_dir / "training_history.json").read_text())["kept_epochs"]
+    assert kept == saved["kept_epochs"] and set(kept) == set(STAGE_ORDER)
+    for stage in STAGE_ORDER:
+        rows = [r for r in history if r["stage"] == stage]
+        best = min(rows, key=lambda r: r["val_loss"])
+        assert kept[stage] == best["epoch"] == saved["per_stage"][stage]["kept_epoch"]
+        assert saved["per_stage"][stage]["val_loss"] == pytest.approx(best["val_loss"], rel=1e-5)
+    final_kept = next(r for r in history if r["stage"] == "4" and r["epoch"] == kept["4"])
+    assert saved["final"]["val_loss"] == pytest.approx(final_kept["val_loss"], rel=1e-5)
+    assert saved["precision"] in ("fp32", "bf16")
 
 
 def _group_state(state: dict, group: str) -> dict:
@@ -115,10 +125,10 @@ def test_frozen_groups_are_bitwise_unchanged_and_trained_groups_move(reference_r
 def test_fusion_starts_as_the_average_of_the_branches(reference_run):
     cfg, _, _, _ = reference_run
     model, _ = build_model(cfg.model)
-    branch = {"flow": torch.tensor([[0.2, 0.9]]), "blendshapes": torch.zeros(1, 104)}
-    landmarks = model.landmark_head(branch["blendshapes"])
+    branch = {"flow_output": torch.tensor([[0.2, 0.9]]), "blendshape_features": torch.zeros(1, 104)}
+    landmarks = model.landmark_head(branch["blendshape_features"])
     fused = model.heads(branch, "fused")
-    assert torch.allclose(fused, (branch["flow"] + landmarks) / 2)
+    assert torch.allclose(fused, (branch["flow_output"] + landmarks) / 2)
 
 
 def test_resume_after_sigkill_mid_epoch_matches_the_uninterrupted_run(reference_run, tmp_path):
@@ -196,12 +206,19 @@ def test_single_stage_finds_the_newest_run_that_finished_the_stage_before(refere
 
 def test_single_stage_run_from_init_from(reference_run, tmp_path):
     _, reference_dir, _, overrides = reference_run
-    overrides = [o for o in overrides if not o.startswith("stages.")] + ["stage=3", f"init_from={reference_dir}",
-                                                                          "stages.s3.epochs=1"]
-    cfg = compose(overrides)
-    metrics = training.run(cfg, tmp_path / "s3", overrides)
-    assert np.isfinite(metrics["val_loss"])
-    assert "Initial weights: " + str(stage_checkpoint(reference_dir, "2b")) in (tmp_path / "s3" / "train.log").read_text()
+    # Default flow weights (imagenet), none to be had (an empty TORCH_HOME, no internet): the stage's flow
+    # weights come from init_from, so nothing is fetched and no "TRAINS FROM SCRATCH" banner is shown.
+    overrides = [o for o in overrides if not o.startswith("stages.") and o != "model.flow.weights=none"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TORCH_HOME": str(tmp_path / "torch")}
+    process = subprocess.run([sys.executable, str(REPO / "train.py"), *overrides, "stage=3", f"init_from={reference_dir}",
+                              "stages.s3.epochs=1", f"hydra.run.dir={tmp_path / 's3'}"], cwd=REPO, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert process.returncode == 0, process.stdout + process.stderr
+    log = (tmp_path / "s3" / "train.log").read_text()
+    assert "Initial weights: " + str(stage_checkpoint(reference_dir, "2b")) in log
+    assert "SCRATCH" not in log and "from scratch" not in log
+    metrics = json.loads((tmp_path / "s3" / "metrics.json").read_text())
+    assert metrics["flow_weights"] == f"checkpoint {stage_checkpoint(reference_dir, '2b')}" and np.isfinite(metrics["final"]["val_loss"])
 
 
 def test_bad_data_root_is_a_one_line_error(tmp_path):
@@ -213,9 +230,139 @@ def test_bad_data_root_is_a_one_line_error(tmp_path):
 
 
 def test_channels_last_applies_to_flow_images_not_to_precomputed_branch_outputs() -> None:
-    # Stage 3's batches carry the flow branch's (N, 2) output under "flow"; a GPU run failed on it.
+    # Stage 3's batches carry the flow branch's (N, 2) output (flow_output); a GPU run failed on it once.
     runtime = Runtime(device=torch.device("cpu"), autocast_dtype=None, channels_last=True, progress=False)
-    images = runtime.to_device({"flow": torch.rand(2, 3, 8, 8)})["flow"]
+    images = runtime.to_device({"flow_image": torch.rand(2, 3, 8, 8)})["flow_image"]
     assert images.is_contiguous(memory_format=torch.channels_last)
-    outputs = runtime.to_device({"flow": torch.rand(2, 2)})["flow"]
+    outputs = runtime.to_device({"flow_output": torch.rand(2, 2)})["flow_output"]
     assert outputs.shape == (2, 2)
+
+
+def _wait_for_epoch(process: subprocess.Popen, status_file, stage: str, epoch: int) -> None:
+    deadline = time.monotonic() + 300
+    while True:
+        status = json.loads(status_file.read_text()) if status_file.is_file() else {}
+        if status.get("stage") == stage and status.get("epoch") == epoch:
+            return
+        assert process.poll() is None and time.monotonic() < deadline, process.stdout.read()
+        time.sleep(0.02)
+
+
+def test_sigterm_saves_and_says_how_to_resume_a_second_writer_is_refused(reference_run, tmp_path):
+    _, _, _, overrides = reference_run
+    run_dir = tmp_path / "terminated"
+    process = _train_py([*overrides, f"hydra.run.dir={run_dir}"])
+    _wait_for_epoch(process, run_dir / "run_status.json", "1", 1)
+    # A second train.py into the same folder (same hydra.run.dir, or resume= of a run still training): refused.
+    for args in ([*overrides, f"hydra.run.dir={run_dir}"], [f"resume={run_dir}"]):
+        second = _train_py(args)
+        output, _ = second.communicate(timeout=300)
+        assert second.returncode == 1 and f"is in use by process {process.pid}" in output, output
+        assert "Traceback" not in output
+    process.send_signal(signal.SIGTERM)  # what timeout, schedulers and SLURM send
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 143, output
+    assert f"terminated (SIGTERM); continue with: python train.py resume={run_dir}" in output
+    assert "Traceback" not in output
+    assert json.loads((run_dir / "run_status.json").read_text())["status"] == "interrupted"
+    assert "in use" not in (run_dir / "train.log").read_text()  # the refused writers left no trace in its log
+    # resume= continues the run as configured: other overrides are refused, by name.
+    refused = _train_py([f"resume={run_dir}", "optimizer.lr=0.5", "stages.s1.epochs=3", "trainer.progress=false"])
+    output, _ = refused.communicate(timeout=300)
+    assert refused.returncode == 1 and "it cannot change optimizer.lr=0.5. Allowed:" in output, output
+    assert "stages.s1.epochs=3" not in output.split("cannot change")[1].split("Allowed")[0]
+
+
+def _copy_run(reference_dir, target, status: str):
+    import shutil
+
+    shutil.copytree(reference_dir, target)
+    status_file = target / "run_status.json"
+    status_file.write_text(json.dumps({**json.loads(status_file.read_text()), "status": status}))
+    return target
+
+
+def test_resume_without_last_pt_goes_on_after_the_last_finished_stage(reference_run, tmp_path):
+    _, reference_dir, _, _ = reference_run
+    run_dir = _copy_run(reference_dir, tmp_path / "no_last", "interrupted")
+    (run_dir / "checkpoints" / "last.pt").unlink()
+    stage_checkpoint(run_dir, "4").unlink()
+    stage_3 = stage_checkpoint(run_dir, "3").stat().st_mtime_ns
+    resumed = _train_py([f"resume={run_dir}"])
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    assert "after stage 3 (stage_3.pt)" in output
+    assert stage_checkpoint(run_dir, "3").stat().st_mtime_ns == stage_3  # stages 1-3 not trained again
+    assert json.loads((run_dir / "metrics.json").read_text())["final"] == \
+        json.loads((reference_dir / "metrics.json").read_text())["final"]
+    reference_history = json.loads((reference_dir / "training_history.json").read_text())
+    assert _without_timing(json.loads((run_dir / "training_history.json").read_text())) == _without_timing(reference_history)
+
+
+def test_finished_runs_and_damaged_last_pt_stop_with_what_to_do_and_keep_their_status(reference_run, tmp_path):
+    _, reference_dir, _, _ = reference_run
+    metrics_time = (reference_dir / "metrics.json").stat().st_mtime_ns
+    finished = _train_py([f"resume={reference_dir}"])
+    output, _ = finished.communicate(timeout=300)
+    assert finished.returncode == 1 and "that run finished" in output and f"init_from={reference_dir}" in output, output
+    assert (reference_dir / "metrics.json").stat().st_mtime_ns == metrics_time
+    damaged = _copy_run(reference_dir, tmp_path / "damaged", "interrupted")
+    last = damaged / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    process = _train_py([f"resume={damaged}"])
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 1 and "Traceback" not in output, output
+    assert f"To go on after stage 4 (its checkpoint is intact), move it aside (mv {last} {last}.damaged)" in output
+    assert json.loads((damaged / "run_status.json").read_text())["status"] == "interrupted"
+
+
+def test_nothing_to_learn_is_refused_before_training(reference_run, tmp_path):
+    _, _, _, overrides = reference_run
+    process = _train_py([*overrides, f"hydra.run.dir={tmp_path / 'run'}", "data.labels.dynamics_ignore=[0,1,2,3,4,5]",
+                         "data.labels.synkinesis_ignore=[0,1,2,3]"])
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 1 and "error: nothing to learn: every training label of both scores" in output, output
+    assert "Traceback" not in output and "stage 1 epoch" not in output
+
+
+def test_one_score_fully_ignored_and_a_single_validation_video_warn(reference_run, tmp_path, caplog):
+    import logging
+
+    from facedyn.data import prepare_data
+    from facedyn.objective import check_labels
+
+    cfg, _, _, _ = reference_run
+    data_cfg = OmegaConf.merge(cfg.data, {"labels": {"synkinesis_ignore": [0, 1, 2, 3]}, "val_fraction": 0.1})
+    data = prepare_data(data_cfg, None)
+    with caplog.at_level(logging.WARNING):
+        check_labels(data, logging.getLogger("facedyn.test"))
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "every training label of synkinesis is an ignored value" in messages
+    assert "the validation split holds a single video" in messages
+
+
+def test_init_from_a_run_of_another_model_shape_is_one_line(reference_run, tmp_path):
+    _, reference_dir, _, overrides = reference_run
+    overrides = [o for o in overrides if not o.startswith("stages.")]
+    process = _train_py([*overrides, f"hydra.run.dir={tmp_path / 'run'}", "stage=2a", f"init_from={reference_dir}",
+                         "model.landmark_hidden=8"])
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 1, output
+    assert f"error: init_from={reference_dir}: {stage_checkpoint(reference_dir, '1')} holds weights of another model " \
+           "shape (2 missing (e.g. landmark_head.0.weight), 2 unexpected (e.g. landmark_head.weight)" in output
+    assert "Traceback" not in output and len(output) < 3000
+
+
+def test_patience_stops_a_stage_and_select_last_keeps_its_last_epoch(reference_run, tmp_path):
+    _, reference_dir, _, overrides = reference_run
+    overrides = [o for o in overrides if not o.startswith("stages.")]
+    # A learning rate too small to change a discrete metric: no epoch after the first is better.
+    stage = ["stage=2a", f"init_from={reference_dir}", "stages.s2a.epochs=6", "stages.s2a.lr=1e-12",
+             "stages.s2a.select_metric=val_acc_both", "stages.s2a.patience=2"]
+    for select, kept in (("best", 1), ("last", 3)):
+        run_dir = tmp_path / select
+        training.run(compose([*overrides, *stage, f"stages.s2a.select={select}"]), run_dir, overrides)
+        per_stage = json.loads((run_dir / "metrics.json").read_text())["per_stage"]["2a"]
+        assert per_stage["epochs_run"] == 3 and per_stage["stopped_early"] and per_stage["kept_epoch"] == kept
+        history = json.loads((run_dir / "training_history.json").read_text())
+        assert [r["epoch"] for r in history["epochs"]] == [1, 2, 3] and history["kept_epochs"] == {"2a": kept}

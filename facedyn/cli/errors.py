@@ -10,5 +10,6 @@ def user_errors() -> tuple[type[Exception], ...]:
     from facedyn.config import ConfigError
     from facedyn.data import DataError
     from facedyn.model import WeightsUnavailable
+    from facedyn.runs import RunFolderInUse
 
-    return AssetError, CheckpointError, ConfigError, DataError, WeightsUnavailable
+    return AssetError, CheckpointError, ConfigError, DataError, RunFolderInUse, WeightsUnavailable

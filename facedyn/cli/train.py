@@ -7,41 +7,60 @@ A thin Hydra entry point; the work is facedyn.training.run(). The configs come f
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from facedyn.cli.errors import user_errors
 from facedyn.config import CONF_PACKAGE, normalize_overrides
-from facedyn.runs import CONFIG_FILE
 
 log = logging.getLogger("facedyn")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (timeout, schedulers, SLURM): stopped like Ctrl-C, everything finished saved."""
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated()
 
 
 @hydra.main(config_path=CONF_PACKAGE, config_name="train", version_base="1.3")
 def _train(cfg: DictConfig) -> None:
     from facedyn import training  # after Hydra has set up logging
+    from facedyn.resume import resume_config
+    from facedyn.runs import RunFolderInUse
 
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
-    if cfg.resume:
-        saved = Path(cfg.resume) / CONFIG_FILE
-        if not saved.is_file():
-            raise SystemExit(f"error: resume={cfg.resume}: no {CONFIG_FILE} there; is it a facedyn run folder?")
-        cfg = OmegaConf.load(saved)
-        cfg.resume = str(run_dir)
+    signal.signal(signal.SIGTERM, _terminate)
     try:
+        if cfg.resume:
+            cfg = resume_config(Path(cfg.resume).resolve(), overrides)
         training.run(cfg, run_dir, overrides)
+    except RunFolderInUse as exc:  # the folder's train.log belongs to the run that holds it: say it here only
+        _detach_file_logs(run_dir)
+        raise SystemExit(f"error: {exc}") from None
     except user_errors() as exc:
         log.error("%s", exc)
         raise SystemExit(f"error: {exc}") from None
-    except KeyboardInterrupt:  # Ctrl-C: every finished epoch is saved; say how to go on, no traceback
-        log.warning("interrupted; continue with: python train.py resume=%s", run_dir)
-        raise SystemExit(130) from None
+    except KeyboardInterrupt as exc:  # every finished epoch is saved; say how to go on, no traceback
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        log.warning("%s; continue with: python train.py resume=%s", what, run_dir)
+        raise SystemExit(143 if isinstance(exc, Terminated) else 130) from None
+
+
+def _detach_file_logs(run_dir: Path) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if Path(getattr(handler, "baseFilename", "/")).parent == run_dir.resolve():
+            root.removeHandler(handler)
+            handler.close()
 
 
 def main() -> None:

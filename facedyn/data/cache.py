@@ -5,7 +5,9 @@ back to back in one file (arrays.bin, each array 64-byte aligned) described by i
 offset of each). The file is memory-mapped copy-on-write once on load and the arrays are views into it:
 loading costs next to nothing, DataLoader workers share the pages, and the arrays are writable like
 decoded ones without ever changing the cache.
-Its name carries a hash of every sample file's path, size and modification time: any change to the
+Its name carries a hash of every sample file's path, size and modification time, and of the labels files'
+content (they are tiny, and a grade edited in place with its size and modification time kept, e.g. by a
+tool that restores timestamps, must not be read from the cache with its old value): any change to the
 dataset gives a new name, so a stale cache is never read; stale ones are deleted. The folder is built
 under a temporary name and renamed into place (atomic), and a file lock keeps parallel runs (a sweep)
 from decoding the same dataset twice.
@@ -24,9 +26,9 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
-from facedyn.data.layout import SampleFolder
+from facedyn.data.layout import LABELS_FILE, SampleFolder
 from facedyn.data.reader import BadSample, ReaderSettings, ReadResult
 from facedyn.data.samples import Samples
 
@@ -44,8 +46,20 @@ def cache_location(cache_root: Path, root: Path, folders: Sequence[SampleFolder]
     """The cache folder for this root, these settings and exactly these files (sizes, mtimes)."""
     setting_key = _digest(json.dumps([CACHE_FORMAT, str(root.resolve()), settings.as_dict()], sort_keys=True))
     # pickle: a deterministic byte string of plain tuples, made ~10x faster than their repr()
-    files_key = hashlib.sha256(pickle.dumps([(f.expression, f.name, f.file_stats) for f in folders], protocol=5)).hexdigest()[:20]
-    return cache_root / f"{root.name}-{setting_key}-{files_key}"
+    files = hashlib.sha256(pickle.dumps([(f.expression, f.name, f.file_stats) for f in folders], protocol=5))
+    for folder in folders:
+        files.update(labels_content(folder.file(LABELS_FILE)))
+    return cache_root / f"{root.name}-{setting_key}-{files.hexdigest()[:20]}"
+
+
+def labels_content(path: str) -> bytes:
+    """A labels file's content, length-prefixed (so file boundaries count); a marker when it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return b"-"
+    return len(data).to_bytes(8, "little") + data
 
 
 def _write_synced(path: Path, data: bytes | Sequence[np.ndarray]) -> None:
@@ -113,6 +127,12 @@ def _prefix(path: Path) -> str:
     return path.name.rsplit("-", 1)[0]
 
 
+def _remove_orphans(path: Path) -> None:
+    """Delete temporary folders of writers of this cache that died mid-write (call with the lock held)."""
+    for orphan in path.parent.glob(f".{_prefix(path)}-*.tmp"):
+        shutil.rmtree(orphan, ignore_errors=True)
+
+
 def _remove_stale(path: Path) -> None:
     """Delete caches of the same root and settings made from older versions of the files."""
     for other in path.parent.glob(f"{_prefix(path)}-*"):
@@ -136,12 +156,18 @@ def _try_load(path: Path, log: logging.Logger) -> tuple[Optional[ReadResult], bo
 def load_or_build(path: Path, build: Callable[[], ReadResult], log: logging.Logger) -> ReadResult:
     """The cached result at `path`, or `build()` written there (atomically, under a lock) and returned."""
     # A cache folder only ever appears complete (renamed into place), so reading needs no lock.
+    lock = FileLock(str(path.parent / f"{_prefix(path)}.lock"))  # one per root and settings, kept in place
     result, damaged = _try_load(path, log)
     if result is not None:
+        try:  # tidy up after a killed writer, unless another process is writing right now
+            with lock.acquire(timeout=0):
+                _remove_orphans(path)
+        except Timeout:
+            pass
         return result
     path.parent.mkdir(parents=True, exist_ok=True)
-    # One lock per root and settings, kept in place: deleting a lock file others wait on breaks the lock.
-    with FileLock(str(path.parent / f"{_prefix(path)}.lock")):
+    with lock:
+        _remove_orphans(path)
         if not damaged:
             result, _ = _try_load(path, log)  # another process may have built it meanwhile
         if result is None:

@@ -1,6 +1,7 @@
 """Data settings: dataclasses used as the Hydra structured-config schema of `conf/data/*.yaml`.
 
-Every field has a default, so OmegaConf rejects a misspelt key in YAML or on the command line.
+Every setting, its default and its meaning live here; the YAML files hold only what differs (the kind of
+dataset). Every field has a default, so OmegaConf rejects a misspelt key in YAML or on the command line.
 """
 
 from __future__ import annotations
@@ -8,7 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
+from facedyn.choices import Choice
 from facedyn.data.synthetic.config import SyntheticConfig
+
+
+class DataKind(Choice):
+    synthetic = "synthetic"  # facedyn.data.synthetic's faces, generated once into the cache
+    folder = "folder"  # a dataset in the clinic's layout under data.root
+
+
+class BadSamplePolicy(Choice):
+    skip = "skip"
+    fail = "fail"
+
+
+class LandmarkUnits(Choice):
+    pixels = "pixels"
+    normalised = "normalised"
 
 
 @dataclass
@@ -33,7 +50,7 @@ class BadSampleConfig:
     Either way the run stops when more than max_fraction of the samples are bad.
     """
 
-    policy: str = "skip"
+    policy: BadSamplePolicy = BadSamplePolicy.skip
     max_fraction: float = 0.05
 
 
@@ -46,7 +63,7 @@ class LandmarkUnitsConfig:
     scales and flips of the augmentation use that frame, otherwise each sample's landmark bounding box.
     """
 
-    units: str = "pixels"
+    units: LandmarkUnits = LandmarkUnits.pixels
     image_width: Optional[int] = None
     image_height: Optional[int] = None
 
@@ -103,8 +120,8 @@ class FlowConfig:
 
 @dataclass
 class DataConfig:
-    kind: str = "synthetic"  # synthetic | folder
-    root: Optional[str] = None
+    kind: DataKind = DataKind.synthetic
+    root: Optional[str] = None  # folder: the dataset's root (required); synthetic: unused
     expressions: Optional[List[str]] = None  # None: every expression folder under root
     image_size: int = 112
     resize_flow: bool = True  # resize flow images of another size (with a warning) instead of rejecting them

@@ -17,7 +17,7 @@ from facedyn.data.samples import Samples, flow_input
 class FaceDynDataset(Dataset):
     """Items are dicts of tensors:
 
-    flow float32 (3, H, W) in [0, 1] (RGB, not normalised: the model does that),
+    flow_image float32 (3, H, W) in [0, 1] (RGB, not normalised: the model does that),
     expression_landmarks / baseline_landmarks float32 (146, 2), target float32 (2,) = [dynamics, synkinesis],
     target_valid float32 (2,) (0 where the label is an ignored value), index int64 (the row in Samples),
     expression_index int64 (the sample's expression in `expressions`, len(expressions) for any other one;
@@ -29,21 +29,16 @@ class FaceDynDataset(Dataset):
         self.samples = samples
         self.indices = np.asarray(indices, dtype=np.int64)
         self.augmenter = augmenter
-        self.epoch = 0
-        self._targets = np.stack([samples.dynamics, samples.synkinesis], axis=1).astype(np.float32)
-        self._valid = np.stack([samples.dynamics_valid, samples.synkinesis_valid], axis=1).astype(np.float32)
+        targets, valid = samples.targets()
+        self._targets, self._valid = targets.astype(np.float32), valid.astype(np.float32)
         self._expression_index = expression_indices(samples.expression, expressions)
-
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch whose augmentation draws plain integer indexing (dataset[i]) gives."""
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
-        """Item `key`, or for a (epoch, item) pair (what EpochSampler yields) that item as drawn in that epoch."""
-        epoch, item = key if isinstance(key, tuple) else (self.epoch, key)
+        """Item `key` (epoch 0's draws), or for an (epoch, item) pair (what EpochSampler yields) that item as drawn in that epoch."""
+        epoch, item = key if isinstance(key, tuple) else (0, key)
         row = int(self.indices[item])
         flow = self.samples.flow[row]
         expression = self.samples.expression_landmarks[row]
@@ -55,7 +50,7 @@ class FaceDynDataset(Dataset):
         else:
             chw = flow_input(flow[None])[0]
         return {
-            "flow": torch.from_numpy(chw),
+            "flow_image": torch.from_numpy(chw),
             "expression_landmarks": torch.from_numpy(np.array(expression, dtype=np.float32)),
             "baseline_landmarks": torch.from_numpy(np.array(baseline, dtype=np.float32)),
             "target": torch.from_numpy(self._targets[row].copy()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 from dataclasses import dataclass
@@ -28,8 +29,6 @@ from facedyn.io import atomic_write_json, atomic_write_text
 BAD_SAMPLES_FILE = "bad_samples.csv"
 HEAD_MOTION_FILE = "head_motion.json"
 SPLIT_FILE = "split.json"
-BAD_POLICIES = ("skip", "fail")
-KINDS = ("synthetic", "folder")
 
 
 @dataclass
@@ -53,22 +52,20 @@ class PreparedData:
 
 
 def as_data_config(cfg: Any) -> DataConfig:
-    """A DataConfig from a DataConfig, a Hydra/OmegaConf node or a dict, checked against the schema."""
-    if isinstance(cfg, DataConfig):
-        return cfg
+    """A DataConfig from a DataConfig (its values checked too), a Hydra/OmegaConf node or a dict, checked
+    against the schema."""
     if OmegaConf.is_config(cfg) and OmegaConf.is_missing(cfg, "root"):  # conf/data/folder.yaml's `root: ???`
         raise DataError(layout.ROOT_NOT_SET)
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), cfg))
+        values = dataclasses.asdict(cfg) if isinstance(cfg, DataConfig) else cfg
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), values))
     except (OmegaConfBaseException, ValueError) as exc:  # ValueError: a schema's own checks (__post_init__)
-        raise DataError(f"invalid data settings: {str(exc).splitlines()[0]}") from None
+        key = getattr(exc, "full_key", None)
+        raise DataError(f"invalid data settings: {f'data.{key}: ' if key else ''}{str(exc).splitlines()[0]}") from None
 
 
-def _check_settings(cfg: DataConfig) -> None:
-    if cfg.kind not in KINDS:
-        raise DataError(f"data.kind={cfg.kind!r} is not one of: {', '.join(KINDS)}")
-    if cfg.bad_samples.policy not in BAD_POLICIES:
-        raise DataError(f"data.bad_samples.policy={cfg.bad_samples.policy!r} is not one of: {', '.join(BAD_POLICIES)}")
+def check_settings(cfg: DataConfig) -> None:
+    """Values the schema's types let through but that cannot work (kinds and policies are enums there)."""
     if not 0.0 <= cfg.bad_samples.max_fraction <= 1.0:
         raise DataError(f"data.bad_samples.max_fraction={cfg.bad_samples.max_fraction} must lie in 0..1")
     if cfg.image_size < 16:
@@ -162,7 +159,7 @@ def read_checked(cfg: Any, run_dir: Optional[Path], log: logging.Logger, require
     data cannot be used. require_labels=False (prediction only) accepts samples without a label file.
     """
     cfg = as_data_config(cfg)
-    _check_settings(cfg)
+    check_settings(cfg)
     root = _dataset_root(cfg, log)
     result = _read(cfg, root, log, require_labels)
 

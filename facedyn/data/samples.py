@@ -32,6 +32,11 @@ class Samples:
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
+    def targets(self, rows: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 2) grades [dynamics, synkinesis] of `rows` and (N, 2) bool: whether each label counts."""
+        return (np.stack([self.dynamics[rows], self.synkinesis[rows]], axis=1),
+                np.stack([self.dynamics_valid[rows], self.synkinesis_valid[rows]], axis=1))
+
     @classmethod
     def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "Samples":
         return cls(**{name: arrays[name] for name in cls.field_names()})

@@ -93,21 +93,6 @@ def model_config(cfg: DictConfig, run_dir: Path) -> ModelConfig:
     return model_cfg
 
 
-def _mismatch(model: torch.nn.Module, state: dict) -> Optional[str]:
-    """Why `state` does not fit `model`, or None when it does."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-              if k in state and tuple(state[k].shape) != tuple(v.shape)]
-    if not (missing or unexpected or shapes):
-        return None
-    parts = [f"{len(missing)} missing (e.g. {missing[0]})" if missing else "",
-             f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else "",
-             f"{len(shapes)} of another shape (e.g. {shapes[0]}: checkpoint vs model)" if shapes else ""]
-    return ", ".join(p for p in parts if p)
-
-
 def stage_predicts(cfg: DictConfig, stage: str) -> str:
     """Which output a stage trained (flow | landmarks | fused): the run's stage settings, else the default's."""
     key = stage_key(stage)
@@ -130,7 +115,7 @@ def build_for_checkpoint(run_dir: Path, checkpoint: Path, stage: str) -> tuple[F
     cfg = run_config(run_dir)
     payload = _checkpoint_payload(checkpoint)
     model, _ = build_model(model_config(cfg, run_dir))
-    problem = _mismatch(model, payload["model"])
+    problem = checkpoints.state_mismatch(model, payload["model"])
     if problem:
         raise RunError(f"{checkpoint} does not fit the model of {run_dir / CONFIG_FILE} (model.*): {problem}; "
                        f"was it made with another model config?")

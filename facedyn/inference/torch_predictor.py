@@ -31,7 +31,7 @@ class TorchPredictor:
         for start in range(0, len(flow_images), self.batch_size):
             part = slice(start, start + self.batch_size)
             batch = {
-                "flow": torch.from_numpy(flow_input(flow_images[part])),
+                "flow_image": torch.from_numpy(flow_input(flow_images[part])),
                 "expression_landmarks": torch.from_numpy(np.asarray(expression_landmarks[part], np.float32)),
                 "baseline_landmarks": torch.from_numpy(np.asarray(baseline_landmarks[part], np.float32)),
                 "expression_index": torch.from_numpy(expression_indices(expressions[part], self.model.expressions)),

@@ -7,7 +7,6 @@ nothing and is failed as surplus.
 
 from __future__ import annotations
 
-import logging
 import math
 import numbers
 from dataclasses import dataclass
@@ -110,18 +109,6 @@ def train(overrides: Sequence[str], run_dir: Path, reporter: "_Reporter", tags: 
         raise
     except KeyboardInterrupt:
         raise SweepInterrupted(130) from None
-    finally:
-        _detach_log_file(run_dir)
-
-
-def _detach_log_file(run_dir: Path) -> None:
-    """training.run adds a handler for <run>/train.log to the root logger; one process runs many trials,
-    so each trial's handler goes when it ends (else every later trial also logs into this one's file)."""
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        if Path(getattr(handler, "baseFilename", "/")).parent == run_dir:
-            root.removeHandler(handler)
-            handler.close()
 
 
 class _Reporter:

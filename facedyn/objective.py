@@ -1,0 +1,66 @@
+"""What a stage optimises and how it is judged: its loss weights, and the validation metrics of predictions.
+
+The one place that turns a stage's `loss_weights` into the loss's weight vector and samples into targets,
+for training (facedyn.epochs), per-epoch validation, the training-mean baseline and the final metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from facedyn.data.errors import DataError
+from facedyn.data.prepare import PreparedData
+from facedyn.data.samples import Samples
+from facedyn.loss import masked_mse
+from facedyn.metrics import SCALE, SCORES, evaluate
+
+
+def loss_weights(spec: DictConfig, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(2,) weights of [dynamics, synkinesis] in the stage's loss."""
+    return torch.tensor([spec.loss_weights.dynamics, spec.loss_weights.synkinesis], dtype=torch.float32, device=device)
+
+
+def validation_metrics(pred_norm: np.ndarray, rows: np.ndarray, samples: Samples, spec: DictConfig) -> dict:
+    """The stage's loss and the clinical metrics (facedyn.metrics.evaluate) of normalised predictions of `rows`."""
+    true, valid = samples.targets(rows)
+    loss = masked_mse(torch.from_numpy(np.asarray(pred_norm)), torch.from_numpy(true).float(),
+                      torch.from_numpy(valid).float(), loss_weights(spec))
+    metrics = evaluate(pred_norm, true, valid, samples.video[rows], samples.expression[rows])
+    return {"val_loss": float(loss), **{f"val_{k}": v for k, v in metrics.items()}}
+
+
+def training_mean_prediction(samples: Samples, train_rows: np.ndarray, count: int) -> np.ndarray:
+    """The training split's mean grade of each score (where labelled), normalised, repeated `count` times."""
+    true, valid = samples.targets(train_rows)
+    means = np.array([true[valid[:, c], c].mean() if valid[:, c].any() else 0.0 for c in range(true.shape[1])])
+    return np.tile(means / SCALE, (count, 1))
+
+
+def baseline_metrics(samples: Samples, train_rows: np.ndarray, val_rows: np.ndarray, spec: DictConfig) -> dict:
+    """validation_metrics() of predicting the training mean for every validation frame."""
+    return validation_metrics(training_mean_prediction(samples, train_rows, len(val_rows)), val_rows, samples, spec)
+
+
+def check_labels(data: PreparedData, log: logging.Logger) -> None:
+    """Refuse a dataset with nothing to learn; warn about a score with no label to learn from and a
+    validation split too small to say anything."""
+    labels = data.cfg.labels
+    ignored = f"data.labels.dynamics_ignore={list(labels.dynamics_ignore)}, synkinesis_ignore={list(labels.synkinesis_ignore)}"
+    _, train_valid = data.samples.targets(np.asarray(data.train_indices))
+    if not train_valid.any():
+        raise DataError(f"nothing to learn: every training label of both scores is an ignored value ({ignored})")
+    for column, score in enumerate(SCORES):
+        if not train_valid[:, column].any():
+            log.warning("data: every training label of %s is an ignored value (%s); only %s is learnt",
+                        score, ignored, SCORES[1 - column])
+    _, val_valid = data.samples.targets(np.asarray(data.val_indices))
+    if not val_valid.any():
+        log.warning("data: no validation label counts (%s): validation loss and metrics mean nothing", ignored)
+    val_videos = np.unique(data.samples.video[np.asarray(data.val_indices)])
+    if len(val_videos) == 1:
+        log.warning("data: the validation split holds a single video (%s); its metrics say little about other "
+                    "patients (more videos, or a larger data.val_fraction)", val_videos[0])

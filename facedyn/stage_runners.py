@@ -1,0 +1,160 @@
+"""How a stage's epochs get their data: two runners behind one interface.
+
+LoaderStage feeds the model raw inputs (flow images, landmarks) from two loaders kept for the stage,
+loaded ahead in a background thread (facedyn.data.prefetch), augmented when the stage says so.
+PrecomputedStage (`precompute_frozen: true`) runs the frozen branches once over both splits and trains the
+heads on their outputs: an epoch costs milliseconds instead of a pass through ResNet and blendshapes.
+The training loop (facedyn.training) only sees `train_pass` and `validate`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import Iterator, Protocol
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from facedyn.config import STAGE_ORDER
+from facedyn.data import loader_workers, make_loader
+from facedyn.data.prefetch import Prefetcher
+from facedyn.data.prepare import PreparedData
+from facedyn.epochs import precompute_branch_outputs, predict_all, tensor_batches, timed, train_epoch
+from facedyn.model import FaceDynModel
+from facedyn.objective import loss_weights
+from facedyn.runtime import Runtime
+
+
+@dataclass
+class StageContext:
+    """What one stage works with."""
+
+    cfg: DictConfig  # the whole run's config (data loading, trainer, seed)
+    stage: str
+    spec: DictConfig  # cfg.stages.s<stage>
+    model: FaceDynModel
+    data: PreparedData
+    runtime: Runtime
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.spec.batch_size or self.cfg.data.batch_size)
+
+    @property
+    def train_rows(self) -> np.ndarray:
+        return np.asarray(self.data.train_indices)
+
+    @property
+    def val_rows(self) -> np.ndarray:
+        return np.asarray(self.data.val_indices)
+
+    def train_batches(self) -> int:
+        return math.ceil(len(self.train_rows) / self.batch_size)
+
+    def eval_batches(self, count: int) -> int:
+        return math.ceil(count / self.cfg.trainer.eval_batch_size)
+
+    def loader(self, dataset, shuffle: bool, batch_size: int | None = None, persistent: bool = False):
+        on_cuda = self.runtime.device.type == "cuda"
+        return make_loader(dataset, batch_size=batch_size or self.cfg.trainer.eval_batch_size, shuffle=shuffle,
+                           seed=self.cfg.seed, num_workers=loader_workers(self.cfg.data.num_workers, on_cuda),
+                           pin_memory=on_cuda, persistent=persistent)
+
+    def shuffle_epoch(self, epoch: int) -> int:
+        """The epoch number the training order and augmentation draws of (stage, epoch) come from."""
+        return STAGE_ORDER.index(self.stage) * 1000 + epoch
+
+
+class StageRunner(Protocol):
+    precompute_seconds: float  # one-time cost before the first epoch
+
+    def train_pass(self, epoch: int, optimizer: torch.optim.Optimizer, scheduler, wait: list[float]) -> float:
+        """One training pass of `epoch`; its mean loss. Adds the time spent waiting for data to wait[0]."""
+
+    def validate(self, epoch: int, wait: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        """Normalised predictions of the validation split after `epoch`, and their sample rows."""
+
+
+class LoaderStage:
+    def __init__(self, ctx: StageContext, first_epoch: int, stack: contextlib.ExitStack):
+        self.ctx = ctx
+        self.precompute_seconds = 0.0
+        self.weights = loss_weights(ctx.spec, ctx.runtime.device)
+        train_set = ctx.data.make_dataset(ctx.train_rows, augment=bool(ctx.spec.augment))
+        val_set = ctx.data.make_dataset(ctx.val_rows, augment=False)
+        train_loader = ctx.loader(train_set, shuffle=True, batch_size=ctx.batch_size, persistent=True)
+        val_loader = ctx.loader(val_set, shuffle=False, persistent=True)
+        # Every pass of the stage, in order, so the thread loads across pass boundaries.
+        passes = [pass_ for epoch in range(first_epoch, ctx.spec.epochs + 1) for pass_ in (
+            (("train", epoch), partial(_at_epoch, train_loader, ctx.shuffle_epoch(epoch))),
+            (("validate", epoch), partial(_at_epoch, val_loader, 0)))]
+        self.ahead = stack.enter_context(Prefetcher(passes, depth=ctx.cfg.data.prefetch_batches))
+
+    def train_pass(self, epoch: int, optimizer, scheduler, wait: list[float]) -> float:
+        ctx = self.ctx
+        batches = timed(self.ahead.next_pass(("train", epoch)), time.perf_counter, wait)
+        return train_epoch(ctx.model, batches, ctx.train_batches(), ctx.spec.predict, optimizer, scheduler,
+                           self.weights, ctx.runtime, _description(ctx, epoch)).loss
+
+    def validate(self, epoch: int, wait: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        ctx = self.ctx
+        batches = timed(self.ahead.next_pass(("validate", epoch)), time.perf_counter, wait)
+        return predict_all(ctx.model, batches, ctx.eval_batches(len(ctx.val_rows)), ctx.spec.predict, ctx.runtime)
+
+
+class PrecomputedStage:
+    def __init__(self, ctx: StageContext, first_epoch: int, stack: contextlib.ExitStack):
+        self.ctx = ctx
+        self.weights = loss_weights(ctx.spec, ctx.runtime.device)
+        started = time.perf_counter()
+        self.train_outputs = self._outputs(ctx.train_rows)
+        self.val_outputs = self._outputs(ctx.val_rows)
+        self.precompute_seconds = time.perf_counter() - started
+
+    def _outputs(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
+        ctx = self.ctx
+        dataset = ctx.data.make_dataset(rows, augment=False)
+        return precompute_branch_outputs(ctx.model, ctx.loader(dataset, shuffle=False), ctx.eval_batches(len(rows)),
+                                         ctx.spec.predict, ctx.runtime)
+
+    def train_pass(self, epoch: int, optimizer, scheduler, wait: list[float]) -> float:
+        ctx = self.ctx
+        generator = torch.Generator().manual_seed(int(np.random.default_rng(
+            [ctx.cfg.seed, STAGE_ORDER.index(ctx.stage), epoch]).integers(2**62)))
+        order = torch.randperm(len(ctx.train_rows), generator=generator)
+        return train_epoch(ctx.model, tensor_batches(self.train_outputs, ctx.batch_size, order), ctx.train_batches(),
+                           ctx.spec.predict, optimizer, scheduler, self.weights, ctx.runtime, _description(ctx, epoch),
+                           heads_only=True).loss
+
+    def validate(self, epoch: int, wait: list[float]) -> tuple[np.ndarray, np.ndarray]:
+        ctx = self.ctx
+        return predict_all(ctx.model, tensor_batches(self.val_outputs, ctx.cfg.trainer.eval_batch_size),
+                           ctx.eval_batches(len(ctx.val_rows)), ctx.spec.predict, ctx.runtime, heads_only=True)
+
+
+def make_runner(ctx: StageContext, first_epoch: int, stack: contextlib.ExitStack) -> StageRunner:
+    """The runner the stage's `precompute_frozen` asks for; what it holds open is closed with `stack`."""
+    runner = PrecomputedStage if ctx.spec.precompute_frozen else LoaderStage
+    return runner(ctx, first_epoch, stack)
+
+
+def predict_split(ctx: StageContext, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The current model's normalised predictions (the stage's output) of `rows`, un-augmented."""
+    dataset = ctx.data.make_dataset(rows, augment=False)
+    return predict_all(ctx.model, ctx.loader(dataset, shuffle=False), ctx.eval_batches(len(rows)), ctx.spec.predict,
+                       ctx.runtime)
+
+
+def _at_epoch(loader, epoch: int) -> Iterator:
+    """`loader` (a persistent one, kept for the stage) set to serve `epoch`."""
+    loader.sampler.set_epoch(epoch)
+    return loader
+
+
+def _description(ctx: StageContext, epoch: int) -> str:
+    return f"stage {ctx.stage} epoch {epoch}/{ctx.spec.epochs}"
