@@ -105,6 +105,8 @@ def test_predict_py_on_an_unlabelled_dataset(tiny_trained_run, unlabelled_root, 
     assert len(frames) == len(list(unlabelled_root.glob("*/*"))) and all(f["dynamics_true"] == "" for f in frames)
     assert len(_rows(out / "patients.csv")) == 3
     assert not (out / "metrics.json").exists()
+    report = (out / "report.html").read_text()
+    assert "Resting symmetry is not predicted" in report and "Agreement with the true grades" not in report
     assert json.loads((out / "model.json").read_text())["run_dir"] == str(tiny_trained_run)
 
 
