@@ -13,29 +13,23 @@ import csv
 import datetime as dt
 import io
 import math
-import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
 from facedyn.config import STAGE_ORDER
 from facedyn.io import atomic_path, atomic_write_text
-from facedyn.runs import (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, OVERRIDES_FILE, RUN_FORMAT, STATUS_FILE,
-                          owner_alive, read_json)
+from facedyn.metrics import HEADLINE_METRICS
+from facedyn.results import format_number
+from facedyn.runs import find_run_dirs, owner_alive, read_run_files
 
-RUN_MARKERS = (STATUS_FILE, CONFIG_FILE, HISTORY_FILE)
-SKIPPED_DIRS = ("checkpoints",)
-FINAL_METRICS = ("val_loss", "val_mae_dynamics", "val_mae_synkinesis", "val_acc_dynamics", "val_acc_synkinesis",
-                 "val_qwk_dynamics", "val_qwk_synkinesis")
+# One name per column: the table's header, the CSV's, and what --columns and --sort take.
 COLUMNS = ("when", "run", "kind", "sweep", "stage", "overrides", "epochs", "best_val_loss", "best_epoch",
-           *FINAL_METRICS, "duration_s", "status", "note")
-SHORT_HEADERS = {"val_mae_dynamics": "mae_dyn", "val_mae_synkinesis": "mae_syn", "val_acc_dynamics": "acc_dyn",
-                 "val_acc_synkinesis": "acc_syn", "val_qwk_dynamics": "qwk_dyn", "val_qwk_synkinesis": "qwk_syn",
-                 "best_val_loss": "best_loss", "duration_s": "seconds"}
+           *HEADLINE_METRICS, "duration_s", "status", "note")
 MAX_CELL = 60
 RUN_NAME_TIME = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{2}-\d{2}-\d{2})")
 
@@ -50,85 +44,32 @@ class Run:
     curve: list[dict] = field(default_factory=list)
 
 
-def find_run_dirs(paths: Sequence[Path]) -> Iterator[Path]:
-    """Every run folder under the paths (a run folder's subfolders are not searched)."""
-    for root in paths:
-        for folder, subdirs, files in os.walk(root):
-            if any(marker in files for marker in RUN_MARKERS):
-                subdirs.clear()
-                yield Path(folder)
-            else:
-                # .hydra/ holds Hydra's own config.yaml, not a run
-                subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in SKIPPED_DIRS)
-
-
 def read_run(run_dir: Path, root: Path, defaults: DictConfig | None) -> Run:
     """A run folder's table row; whatever is missing or broken becomes an empty cell and a note."""
-    notes: list[str] = []
-    status = _json_dict(run_dir / STATUS_FILE, notes)
-    history = _json_dict(run_dir / HISTORY_FILE, notes)
-    metrics = _json_dict(run_dir / METRICS_FILE, notes, expected=False)
-    config = _yaml(run_dir / CONFIG_FILE, notes)
-    overrides = _overrides(run_dir)
-    epochs = [e for e in (history or {}).get("epochs", []) if isinstance(e, dict)]
-    final = (metrics or {}).get("final") if isinstance((metrics or {}).get("final"), dict) else None
+    files = read_run_files(run_dir)
+    notes = list(files.problems)
+    epochs = files.history
+    final = (files.metrics or {}).get("final") if isinstance((files.metrics or {}).get("final"), dict) else None
     final = final or (epochs[-1] if epochs else {})
     best = min((e for e in epochs if _number(e.get("val_loss")) is not None),
                key=lambda e: e["val_loss"], default=None)
-    if status and status.get("format", 0) != RUN_FORMAT:
-        notes.append(f"run format {status.get('format', 'none')} (this version writes {RUN_FORMAT})")
     kind, sweep = _kind(run_dir)
     row = {
-        "when": _when(run_dir, status),
+        "when": _when(run_dir, files.status),
         "run": _relative(run_dir, root),
         "kind": kind,
         "sweep": sweep,
-        "stage": _stage(config, status, epochs),
-        "overrides": " ".join(_differing(overrides, config, defaults)),
+        "stage": _stage(files.config, files.status, epochs),
+        "overrides": " ".join(_differing(files.overrides, files.config, defaults)),
         "epochs": len(epochs),
         "best_val_loss": _number(best["val_loss"]) if best else None,
         "best_epoch": f"{best.get('stage', '?')}:{best.get('epoch', '?')}" if best else None,
-        **{key: _number(final.get(key)) for key in FINAL_METRICS},
-        "duration_s": _duration(status, epochs),
-        "status": _status(status, notes),
+        **{key: _number(final.get(key)) for key in HEADLINE_METRICS},
+        "duration_s": _duration(files.status, epochs),
+        "status": _status(files.status, notes),
         "note": "; ".join(notes),
     }
-    return Run(run_dir, row, overrides, epochs)
-
-
-def _json_dict(path: Path, notes: list[str], expected: bool = True) -> dict | None:
-    if not path.is_file():
-        if expected:
-            notes.append(f"no {path.name}")
-        return None
-    content = read_json(path)
-    if not isinstance(content, dict):
-        notes.append(f"{path.name} unreadable (half-written?)")
-        return None
-    return content
-
-
-def _yaml(path: Path, notes: list[str]) -> DictConfig | None:
-    if not path.is_file():
-        notes.append(f"no {path.name}")
-        return None
-    try:
-        config = OmegaConf.load(path)
-    except Exception:  # any YAML or OmegaConf error: a half-written file
-        notes.append(f"{path.name} unreadable")
-        return None
-    return config if isinstance(config, DictConfig) else None
-
-
-def _overrides(run_dir: Path) -> list[str]:
-    for path in (run_dir / OVERRIDES_FILE, run_dir / ".hydra" / "overrides.yaml"):
-        try:
-            content = OmegaConf.to_container(OmegaConf.load(path))
-        except Exception:  # missing or unreadable: try the next, else no overrides known
-            continue
-        if isinstance(content, list):
-            return [str(o) for o in content]
-    return []
+    return Run(run_dir, row, files.overrides, epochs)
 
 
 def _differing(overrides: list[str], config: DictConfig | None, defaults: DictConfig | None) -> list[str]:
@@ -285,8 +226,8 @@ def sort_runs(runs: list[Run], column: str) -> list[Run]:
 
 def table_text(runs: list[Run], columns: Sequence[str]) -> str:
     """The table as printed: long cells (overrides, notes) cut at MAX_CELL characters; the CSV has them whole."""
-    headers = [SHORT_HEADERS.get(c, c) for c in columns]
-    cells = [[_cut(_cell(r.row[c])) for c in columns] for r in runs]
+    headers = list(columns)
+    cells = [[_cut(format_number(r.row[c], missing="-")) for c in columns] for r in runs]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
@@ -295,14 +236,6 @@ def table_text(runs: list[Run], columns: Sequence[str]) -> str:
 
 def _cut(text: str) -> str:
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def table_csv(runs: list[Run]) -> str:

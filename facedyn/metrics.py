@@ -12,6 +12,8 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix
 SCORES: tuple[str, ...] = ("dynamics", "synkinesis")
 MAX_GRADE: dict[str, int] = {"dynamics": 5, "synkinesis": 3}
 SCALE = np.array([MAX_GRADE[s] for s in SCORES], dtype=np.float64)
+# The final metrics tables show (compare's columns, the sweep's summary): loss, then MAE, accuracy, QWK per score.
+HEADLINE_METRICS: tuple[str, ...] = ("val_loss", *(f"val_{k}_{s}" for k in ("mae", "acc", "qwk") for s in SCORES))
 
 
 def to_grades(normalised: np.ndarray) -> np.ndarray:

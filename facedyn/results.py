@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,8 +45,11 @@ def write_predictions(run_dir: Path, name: str, samples, rows: np.ndarray, pred_
     atomic_write_text(Path(run_dir) / f"{name}_video.csv", csv_text(video_rows, header))
 
 
-def _fmt(value) -> str:
-    return "—" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
+def format_number(value: Any, spec: str = ".4g", missing: str = "") -> str:
+    """A table cell: floats by `spec`, None and NaN as `missing`, anything else as str()."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return missing
+    return format(value, spec) if isinstance(value, float) else str(value)
 
 
 def summary_text(run_dir: Path, stage_rows: list[dict], final: dict, baseline: dict, flow_pretrained: bool) -> str:
@@ -63,7 +67,8 @@ def summary_text(run_dir: Path, stage_rows: list[dict], final: dict, baseline: d
                  (f"val_video_icc_{score}", f"{score} ICC(2,1), video level")]
     keys.append(("val_acc_both", "both scores right"))
     for key, label in keys:
-        lines.append(f"{label:<34}{_fmt(final.get(key)):>9}{_fmt(baseline.get(key)):>10}")
+        model, base = (format_number(m.get(key), ".3f", "—") for m in (final, baseline))
+        lines.append(f"{label:<34}{model:>9}{base:>10}")
     if not flow_pretrained:
         lines += ["", "NOTE: the flow branch trained from scratch (no ImageNet weights); see the log."]
     return "\n".join(lines)

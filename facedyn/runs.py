@@ -26,8 +26,9 @@ import json
 import os
 import socket
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from facedyn.io import atomic_write_json
 
@@ -40,6 +41,7 @@ METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.pt"
 LOCK_FILE = ".lock"
+RUN_MARKERS = (STATUS_FILE, CONFIG_FILE, HISTORY_FILE)  # any of them makes a folder a run folder
 
 
 class RunFolderInUse(RuntimeError):
@@ -141,3 +143,80 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, owned by someone else
     return True
+
+
+def find_run_dirs(paths: Sequence[Path]) -> Iterator[Path]:
+    """Every run folder under the paths (a run folder's subfolders are not searched; hidden folders such as
+    Hydra's .hydra/ or submitit's .submitit/ and checkpoints/ hold no runs)."""
+    for root in paths:
+        for folder, subdirs, files in os.walk(root):
+            if any(marker in files for marker in RUN_MARKERS):
+                subdirs.clear()
+                yield Path(folder)
+            else:
+                subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d != CHECKPOINT_DIR)
+
+
+@dataclass
+class RunFiles:
+    """A run folder's files as read, whatever state they are in: what is missing or unreadable is None (or
+    empty) and named in `problems`."""
+
+    status: dict | None
+    history: list[dict]
+    metrics: dict | None
+    config: Any | None  # a DictConfig
+    overrides: list[str]
+    problems: list[str] = field(default_factory=list)
+
+
+def read_run_files(run_dir: Path) -> RunFiles:
+    """Read a run folder through this contract (a folder of another version or half-written included)."""
+    problems: list[str] = []
+    status = _json_dict(run_dir / STATUS_FILE, problems)
+    history = _json_dict(run_dir / HISTORY_FILE, problems)
+    metrics = _json_dict(run_dir / METRICS_FILE, problems, expected=False)
+    if status and status.get("format", 0) != RUN_FORMAT:
+        problems.append(f"run format {status.get('format', 'none')} (this version writes {RUN_FORMAT})")
+    epochs = [e for e in (history or {}).get("epochs", []) if isinstance(e, dict)]
+    return RunFiles(status, epochs, metrics, _config(run_dir / CONFIG_FILE, problems), _overrides(run_dir), problems)
+
+
+def _json_dict(path: Path, problems: list[str], expected: bool = True) -> dict | None:
+    if not path.is_file():
+        if expected:
+            problems.append(f"no {path.name}")
+        return None
+    content = read_json(path)
+    if not isinstance(content, dict):
+        problems.append(f"{path.name} unreadable (half-written?)")
+        return None
+    return content
+
+
+def _config(path: Path, problems: list[str]):
+    from omegaconf import DictConfig, OmegaConf
+
+    if not path.is_file():
+        problems.append(f"no {path.name}")
+        return None
+    try:
+        config = OmegaConf.load(path)
+    except Exception:  # any YAML or OmegaConf error: a half-written file
+        problems.append(f"{path.name} unreadable")
+        return None
+    return config if isinstance(config, DictConfig) else None
+
+
+def _overrides(run_dir: Path) -> list[str]:
+    """The run's overrides: overrides.yaml, else Hydra's own copy (runs of older versions)."""
+    from omegaconf import OmegaConf
+
+    for path in (run_dir / OVERRIDES_FILE, run_dir / ".hydra" / "overrides.yaml"):
+        try:
+            content = OmegaConf.to_container(OmegaConf.load(path))
+        except Exception:  # missing or unreadable: try the next, else no overrides known
+            continue
+        if isinstance(content, list):
+            return [str(o) for o in content]
+    return []

@@ -16,6 +16,7 @@ import pytest
 
 from facedyn import compare, training
 from facedyn.config import compose
+from facedyn.metrics import HEADLINE_METRICS
 from facedyn.runs import HISTORY_FILE, METRICS_FILE, STATUS_FILE, read_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def test_every_run_folder_is_found_with_its_figures(outputs: Path) -> None:
     final = read_json(outputs / good["run"] / METRICS_FILE)["final"]
     assert (good["kind"], good["stage"], good["status"], int(good["epochs"])) == ("run", "2a", "finished", 2)
     assert float(good["best_val_loss"]) == pytest.approx(min(e["val_loss"] for e in history))
-    for key in compare.FINAL_METRICS:
+    for key in HEADLINE_METRICS:
         if final.get(key) is not None and final[key] == final[key]:  # nan: an empty cell
             assert float(good[key]) == pytest.approx(final[key])
     shown = good["overrides"].split()
@@ -142,6 +143,6 @@ def test_command_line(outputs: Path) -> None:
                             capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["run", "stage", "status", "best_loss"]
+    assert lines[0].split() == ["run", "stage", "status", "best_val_loss"]  # the names --columns takes
     assert any(line.split()[:3] == ["runs/2026-01-02_11-00-00", "2a", "failed"] for line in lines)
     assert len(lines) == 1 + 3

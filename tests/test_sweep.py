@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from facedyn.config import compose
 from facedyn.runs import METRICS_FILE, STATUS_FILE, read_json
 from facedyn.sweep import runner
 from facedyn.sweep.config import SweepConfigError, split_args
+from facedyn.sweep.report import summarize
 from facedyn.sweep.storage import fail_dead_trials, open_storage
 from facedyn.sweep.trial import SurplusTrial, refuse_surplus
 
@@ -67,7 +69,7 @@ def staged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_sweep(sweep_args(root, *PRUNING))
 
 
-def test_each_stage_is_a_study_in_sqlite_seeded_by_the_best_trial_before(staged: Path) -> None:
+def test_each_stage_is_a_study_in_sqlite_started_from_the_best_trial_before(staged: Path) -> None:
     assert (staged / "study.db").is_file()
     first, second = load(staged, "2a"), load(staged, "3")
     for study in (first, second):
@@ -75,12 +77,12 @@ def test_each_stage_is_a_study_in_sqlite_seeded_by_the_best_trial_before(staged:
         assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 3
         lrs = [t.params["stages.s" + study.study_name.split("_")[-1] + ".lr"] for t in study.trials]
         assert len(set(lrs)) == 3
-    seed = first.best_trial.user_attrs["checkpoint"]
-    assert Path(seed).is_file() and Path(seed).parent.parent == Path(first.best_trial.user_attrs["run_dir"])
-    assert second.user_attrs["init_from"] == seed
+    start = first.best_trial.user_attrs["checkpoint"]
+    assert Path(start).is_file() and Path(start).parent.parent == Path(first.best_trial.user_attrs["run_dir"])
+    assert second.user_attrs["init_from"] == start
     for trial in second.trials:
-        assert f"init_from={seed}" in read_overrides(Path(trial.user_attrs["run_dir"]))
-        assert trial.user_attrs["init_from"] == seed
+        assert f"init_from={start}" in read_overrides(Path(trial.user_attrs["run_dir"]))
+        assert trial.user_attrs["init_from"] == start
 
 
 def read_overrides(run_dir: Path) -> list[str]:
@@ -127,6 +129,17 @@ def test_summary_plots_and_a_train_py_line_for_the_best_pipeline(staged: Path) -
     assert cfg.stages.s2a.lr == pytest.approx(best_values["stages.s2a.lr"])
     assert cfg.stages.s3.lr == pytest.approx(best_values["stages.s3.lr"])
     assert cfg.data.synthetic.videos == 5
+    assert list(cfg.stages) == ["s2a", "s3"]  # the stages swept, not all five
+
+
+def test_best_overrides_of_a_partial_sweep_keep_where_it_started(staged: Path) -> None:
+    parsed = split_args(sweep_args(staged.parent, *PRUNING))
+    start = load(staged, "2a").best_trial.user_attrs["checkpoint"]
+    sweep = runner.prepare(parsed.sweep, [*parsed.train_overrides, f"init_from={start}"])
+    studies = {stage: load(staged, stage) for stage in ("2a", "3")}
+    line = shlex.split(summarize(sweep, studies)["train_command"])
+    cfg = compose(line[2:])
+    assert cfg.init_from == start and list(cfg.stages) == ["s2a", "s3"]
 
 
 def test_compare_lists_the_trials_of_the_sweep(staged: Path) -> None:
@@ -250,3 +263,38 @@ def test_a_trial_of_another_machine_whose_heartbeat_stopped_is_failed_and_queued
     retry = study.trials[1]
     assert retry.params == {"stages.s1.lr": lr} and retry.system_attrs["failed_trial"] == 0
     assert "host" not in retry.user_attrs and "pid" not in retry.user_attrs
+
+
+def test_a_damaged_or_deleted_study_db_is_one_line_and_recover_rebuilds_it_from_the_trial_folders(
+        staged: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from facedyn.cli.sweep import main
+
+    copy = tmp_path / "tiny"
+    shutil.copytree(staged, copy)
+    args = [a for a in sweep_args(staged.parent, *PRUNING) if not a.startswith("sweep.root=")] + [f"sweep.root={tmp_path}"]
+
+    def last_error_line(argv: list[str]) -> str:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return err.strip().splitlines()[-1]
+
+    (copy / "study.db").write_bytes(b"not a database " * 512)
+    line = last_error_line(args)
+    assert "study.db: the database is damaged" in line and "sweep.recover=true" in line
+    (copy / "study.db").unlink()
+    line = last_error_line(args)
+    assert f"{copy / 'trials' / '2a'} holds 3 trial folders" in line and "sweep.recover=true" in line
+    (copy / "study.db").write_bytes(b"not a database " * 512)
+    finished = {p: p.stat().st_mtime_ns for p in copy.glob("trials/*/*/metrics.json")}
+
+    assert main([*args, "sweep.recover=true"]) == 0
+    assert len(list(copy.glob("study.db.damaged-*"))) == 1  # set aside, not deleted
+    for stage in ("2a", "3"):
+        before, after = load(staged, stage), load(copy, stage)
+        assert [(t.number, t.state, t.params, t.value, t.intermediate_values) for t in after.trials] == \
+               [(t.number, t.state, t.params, t.value, t.intermediate_values) for t in before.trials]
+        assert after.user_attrs["init_from"] == before.user_attrs["init_from"]
+    assert {p: p.stat().st_mtime_ns for p in copy.glob("trials/*/*/metrics.json")} == finished  # nothing retrained
+    assert json.loads((copy / "summary.json").read_text())["stages"]["3"]["best"]["params"] == \
+           json.loads((staged / "summary.json").read_text())["stages"]["3"]["best"]["params"]

@@ -78,6 +78,7 @@ class SweepConfig:
     grace_period: int = 120
     max_retry: int = 3
     poll_seconds: float = 2.0
+    recover: bool = False
     launcher: str = "local"
     workers: Optional[int] = None
     workers_per_device: int = 1

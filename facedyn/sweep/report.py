@@ -21,6 +21,8 @@ import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
 from facedyn.io import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
+from facedyn.metrics import HEADLINE_METRICS  # noqa: E402
+from facedyn.results import format_number  # noqa: E402
 from facedyn.sweep.search import RETRY_OF_ATTR, SURPLUS_ATTR, as_overrides  # noqa: E402
 from facedyn.sweep.storage import HOST_ATTR, PID_ATTR, RUN_DIR_ATTR  # noqa: E402
 from facedyn.sweep.trial import CHECKPOINT_ATTR, INIT_FROM_ATTR, METRICS_ATTR  # noqa: E402
@@ -33,8 +35,6 @@ SUMMARY_MD = "summary.md"
 TRIALS_CSV = "trials.csv"
 BEST_OVERRIDES = "best_overrides.txt"
 PLOTS_DIR = "plots"
-SHOWN_METRICS = ("val_loss", "val_mae_dynamics", "val_mae_synkinesis", "val_acc_dynamics", "val_acc_synkinesis",
-                 "val_qwk_dynamics", "val_qwk_synkinesis")
 
 
 def write_report(sweep: "Sweep") -> dict:
@@ -79,7 +79,7 @@ def summarize(sweep: "Sweep", studies: dict[str, optuna.Study]) -> dict:
             best_values.update(best.params)
         trials.extend(_trial_row(stage, t) for t in all_trials)
     complete &= len(studies) == len(sweep.study_stages())
-    overrides = list(sweep.base_overrides) + as_overrides(best_values) if best_values else None
+    overrides = list(sweep.base_overrides) + _pipeline(sweep) + as_overrides(best_values) if best_values else None
     return {
         "study_name": sweep.cfg.study_name,
         "mode": sweep.cfg.mode,
@@ -92,6 +92,20 @@ def summarize(sweep: "Sweep", studies: dict[str, optuna.Study]) -> dict:
         "train_command": "python train.py " + " ".join(shlex.quote(o) for o in overrides) if overrides else None,
         "trials": trials,
     }
+
+
+def _pipeline(sweep: "Sweep") -> list[str]:
+    """What makes train.py run the pipeline the sweep tuned: its stages when they are not all five, and the
+    checkpoint its first stage started from."""
+    from facedyn.config import STAGE_ORDER
+
+    extra = []
+    stages = [str(s) for s in sweep.cfg.stages]
+    if sweep.cfg.mode == "staged" and tuple(stages) != STAGE_ORDER:
+        extra.append(f"stage=[{','.join(stages)}]" if len(stages) > 1 else f"stage={stages[0]}")
+    if sweep.init_from:
+        extra.append(f"init_from={sweep.init_from}")
+    return extra
 
 
 def _best(study: optuna.Study) -> FrozenTrial | None:
@@ -122,7 +136,7 @@ def _trial_row(stage: str, trial: FrozenTrial) -> dict[str, Any]:
 
 def _csv(rows: list[dict]) -> str:
     param_keys = list(dict.fromkeys(k for r in rows for k in r["params"]))
-    metric_keys = [m for m in SHOWN_METRICS if any(m in r["metrics"] for r in rows)]
+    metric_keys = [m for m in HEADLINE_METRICS if any(m in r["metrics"] for r in rows)]
     fields = ["stage", "number", "state", "value", *param_keys, "epochs", *metric_keys, "seconds", "retry_of",
               "run_dir", "host", "pid"]
     buffer = io.StringIO()
@@ -138,34 +152,28 @@ def _markdown(summary: dict) -> str:
              f"Storage: `{summary['storage']}`" + ("" if summary["complete"] else " — **not finished yet**"), ""]
     if summary["train_command"]:
         lines += ["Best pipeline:", "", "```", summary["train_command"], "```", ""]
-    metrics = list(SHOWN_METRICS)
+    metrics = list(HEADLINE_METRICS)
     lines += ["## Best trial per stage", "",
               "| stage | trial | params | " + " | ".join(metrics) + " | done/budget | pruned | failed |",
               "|---" * (len(metrics) + 6) + "|"]
     for stage, info in summary["stages"].items():
         best = info["best"] or {"number": "–", "params": {}, "metrics": {}}
         lines.append(f"| {stage} | {best['number']} | {_params(best['params'])} | "
-                     + " | ".join(_fmt(best["metrics"].get(m)) for m in metrics)
+                     + " | ".join(format_number(best["metrics"].get(m)) for m in metrics)
                      + f" | {info['n_complete'] + info['n_pruned']}/{info['budget']} | {info['n_pruned']} |"
                        f" {info['n_fail']} |")
     lines += ["", "## All trials", "", "| stage | trial | state | value | params | epochs | seconds | run folder |",
               "|---|---|---|---|---|---|---|---|"]
     for t in summary["trials"]:
-        lines.append(f"| {t['stage']} | {t['number']} | {t['state']} | {_fmt(t['value'])} | {_params(t['params'])} | "
-                     f"{t['epochs']} | {_fmt(t['seconds'])} | {t['run_dir'] or ''} |")
+        lines.append(f"| {t['stage']} | {t['number']} | {t['state']} | {format_number(t['value'])} | {_params(t['params'])} | "
+                     f"{t['epochs']} | {format_number(t['seconds'])} | {t['run_dir'] or ''} |")
     return "\n".join(lines) + "\n"
 
 
 def _params(params: dict) -> str:
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+    return ", ".join(f"{k}={format_number(v)}" for k, v in params.items())
 
 
-def _fmt(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
 
 
 def _plot_history(study: optuna.Study, stage: str, path: Path, metric: str) -> None:

@@ -7,7 +7,7 @@ number of machines (one database URL, one study name) cooperate:
 - a process that finds nothing left to start in a stage (the last trials run elsewhere) waits for them,
   failing and taking over trials whose process died;
 - staged mode: the next stage starts from the checkpoint of the best trial of the stage before, read from
-  that trial's user attributes; each stage's study records its seed, so all its trials share it.
+  that trial's user attributes; each stage's study records that start checkpoint, so all its trials share it.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from pathlib import Path
 from typing import Sequence
 
 import optuna
+import sqlalchemy.exc
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from facedyn.sweep.config import SweepConfigError
 from facedyn.sweep.report import write_report
 from facedyn.sweep.search import lr_key, make_pruner, make_sampler, searched_keys
-from facedyn.sweep.storage import fail_dead_trials, open_storage, storage_url
+from facedyn.sweep.recover import recover, set_aside_damaged
+from facedyn.sweep.storage import fail_dead_trials, open_storage, shown_url, storage_url
 from facedyn.sweep.trial import (
     CHECKPOINT_ATTR, DIVERGED_ATTR, INIT_FROM_ATTR, SurplusTrial, SweepError, TrialPlan, objective,
 )
@@ -85,27 +87,63 @@ def prepare(cfg: DictConfig, train_overrides: Sequence[str]) -> Sweep:
     sweep_dir = _sweeps_root(cfg, base) / cfg.study_name
     _check_composes(cfg, tuple(base), init_from, sweep_dir)
     url = storage_url(cfg, sweep_dir)
-    return Sweep(cfg, tuple(base), init_from, sweep_dir, url, open_storage(cfg, url))
+    if cfg.recover:
+        set_aside_damaged(url)
+    sweep = Sweep(cfg, tuple(base), init_from, sweep_dir, url, open_storage(cfg, url))
+    if cfg.recover:
+        recover(sweep)
+    else:
+        _check_trials_known(sweep)
+    return sweep
+
+
+def _check_trials_known(sweep: Sweep) -> None:
+    """Trial folders the database does not know mean it was deleted or replaced: say how to rebuild it."""
+    for stage in sweep.study_stages():
+        folders = [p for p in (sweep.sweep_dir / "trials" / stage).glob("*") if p.name.isdigit()]
+        if not folders:
+            continue
+        try:
+            known = len(optuna.load_study(study_name=sweep.study_name(stage), storage=sweep.storage).trials)
+        except KeyError:
+            known = 0
+        if max(int(p.name) for p in folders) >= known:
+            raise SweepConfigError(
+                f"{sweep.sweep_dir / 'trials' / stage} holds {len(folders)} trial folders that the study database "
+                f"{shown_url(sweep.storage_url)} does not know (was it deleted or replaced?): rebuild the study from "
+                "them with sweep.recover=true, or use another sweep.study_name")
 
 
 def run(sweep: Sweep) -> Path:
     """Fill every study of the sweep; write the report; return the sweep's folder."""
-    seed = sweep.init_from
-    stages = sweep.study_stages()
-    for stage in stages:
-        study = sweep.open_study(stage)
-        seed = _agreed_seed(study, seed) if sweep.cfg.mode == "staged" else None
-        plan = _plan(sweep.cfg, sweep.base_overrides, sweep.sweep_dir, stage, seed)
-        log.info("study %s: %d trials, starting from %s", study.study_name, plan.budget, seed or "the default init")
-        _fill(study, plan, sweep.cfg)
-        if sweep.cfg.mode == "staged":
-            seed = _best_checkpoint(study)
+    try:
+        _run_studies(sweep)
+    except (sqlalchemy.exc.SQLAlchemyError, AssertionError) as exc:  # the database went away or broke mid-sweep
+        if isinstance(exc, AssertionError) and "Should not reach" not in str(exc):
+            raise  # optuna's own assertion on a study that lost its tables; any other is a bug to see
+        raise SweepError(f"the study database {shown_url(sweep.storage_url)} failed during the sweep "
+                         f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}): "
+                         "if it was deleted or damaged, rebuild it from the trial folders with sweep.recover=true"
+                         ) from None
     write_report(sweep)
     return sweep.sweep_dir
 
 
+def _run_studies(sweep: Sweep) -> None:
+    start = sweep.init_from
+    stages = sweep.study_stages()
+    for stage in stages:
+        study = sweep.open_study(stage)
+        start = _agreed_start(study, start) if sweep.cfg.mode == "staged" else None
+        plan = _plan(sweep.cfg, sweep.base_overrides, sweep.sweep_dir, stage, start)
+        log.info("study %s: %d trials, starting from %s", study.study_name, plan.budget, start or "the default init")
+        _fill(study, plan, sweep.cfg)
+        if sweep.cfg.mode == "staged":
+            start = _best_checkpoint(study)
+
+
 def _split_overrides(cfg: DictConfig, overrides: Sequence[str]) -> tuple[list[str], str | None]:
-    """The user's overrides minus init_from (the seed of the first swept stage); refuses those the sweep sets."""
+    """The user's overrides minus init_from (where the first swept stage starts); refuses those the sweep sets."""
     base, init_from = [], None
     swept = set(searched_keys(cfg, [str(s) for s in cfg.stages])) | {"stage", "optimizer.lr"}
     for override in overrides:
@@ -164,12 +202,12 @@ def _any_value(cfg: DictConfig, key: str) -> object:
     raise KeyError(key)
 
 
-def _plan(cfg: DictConfig, base: tuple[str, ...], sweep_dir: Path, stage: str, seed: str | None) -> TrialPlan:
+def _plan(cfg: DictConfig, base: tuple[str, ...], sweep_dir: Path, stage: str, start: str | None) -> TrialPlan:
     searched = tuple(str(s) for s in cfg.stages) if stage == JOINT else (stage,)
     return TrialPlan(
         sweep=cfg, stage=stage, searched_stages=searched,
         last_stage=searched[-1] if stage != JOINT else _last_stage(),
-        base_overrides=base, init_from=seed,
+        base_overrides=base, init_from=start,
         trials_dir=(sweep_dir / "trials" / stage).resolve(),
         budget=int(cfg.trials if cfg.mode == "joint" else cfg.trials_per_stage),
     )
@@ -185,15 +223,15 @@ def _last_stage() -> str:
     return STAGE_ORDER[-1]
 
 
-def _agreed_seed(study: optuna.Study, seed: str | None) -> str | None:
+def _agreed_start(study: optuna.Study, start: str | None) -> str | None:
     """The checkpoint every trial of the stage starts from: the one its study recorded first."""
     if INIT_FROM_ATTR not in study.user_attrs:
-        study.set_user_attr(INIT_FROM_ATTR, seed)
-        return seed
+        study.set_user_attr(INIT_FROM_ATTR, start)
+        return start
     recorded = study.user_attrs[INIT_FROM_ATTR]
-    if recorded != seed:
+    if recorded != start:
         log.warning("study %s started from %s; keeping it (the stage before now says %s)",
-                    study.study_name, recorded, seed)
+                    study.study_name, recorded, start)
     return recorded
 
 
@@ -229,7 +267,7 @@ def _best_checkpoint(study: optuna.Study) -> str:
         best = study.best_trial
     except ValueError:
         raise SweepError(f"study {study.study_name}: no trial finished (all pruned or failed), so no "
-                         "checkpoint can seed the next stage; loosen the pruner or widen the lr range") from None
+                         "checkpoint can start the next stage; loosen the pruner or widen the lr range") from None
     checkpoint = best.user_attrs.get(CHECKPOINT_ATTR)
     if not checkpoint or not Path(checkpoint).is_file():
         raise SweepError(f"study {study.study_name}: the best trial {best.number}'s checkpoint {checkpoint} is "

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import optuna
-from optuna.distributions import BaseDistribution
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 from omegaconf import DictConfig
 
@@ -116,24 +116,34 @@ def searched_keys(cfg: DictConfig, stages: Sequence[str]) -> list[str]:
     return keys
 
 
+def distributions(cfg: DictConfig, stages: Sequence[str]) -> dict[str, BaseDistribution]:
+    """The search space of a trial covering `stages`: {config key: distribution}, each stage's lr first."""
+    space: dict[str, BaseDistribution] = {}
+    for stage in stages:
+        low, high = (float(v) for v in cfg.lr_range[stage])
+        space[lr_key(stage)] = FloatDistribution(low, high, log=True)
+    for template, spec in cfg.params.items():
+        for key in dict.fromkeys(param_key(template, s) for s in stages):
+            if spec.type == "categorical":
+                space[key] = CategoricalDistribution(list(spec.choices))
+            elif spec.type == "int":
+                space[key] = IntDistribution(int(spec.low), int(spec.high), log=spec.log)
+            else:
+                space[key] = FloatDistribution(float(spec.low), float(spec.high), log=spec.log)
+    return space
+
+
 def suggest(trial: optuna.Trial, cfg: DictConfig, stages: Sequence[str]) -> dict[str, Any]:
     """Ask the trial for every searched value of `stages`; {config key: value}."""
     values: dict[str, Any] = {}
-    for stage in stages:
-        low, high = (float(v) for v in cfg.lr_range[stage])
-        values[lr_key(stage)] = trial.suggest_float(lr_key(stage), low, high, log=True)
-    for template, spec in cfg.params.items():
-        for key in dict.fromkeys(param_key(template, s) for s in stages):
-            values[key] = _suggest_one(trial, key, spec)
+    for key, space in distributions(cfg, stages).items():
+        if isinstance(space, CategoricalDistribution):
+            values[key] = trial.suggest_categorical(key, list(space.choices))
+        elif isinstance(space, IntDistribution):
+            values[key] = trial.suggest_int(key, space.low, space.high, log=space.log)
+        else:
+            values[key] = trial.suggest_float(key, space.low, space.high, log=space.log)
     return values
-
-
-def _suggest_one(trial: optuna.Trial, key: str, spec: DictConfig) -> Any:
-    if spec.type == "categorical":
-        return trial.suggest_categorical(key, list(spec.choices))
-    if spec.type == "int":
-        return trial.suggest_int(key, int(spec.low), int(spec.high), log=spec.log)
-    return trial.suggest_float(key, float(spec.low), float(spec.high), log=spec.log)
 
 
 def as_overrides(values: dict[str, Any]) -> list[str]:

@@ -51,7 +51,7 @@ class TrialPlan:
     sweep: DictConfig
     stage: str                      # the stage trained ("all" in joint mode)
     searched_stages: tuple[str, ...]  # whose lrs (and params) the trial sets
-    last_stage: str                 # whose checkpoint seeds what comes next
+    last_stage: str                 # whose checkpoint the next stage starts from
     base_overrides: tuple[str, ...]  # the user's training overrides
     init_from: str | None           # starting weights of the stage
     trials_dir: Path
