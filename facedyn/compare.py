@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from facedyn.config import STAGE_ORDER
+from facedyn.config import STAGE_ORDER, override_key
 from facedyn.io import atomic_path, atomic_write_text
 from facedyn.metrics import HEADLINE_METRICS
 from facedyn.results import format_number
@@ -76,7 +76,7 @@ def _differing(overrides: list[str], config: DictConfig | None, defaults: DictCo
     """The overrides that changed something: a value equal to the default is left out; the stage has its column."""
     kept = []
     for override in overrides:
-        key = override.partition("=")[0].lstrip("+~")
+        key = override_key(override)
         if key == "stage":
             continue
         if config is not None and defaults is not None and _same(config, defaults, key):
@@ -210,7 +210,7 @@ def select(runs: list[Run], stage: str | None, sweep: str | None, overrides: Seq
 def _has_override(overrides: list[str], wanted: str) -> bool:
     if "=" in wanted:
         return wanted in overrides
-    return any(o.partition("=")[0].lstrip("+~") == wanted for o in overrides)
+    return any(override_key(o) == wanted for o in overrides)
 
 
 def sort_runs(runs: list[Run], column: str) -> list[Run]:

@@ -265,9 +265,14 @@ def normalize_overrides(overrides: Sequence[str]) -> list[str]:
     return normalized
 
 
+def override_key(override: str) -> str:
+    """The config key a `key=value` override sets, without Hydra's +/++/~ prefixes."""
+    return override.partition("=")[0].lstrip("+~")
+
+
 def override_stage(override: str) -> str | None:
     """`s2b` for an override of stages.s2b.*; None for any other key."""
-    parts = override.partition("=")[0].lstrip("+~").split(".")
+    parts = override_key(override).split(".")
     return parts[1] if len(parts) > 1 and parts[0] == "stages" else None
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState, create_trial
 
-from facedyn.config import STAGE_ORDER
+from facedyn.config import STAGE_ORDER, override_key
 from facedyn.runs import METRICS_FILE, read_run_files, stage_checkpoint
 from facedyn.sweep.config import SweepConfigError
 from facedyn.sweep.search import distributions
@@ -103,8 +103,4 @@ def _trial(run_dir: Path | None, spaces: dict, cfg: DictConfig, last_stage: str)
 
 
 def _init_from(overrides: list[str]) -> str | None:
-    for override in overrides:
-        key, _, value = override.partition("=")
-        if key == "init_from":
-            return value
-    return None
+    return next((o.partition("=")[2] for o in overrides if override_key(o) == "init_from"), None)

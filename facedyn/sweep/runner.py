@@ -23,6 +23,7 @@ import sqlalchemy.exc
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from facedyn.config import override_key
 from facedyn.sweep.config import SweepConfigError
 from facedyn.sweep.report import write_report
 from facedyn.sweep.search import lr_key, make_pruner, make_sampler, searched_keys
@@ -147,13 +148,13 @@ def _split_overrides(cfg: DictConfig, overrides: Sequence[str]) -> tuple[list[st
     base, init_from = [], None
     swept = set(searched_keys(cfg, [str(s) for s in cfg.stages])) | {"stage", "optimizer.lr"}
     for override in overrides:
-        key, _, value = override.partition("=")
-        if key.lstrip("+~") in swept:
-            raise SweepConfigError(f"override {override!r}: the sweep sets {key.lstrip('+~')} itself; drop it")
+        key = override_key(override)
+        if key in swept:
+            raise SweepConfigError(f"override {override!r}: the sweep sets {key} itself; drop it")
         if key == "init_from":
             if cfg.mode == "joint":
                 raise SweepConfigError("init_from=…: a joint sweep trains the whole pipeline from the start")
-            init_from = value
+            init_from = override.partition("=")[2]
         else:
             base.append(override)
     return base, init_from
