@@ -25,9 +25,9 @@ from optuna.trial import TrialState
 
 from facedyn.config import override_key
 from facedyn.sweep.config import SweepConfigError
+from facedyn.sweep.recover import recover, set_aside_damaged
 from facedyn.sweep.report import write_report
 from facedyn.sweep.search import lr_key, make_pruner, make_sampler, searched_keys
-from facedyn.sweep.recover import recover, set_aside_damaged
 from facedyn.sweep.storage import fail_dead_trials, open_storage, shown_url, storage_url
 from facedyn.sweep.trial import (
     CHECKPOINT_ATTR, DIVERGED_ATTR, INIT_FROM_ATTR, SurplusTrial, SweepError, TrialPlan, objective,
