@@ -84,3 +84,14 @@ def test_a_launcher_whose_plugin_is_missing_is_one_line_before_training(tmp_path
     assert done.stderr.strip().splitlines()[-1] == ("sweep.py: sweep.launcher=slurm needs Hydra's submitit launcher: "
                                                    "pip install hydra-submitit-launcher")
     assert not (tmp_path / "tiny" / "trials").exists()
+
+
+def test_a_multirun_on_a_launcher_whose_plugin_is_missing_is_one_line(tmp_path: Path) -> None:
+    code = ("import sys; sys.modules['hydra_plugins.hydra_submitit_launcher'] = None; "
+            "sys.argv = ['train.py', '-m', 'hydra/launcher=slurm', 'seed=0,1']; "
+            "from facedyn.cli.train import main; main()")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == ["train.py: hydra/launcher=slurm needs Hydra's submitit launcher: "
+                                                "pip install hydra-submitit-launcher"]
+    assert not (tmp_path / "outputs").exists()

@@ -65,5 +65,10 @@ def _detach_file_logs(run_dir: Path) -> None:
 
 def main() -> None:
     """Console-script entry: Hydra's command line, with `stage=1` quoted as Hydra needs it."""
+    from facedyn.sweep.launch import hydra_launcher_problem
+
+    problem = hydra_launcher_problem(sys.argv[1:])
+    if problem:
+        raise SystemExit(f"train.py: {problem}")
     sys.argv = [sys.argv[0], *normalize_overrides(sys.argv[1:])]
     _train()

@@ -113,6 +113,21 @@ def executor_params(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
     return cluster, params
 
 
+SUBMITIT_LAUNCHERS = ("slurm", "submitit_slurm", "submitit_local")
+
+
+def hydra_launcher_problem(argv: Sequence[str]) -> str | None:
+    """For train.py: a `hydra/launcher=` of the submitit plugin when the plugin is not installed, in words."""
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key.lstrip("+~") == "hydra/launcher" and value in SUBMITIT_LAUNCHERS:
+            try:
+                import hydra_plugins.hydra_submitit_launcher  # noqa: F401
+            except ImportError:
+                return f"{arg} needs Hydra's submitit launcher: pip install hydra-submitit-launcher"
+    return None
+
+
 def check_launcher(cfg: DictConfig) -> None:
     """A launcher whose plugin is not installed, or settings it does not take: one line, before anything runs."""
     if cfg.launcher == "local":
