@@ -95,7 +95,8 @@ def _trial(run_dir: Path | None, spaces: dict, cfg: DictConfig, last_stage: str)
         return create_trial(state=TrialState.COMPLETE, value=float(final[cfg.metric]), params=params,
                             distributions=distributions, intermediate_values=reported, user_attrs=attrs), start
     if status == "pruned" and len(params) == len(spaces):
-        return create_trial(state=TrialState.PRUNED, params=params, distributions=distributions,
+        last = reported[max(reported)] if reported else None  # optuna's value of a pruned trial
+        return create_trial(state=TrialState.PRUNED, value=last, params=params, distributions=distributions,
                             intermediate_values=reported, user_attrs=attrs), start
     if status == "finished" and not (run_dir / METRICS_FILE).is_file():
         log.warning("%s: finished but no %s; recovered as a failed trial", run_dir, METRICS_FILE)
