@@ -26,7 +26,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 from omegaconf import DictConfig
 
-from facedyn.runs import process_alive, write_status
+from facedyn.runs import owner_alive, write_status
 from facedyn.sweep.config import SweepConfigError
 
 log = logging.getLogger(__name__)
@@ -148,8 +148,11 @@ def _fail_trials_of_dead_processes(study: optuna.Study) -> list[int]:
     retry = storage.get_heartbeat_stale_trial_callback()
     failed = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get(HOST_ATTR) != host or _alive(trial.user_attrs.get(PID_ATTR)):
-            continue
+        pid = trial.user_attrs.get(PID_ATTR)
+        if trial.user_attrs.get(HOST_ATTR) != host:
+            continue  # another machine's trial (or one without a host): only its heartbeat can tell
+        if pid != os.getpid() and owner_alive(pid, host):
+            continue  # alive, or no pid (our own pid: a leftover of a reused pid, as this process runs no trial)
         try:
             storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         except UpdateFinishedTrialError:
@@ -162,14 +165,6 @@ def _fail_trials_of_dead_processes(study: optuna.Study) -> list[int]:
         if retry is not None:
             retry(study, frozen)
     return failed
-
-
-def _alive(pid: object) -> bool:
-    if not isinstance(pid, int):
-        return True  # no pid recorded: only the heartbeat can tell
-    if pid == os.getpid():
-        return False  # this process runs no trial while it looks: a leftover of a reused pid
-    return process_alive(pid)
 
 
 def _mark_interrupted(trial: optuna.trial.FrozenTrial) -> None:
