@@ -46,6 +46,7 @@ def test_a_sweep_with_two_submitit_workers_shares_one_study(tmp_path: Path) -> N
     assert (sweep_dir / "summary.json").is_file() and (sweep_dir / "best_overrides.txt").is_file()
 
 
+@pytest.mark.slow  # the submitit kind runs in CI with the 2-worker sweep
 def test_a_multirun_of_three_jobs_through_submitit_lands_in_run_folders(tmp_path: Path, tiny_overrides) -> None:
     command = [sys.executable, str(REPO / "train.py"), "-m", "hydra/launcher=submitit_local", "stage=2a",
                "stages.s2a.init=none", *tiny_epochs({"s2a": 1}), *tiny_overrides, "seed=0,1,2"]

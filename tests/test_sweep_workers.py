@@ -98,8 +98,10 @@ def test_two_workers_one_killed_mid_trial_find_what_one_process_finds(
 
 @pytest.mark.parametrize("url, says", [
     ("postgresql+psycopg://facedyn:secret@127.0.0.1:{port}/study", "cannot reach the database: connection failed"),
-    ("postgresql+psycopg2://facedyn@127.0.0.1/study", "its database driver is not installed (No module named 'psycopg2')"),
-    ("sqlite:///{tmp}/no/such/folder/study.db", "cannot reach the database: unable to open database file"),
+    pytest.param("postgresql+psycopg2://facedyn@127.0.0.1/study",
+                 "its database driver is not installed (No module named 'psycopg2')", marks=pytest.mark.slow),
+    pytest.param("sqlite:///{tmp}/no/such/folder/study.db", "cannot reach the database: unable to open database file",
+                 marks=pytest.mark.slow),
 ])
 def test_a_database_that_cannot_work_is_one_line_before_training(tmp_path: Path, url: str, says: str) -> None:
     import socket
