@@ -29,7 +29,7 @@ def test_design_learning_rates_and_freezing():
     stages = {s: cfg.stages[stage_key(s)] for s in STAGE_ORDER}
     assert list(stages["1"].trainable) == ["flow"]
     assert list(stages["2a"].trainable) == ["landmark_head"] and stages["2a"].lr == pytest.approx(0.01)
-    assert set(stages["2b"].trainable) == {"blendshapes", "landmark_head"} and stages["2b"].lr == pytest.approx(1e-3)
+    assert set(stages["2b"].trainable) == {"blendshapes", "landmark_head"} and stages["2b"].lr == pytest.approx(1e-5)
     assert list(stages["3"].trainable) == ["fusion"]
     assert set(stages["4"].trainable) == set(PARAMETER_GROUPS)
     assert stages["4"].lr < stages["2b"].lr
