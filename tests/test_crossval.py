@@ -26,7 +26,7 @@ from tests.conftest import REPO
 FOLDS = 2
 STAGES = "stage=[1,2a,2b,3]"  # stage 4 adds nothing the table treats differently, only minutes
 EPOCHS = ["stages.s1.epochs=1", "stages.s2a.epochs=2", "stages.s2b.epochs=1", "stages.s3.epochs=2"]
-VARIANTS = "model.landmark_hidden=0,4"
+VARIANTS = "model=seed,paired_expression"  # the seed, and a model conditioned on the expression
 ARTIFACTS = Path(os.environ.get("FACEDYN_ARTIFACTS", REPO / "artifacts"))
 
 
@@ -53,8 +53,7 @@ def _video_rows(path: Path) -> list[dict]:
 def test_table_is_the_mean_and_std_of_each_folds_own_predictions(tiny_cv):
     root, _ = tiny_cv
     summary = json.loads((root / "crossval.json").read_text())
-    assert set(summary["variants"]) == {"model.landmark_hidden-0__stage-1-2a-2b-3",
-                                        "model.landmark_hidden-4__stage-1-2a-2b-3"}
+    assert set(summary["variants"]) == {"model-seed__stage-1-2a-2b-3", "model-paired_expression__stage-1-2a-2b-3"}
     for label, variant in summary["variants"].items():
         assert set(variant["branches"]) == {*BRANCHES, "baseline"}
         for branch, stage in (("flow", "1"), ("landmarks", "2b"), ("fused", "3")):
@@ -73,7 +72,7 @@ def test_table_is_the_mean_and_std_of_each_folds_own_predictions(tiny_cv):
             icc = variant["branches"][branch]["val_video_icc_dynamics"]
             assert icc["mean"] == pytest.approx(np.mean(iccs), abs=1e-5)
     table = (root / "crossval.md").read_text()
-    assert "| model.landmark_hidden-4__stage-1-2a-2b-3 | landmark branch (2b) |" in table
+    assert "| model-paired_expression__stage-1-2a-2b-3 | landmark branch (2b) |" in table
     assert " ± " in table
     with open(root / "crossval.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 2 * 4 * 5  # variants × (3 branches + baseline) × metrics
@@ -86,14 +85,14 @@ def test_folds_partition_the_videos_and_variants_start_from_the_shared_stage_1(t
     train_0 = json.loads((root / "shared" / "fold_0" / "split.json").read_text())["train_videos"]
     assert not set(val_videos[0]) & set(val_videos[1])
     assert set(val_videos[0]) | set(val_videos[1]) == set(val_videos[0]) | set(train_0)
-    label = "model.landmark_hidden-4__stage-1-2a-2b-3"
+    label = "model-paired_expression__stage-1-2a-2b-3"
     for k in range(FOLDS):
         assert json.loads((root / label / f"fold_{k}" / "split.json").read_text())["val_videos"] == val_videos[k]
         shared = torch.load(root / "shared" / f"fold_{k}" / "checkpoints" / "stage_1.pt", weights_only=True)["model"]
         init = torch.load(root / label / "init" / f"fold_{k}.pt", weights_only=True)["model"]
         flow_keys = [key for key in shared if key.startswith("flow.")]
         assert flow_keys and all(torch.equal(init[key], shared[key]) for key in flow_keys)
-        assert init["landmark_head.0.weight"].shape == (4, 104)  # the variant's own head, not the shared run's
+        assert init["landmark_head.weight"].shape == (12, 216)  # the variant's own head, not the shared run's
         assert not (root / label / f"fold_{k}" / "checkpoints" / "stage_1.pt").exists()  # stage 1 not retrained
 
 

@@ -126,8 +126,9 @@ def test_frozen_groups_are_bitwise_unchanged_and_trained_groups_move(reference_r
 def test_fusion_starts_as_the_average_of_the_branches(reference_run):
     cfg, _, _, _ = reference_run
     model, _ = build_model(cfg.model)
-    branch = {"flow_output": torch.tensor([[0.2, 0.9]]), "blendshape_features": torch.zeros(1, 104)}
-    landmarks = model.landmark_head(branch["blendshape_features"])
+    branch = {"flow_output": torch.tensor([[0.2, 0.9]]), "blendshape_features": torch.rand(1, 104),
+              "expression_index": torch.tensor([1])}
+    landmarks = model.heads(branch, "landmarks")
     fused = model.heads(branch, "fused")
     assert torch.allclose(fused, (branch["flow_output"] + landmarks) / 2)
 
