@@ -32,7 +32,9 @@ def test_design_learning_rates_and_freezing():
     assert set(stages["2b"].trainable) == {"blendshapes", "landmark_head"} and stages["2b"].lr == pytest.approx(1e-5)
     assert list(stages["3"].trainable) == ["fusion"]
     assert set(stages["4"].trainable) == set(PARAMETER_GROUPS)
-    assert stages["4"].lr < stages["2b"].lr
+    # End to end at a fine-tuning lr below the branches' own; the pretrained blendshape graph gets the
+    # smallest (Adam moves every weight by ~lr per step: 1e-3 wrecked it in 2b, README "Choosing the landmark head").
+    assert stages["2b"].lr < stages["4"].lr < stages["1"].lr
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
