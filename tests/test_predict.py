@@ -39,7 +39,7 @@ def _predict_py(*args: str) -> subprocess.CompletedProcess:
 def own_predictions(tiny_trained_run, tmp_path_factory):
     """predict on the run's own validation videos (no data.root), with labels."""
     out = tmp_path_factory.mktemp("own") / "predictions"
-    summary = task.run(_predict_cfg(f"run={tiny_trained_run}"), out)
+    summary = task.run(_predict_cfg(f"run={tiny_trained_run}", "precision=run"), out)  # as the run validated
     return out, summary
 
 

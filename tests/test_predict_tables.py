@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from facedyn.config import ConfigError
 from facedyn.data.reader import UNLABELLED
 from facedyn.data.samples import Samples
 from facedyn.inference import RunError, task
 from facedyn.inference.config import SunnybrookConfig, compose_predict
+from facedyn.runs import RunFolderInUse, owned
 from facedyn.inference.tables import SUNNYBROOK_ITEMS, frames_csv, patient_rows, patients_csv, video_grades, videos_csv
 
 MAPPING = vars(SunnybrookConfig())
@@ -86,15 +83,11 @@ def test_the_mapping_decides_which_folder_is_which_item_and_movement_starts_at_o
     assert "voluntary_movement_score_true" not in _read(patients_csv([patient], labelled=False))[0]
 
 
-def test_a_second_writer_of_one_prediction_folder_is_refused_and_a_dead_ones_lock_taken_over(tmp_path):
+def test_a_second_writer_of_one_prediction_folder_is_refused(tmp_path):
     cfg = compose_predict([f"run={tmp_path / 'no_such_run'}"])
     out = tmp_path / "out"
-    out.mkdir()
-    (out / task.LOCK_FILE).write_text(f'{{"pid": {os.getpid()}}}\n')  # a live writer: this process
-    with pytest.raises(ConfigError, match="being written by another predict.py"):
+    with owned(out):  # another writer holds the folder
+        with pytest.raises(RunFolderInUse, match="in use by process"):
+            task.run(cfg, out)
+    with pytest.raises(RunError, match="no such run folder"):  # free again: on to the next check
         task.run(cfg, out)
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    (out / task.LOCK_FILE).write_text(f'{{"pid": {int(dead.stdout)}}}\n')
-    with pytest.raises(RunError, match="no such run folder"):  # got past the lock, to the next check
-        task.run(cfg, out)
-    assert not (out / task.LOCK_FILE).exists()

@@ -14,6 +14,7 @@ from facedyn.data.config import DataConfig
 from facedyn.videos.config import PrepareConfig
 
 BACKENDS = ("torch", "onnx")
+PRECISIONS = ("fp32", "bf16", "run")
 # A config folder of its own: beside train.py's config groups, `stage=3` would select the stage group.
 PREDICT_CONF_MODULE = "facedyn.conf.predict"
 PREDICT_CONF_PACKAGE = f"pkg://{PREDICT_CONF_MODULE}"
@@ -45,6 +46,8 @@ class PredictConfig:
     model: str = "torch"  # torch | onnx (an exported graph, run by ONNX Runtime)
     onnx: Optional[str] = None  # the .onnx file for model=onnx
     device: str = "auto"  # torch: auto (cuda when available) | cpu | cuda
+    # torch: fp32 (exact, the same everywhere) | bf16 (autocast) | run (as the run validated: metrics.json)
+    precision: str = "fp32"
     batch_size: int = 128
     sunnybrook: SunnybrookConfig = field(default_factory=SunnybrookConfig)
     report: bool = True  # write report.html

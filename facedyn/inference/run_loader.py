@@ -15,7 +15,7 @@ from facedyn.data.prepare import SPLIT_FILE
 from facedyn.config import CONF_DIR, STAGE_ORDER, ModelConfig, stage_key
 from facedyn.inference.predictor import ModelInfo, RunError
 from facedyn.model import FaceDynModel, build_model
-from facedyn.runs import CHECKPOINT_DIR, CONFIG_FILE, STATUS_FILE, read_json, stage_checkpoint
+from facedyn.runs import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, STATUS_FILE, read_json, stage_checkpoint
 
 log = logging.getLogger(__name__)
 FINAL_STAGE = STAGE_ORDER[-1]
@@ -118,7 +118,7 @@ def build_for_checkpoint(run_dir: Path, checkpoint: Path, stage: str) -> tuple[F
     problem = checkpoints.state_mismatch(model, payload["model"])
     if problem:
         raise RunError(f"{checkpoint} does not fit the model of {run_dir / CONFIG_FILE} (model.*): {problem}; "
-                       f"was it made with another model config?")
+                       f"was it made with another model config, or by another facedyn version?")
     model.load_state_dict(payload["model"])
     model.eval()
     info = ModelInfo(run_dir=run_dir, checkpoint=checkpoint, stage=stage, predict=stage_predicts(cfg, stage),
@@ -127,11 +127,22 @@ def build_for_checkpoint(run_dir: Path, checkpoint: Path, stage: str) -> tuple[F
     return model, info, cfg
 
 
-def load_run(path: str | Path, stage: Optional[str] = None, device: str = "cpu", batch_size: int = 128):
-    """A TorchPredictor for a run folder (its stage-4 weights, or `stage`'s) or one of its checkpoints."""
+def run_precision(run_dir: Path) -> str:
+    """The precision the run validated its final model in (metrics.json), fp32 when it does not say."""
+    metrics = read_json(Path(run_dir) / METRICS_FILE)
+    return str(metrics.get("precision", "fp32")) if isinstance(metrics, dict) else "fp32"
+
+
+def load_run(path: str | Path, stage: Optional[str] = None, device: str = "cpu", batch_size: int = 128,
+             precision: str = "fp32"):
+    """A TorchPredictor for a run folder (its stage-4 weights, or `stage`'s) or one of its checkpoints.
+
+    precision: fp32 | bf16 | run (what the run validated with: its own validation predictions come out again).
+    """
     from facedyn.inference.torch_predictor import TorchPredictor
 
     run_dir, checkpoint, stage = resolve_checkpoint(path, stage)
     model, info, _ = build_for_checkpoint(run_dir, checkpoint, stage)
-    log.info("model: %s (stage %s, predicts %s)", checkpoint, stage, info.predict)
-    return TorchPredictor(model, info, device=device, batch_size=batch_size)
+    precision = run_precision(run_dir) if precision == "run" else precision
+    log.info("model: %s (stage %s, predicts %s, %s)", checkpoint, stage, info.predict, precision)
+    return TorchPredictor(model, info, device=device, batch_size=batch_size, precision=precision)

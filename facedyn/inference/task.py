@@ -31,15 +31,14 @@ from facedyn.data.config import DataConfig
 from facedyn.data.prepare import SPLIT_FILE, read_checked
 from facedyn.data.samples import Samples
 from facedyn.inference import tables
-from facedyn.inference.config import BACKENDS
+from facedyn.inference.config import BACKENDS, PRECISIONS
 from facedyn.inference.predictor import ModelInfo, Predictor
 from facedyn.inference.run_loader import find_newest_finished_run, load_run
 from facedyn.io import atomic_write_json, atomic_write_text
 from facedyn.metrics import SCALE, SCORES, bland_altman, evaluate, scalar_items
-from facedyn.runs import process_alive, read_json
+from facedyn.runs import owned, read_json
 
 log = logging.getLogger(__name__)
-LOCK_FILE = ".predict.lock"
 
 
 @dataclass
@@ -54,40 +53,16 @@ def run(cfg: Any, out_dir: str | os.PathLike) -> dict:
     """Predict per cfg (a PredictConfig node) into out_dir; returns a summary (and metrics with labels)."""
     out_dir = Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
-    with _owned(out_dir):
+    with owned(out_dir):  # a second predict.py writing into it is refused (facedyn.runs.RunFolderInUse)
         return _run(cfg, out_dir)
-
-
-class _owned:
-    """Hold out_dir for this process: a second predict.py writing into it is refused, a dead one's lock taken over."""
-
-    def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / LOCK_FILE
-
-    def __enter__(self) -> None:
-        while True:
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                owner = read_json(self.path)
-                pid = owner.get("pid") if isinstance(owner, dict) else None
-                if isinstance(pid, int) and process_alive(pid):
-                    raise ConfigError(f"{self.path.parent} is being written by another predict.py (pid {pid}); "
-                                      f"choose another folder (hydra.run.dir=…)") from None
-                self.path.unlink(missing_ok=True)  # left by a process that is gone
-                continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(f'{{"pid": {os.getpid()}}}\n')
-            return
-
-    def __exit__(self, *exc: Any) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def _run(cfg: Any, out_dir: Path) -> dict:
     started = time.perf_counter()
     if cfg.model not in BACKENDS:
         raise ConfigError(f"model={cfg.model!r} is not one of: {', '.join(BACKENDS)}")
+    if cfg.precision not in PRECISIONS:
+        raise ConfigError(f"precision={cfg.precision!r} is not one of: {', '.join(PRECISIONS)}")
     predictor = _predictor(cfg)
     info = predictor.info
     data = _data(cfg, predictor, out_dir)
@@ -159,7 +134,8 @@ def _predictor(cfg: Any) -> Predictor:
             raise ConfigError("model=onnx: this version has no ONNX predictor (facedyn.export)") from None
         return load_onnx(cfg.onnx, batch_size=int(cfg.batch_size))
     run_path = cfg.run or find_newest_finished_run(Path(cfg.paths.output_dir), stage or "4")
-    return load_run(run_path, stage=stage, device=cfg.device, batch_size=int(cfg.batch_size))
+    return load_run(run_path, stage=stage, device=cfg.device, batch_size=int(cfg.batch_size),
+                    precision=str(cfg.precision))
 
 
 def _changed_settings(given: Any) -> dict:

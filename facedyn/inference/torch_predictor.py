@@ -12,14 +12,24 @@ from facedyn.data.samples import flow_input
 from facedyn.inference.predictor import ModelInfo, check_inputs
 from facedyn.metrics import to_grades
 from facedyn.model import FaceDynModel
+from facedyn.runtime import Runtime
+
+PRECISIONS = ("fp32", "bf16")
 
 
 class TorchPredictor:
-    def __init__(self, model: FaceDynModel, info: ModelInfo, device: str = "cpu", batch_size: int = 128) -> None:
+    """precision fp32 (the default: exact, the same on every machine) or bf16 (autocast, as training validates
+    on CUDA and on CPUs with native bf16)."""
+
+    def __init__(self, model: FaceDynModel, info: ModelInfo, device: str = "cpu", batch_size: int = 128,
+                 precision: str = "fp32") -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision={precision!r} is not one of: {', '.join(PRECISIONS)}")
+        self.runtime = Runtime(device=torch.device(device), autocast_dtype=torch.bfloat16 if precision == "bf16" else None,
+                               channels_last=False, progress=False)
+        self.model = model.to(self.runtime.device).eval()
         self.info = info
         self.batch_size = batch_size
 
@@ -36,6 +46,6 @@ class TorchPredictor:
                 "baseline_landmarks": torch.from_numpy(np.asarray(baseline_landmarks[part], np.float32)),
                 "expression_index": torch.from_numpy(expression_indices(expressions[part], self.model.expressions)),
             }
-            batch = {key: value.to(self.device) for key, value in batch.items()}
-            outputs.append(self.model(batch, self.info.predict).float().cpu().numpy())
+            with self.runtime.autocast():
+                outputs.append(self.model(self.runtime.to_device(batch), self.info.predict).float().cpu().numpy())
         return to_grades(np.concatenate(outputs))
