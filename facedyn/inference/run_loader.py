@@ -6,16 +6,15 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from facedyn import checkpoints
-from facedyn.compare import find_run_dirs
 from facedyn.data.prepare import SPLIT_FILE
 from facedyn.config import CONF_DIR, STAGE_ORDER, ModelConfig, stage_key
 from facedyn.inference.predictor import ModelInfo, RunError
 from facedyn.model import FaceDynModel, build_model
-from facedyn.runs import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, STATUS_FILE, read_json, stage_checkpoint
+from facedyn.runs import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, STATUS_FILE, find_run_dirs, read_json,
+                          stage_checkpoint)
 
 log = logging.getLogger(__name__)
 FINAL_STAGE = STAGE_ORDER[-1]
