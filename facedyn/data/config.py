@@ -28,6 +28,16 @@ class LandmarkUnits(Choice):
     normalised = "normalised"
 
 
+class HeadMotionModel(Choice):
+    similarity = "similarity"
+    affine = "affine"
+
+
+class FlowCrop(Choice):
+    frame = "frame"  # the flow image shows the landmarks' whole video frame
+    face_box = "face_box"  # a square box around the face, estimated from the data
+
+
 @dataclass
 class LabelConfig:
     """Where the labels sit in expression_g_column.json and which values the loss ignores.
@@ -104,17 +114,17 @@ class FlowConfig:
     move and subtract its motion field from each flow image (once, when the dataset is decoded; the cache
     keeps the result). For recordings nobody registered; data prepared by prepare.py is registered already.
     head_motion_model: similarity | affine. head_motion_refine: then also take out the similarity motion
-    most of the face's remaining flow shares (landmark jitter limits the landmark fit). crop: how the flow image lies in the landmarks' frame, `frame`
-    (the whole frame; needs data.landmarks.image_width/height) or `face_box` (a box around the face,
-    estimated from the data); null: frame for the synthetic data, face_box for a folder. max_magnitude:
-    flow pixels (at image_size) the images show at full brightness; null: the synthetic generator's
-    (required for a folder).
+    most of the face's remaining flow shares (landmark jitter limits the landmark fit). crop: how the flow
+    image lies in the landmarks' frame, `frame` (the whole frame; needs data.landmarks.image_width/height)
+    or `face_box` (a box around the face, estimated from the data); null: frame for the synthetic data,
+    face_box for a folder. max_magnitude: flow pixels (at image_size) the images show at full brightness;
+    null: the synthetic generator's (required for a folder).
     """
 
     compensate_head_motion: bool = False
-    head_motion_model: str = "similarity"
+    head_motion_model: HeadMotionModel = HeadMotionModel.similarity
     head_motion_refine: bool = True
-    crop: Optional[str] = None
+    crop: Optional[FlowCrop] = None
     max_magnitude: Optional[float] = None
 
 

@@ -39,6 +39,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
+from facedyn.data.config import FlowCrop, HeadMotionModel
 from facedyn.data.errors import DataError
 from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS
@@ -49,8 +50,8 @@ STABLE_POINTS = np.asarray([LANDMARK_SUBSET_IDXS.index(i) for i in STABLE_MESH_P
 # Where global_motion reads the flow: the stable points inside the face (on the outline the flow mixes the
 # face's movement with the still background's).
 INTERIOR_STABLE_POINTS = STABLE_POINTS[:7]
-MODELS = ("similarity", "affine")
-CROPS = ("frame", "face_box")
+MODELS = tuple(HeadMotionModel.names())
+CROPS = tuple(FlowCrop.names())
 MIN_CROP_FIT = 0.3  # R^2 below this: the crop does not relate flow and landmarks (wrong ones measured <= 0): refuse
 FACE_EDGE_PX = 3.0  # the mask reaches this far (flow pixels) beyond the landmarks' outline, feathered: flow
 # methods smooth over a window, so the face's motion shows a little beyond its outline

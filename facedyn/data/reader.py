@@ -126,8 +126,8 @@ def compensation_settings(cfg: DataConfig) -> Optional[CompensationSettings]:
     if magnitude is None:
         raise DataError("data.flow.compensate_head_motion=true needs data.flow.max_magnitude: the flow (pixels at "
                         "image_size) that the flow images show at full brightness")
-    crop = flow.crop or ("frame" if cfg.kind == "synthetic" else "face_box")
-    return CompensationSettings(flow.head_motion_model, crop, bool(flow.head_motion_refine), magnitude,
+    crop = str(flow.crop) if flow.crop is not None else ("frame" if cfg.kind == "synthetic" else "face_box")
+    return CompensationSettings(str(flow.head_motion_model), crop, bool(flow.head_motion_refine), magnitude,
                                 int(cfg.image_size), landmark_frame(cfg))
 
 
