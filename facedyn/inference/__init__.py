@@ -7,13 +7,32 @@
 `Predictor` is the interface every backend implements: torch here (load_run), ONNX Runtime in
 `facedyn.export.load_onnx(path, batch_size=…) -> Predictor` (info.backend "onnx", the ModelInfo fields
 kept in the .onnx file's metadata). `predict.py` and the report only talk to it.
+
+Light on import (no torch), like facedyn.data: the ONNX backend uses the interface without torch; the torch
+backend loads on first use.
 """
 
-from facedyn.data.samples import flow_input  # every backend's flow-image input
-from facedyn.inference.config import PredictConfig  # registers predict_schema for Hydra
-from facedyn.inference.predictor import ModelInfo, Predictor, RunError
-from facedyn.inference.run_loader import find_newest_finished_run, load_run, resolve_checkpoint
-from facedyn.inference.torch_predictor import TorchPredictor
+from __future__ import annotations
 
-__all__ = ["ModelInfo", "PredictConfig", "Predictor", "RunError", "TorchPredictor", "find_newest_finished_run", "flow_input",
-           "load_run", "resolve_checkpoint"]
+from typing import Any
+
+from facedyn.data.samples import flow_input  # every backend's flow-image input
+from facedyn.inference.predictor import ModelInfo, Predictor, RunError
+
+_LAZY = {
+    "PredictConfig": "facedyn.inference.config",  # importing it registers predict_schema for Hydra
+    "find_newest_finished_run": "facedyn.inference.run_loader",
+    "load_run": "facedyn.inference.run_loader",
+    "resolve_checkpoint": "facedyn.inference.run_loader",
+    "TorchPredictor": "facedyn.inference.torch_predictor",
+}
+
+__all__ = ["ModelInfo", "Predictor", "RunError", "flow_input", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,11 @@
+"""A trained run as one ONNX graph, and the ONNX Runtime predictor that runs it.
+
+    python -m facedyn.export run=<run folder or checkpoint> out=facedyn.onnx      # facedyn.export.graph
+    predictor = facedyn.export.load_onnx("facedyn.onnx")                          # a facedyn.inference.Predictor
+
+This package's own import needs no torch (onnx_predictor.py); exporting does (graph.py).
+"""
+
+from facedyn.export.onnx_predictor import ONNX_INPUTS, OnnxPredictor, load_onnx
+
+__all__ = ["ONNX_INPUTS", "OnnxPredictor", "load_onnx"]
