@@ -38,7 +38,7 @@ def exported(tiny_trained_run, tmp_path_factory) -> Path:
 
 def test_one_graph_with_a_batch_axis_that_predicts_as_the_torch_model(exported, tiny_trained_run):
     graph = onnx.load(str(exported))
-    assert [i.name for i in graph.graph.input] == ["flow", "expression_landmarks", "baseline_landmarks"]
+    assert [i.name for i in graph.graph.input] == ["flow_image", "expression_landmarks", "baseline_landmarks"]
     for value in [*graph.graph.input, *graph.graph.output]:
         assert value.type.tensor_type.shape.dim[0].dim_param == "batch"
     torch_predictor = load_run(tiny_trained_run)

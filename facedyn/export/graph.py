@@ -99,6 +99,10 @@ def _graph(predictor: TorchPredictor) -> bytes:
     """The serialised ONNX graph of the predictor's model, with its ModelInfo in the metadata."""
     model, info = predictor.model.cpu().eval(), predictor.info
     wrapper = _Batch(model, info.predict).eval()
+    unknown = [key for key in wrapper.keys if key not in ONNX_INPUTS]
+    if unknown:  # the model reads a batch key the ONNX predictor does not feed
+        raise RunError(f"the model of {info.checkpoint} reads {unknown}, which facedyn.export's predictor cannot "
+                       f"feed (it feeds {list(ONNX_INPUTS)})")
     example = _example_inputs(wrapper.keys, info.image_size)
     buffer = io.BytesIO()
     with torch.no_grad(), _onnx2torch_export_opset(ONNX_OPSET), warnings.catch_warnings():
@@ -114,7 +118,7 @@ def _graph(predictor: TorchPredictor) -> bytes:
 
 
 def _example_inputs(keys: tuple[str, ...], image_size: int) -> tuple[torch.Tensor, ...]:
-    example = {"flow": torch.rand(2, 3, image_size, image_size),
+    example = {"flow_image": torch.rand(2, 3, image_size, image_size),
                "expression_landmarks": 300 + 100 * torch.rand(2, 146, 2),
                "baseline_landmarks": 300 + 100 * torch.rand(2, 146, 2),
                "expression_index": torch.zeros(2, dtype=torch.int64)}

@@ -21,7 +21,7 @@ from facedyn.inference.predictor import ModelInfo, RunError, check_inputs
 from facedyn.metrics import to_grades
 
 # Graph input names: the model's batch keys (FaceDynModel.required_inputs); an export has those its output reads.
-ONNX_INPUTS = ("flow", "expression_landmarks", "baseline_landmarks", "expression_index")
+ONNX_INPUTS = ("flow_image", "expression_landmarks", "baseline_landmarks", "expression_index")
 INFO_KEY, VOCABULARY_KEY = "facedyn.model_info", "facedyn.expression_vocabulary"
 
 
@@ -48,7 +48,7 @@ class OnnxPredictor:
         for start in range(0, len(flow_images), self.batch_size):
             part = slice(start, start + self.batch_size)
             feed = {
-                "flow": lambda: flow_input(flow_images[part]),
+                "flow_image": lambda: flow_input(flow_images[part]),
                 "expression_landmarks": lambda: np.asarray(expression_landmarks[part], np.float32),
                 "baseline_landmarks": lambda: np.asarray(baseline_landmarks[part], np.float32),
                 "expression_index": lambda: expression_indices(expressions[part], self.vocabulary),
