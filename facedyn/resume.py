@@ -17,9 +17,10 @@ from typing import Any, Optional, Sequence
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from facedyn import checkpoints
-from facedyn.config import ConfigError, stage_key
+from facedyn.config import ConfigError, TrainConfig, stage_key
 from facedyn.io import atomic_write_json
 from facedyn.runs import CONFIG_FILE, HISTORY_FILE, STATUS_FILE, last_checkpoint, read_json, stage_checkpoint
 
@@ -128,7 +129,11 @@ def resume_config(run_dir: Path, overrides: Sequence[str]) -> DictConfig:
     if status.get("status") == "finished":
         raise ConfigError(f"resume={run_dir}: that run finished ({status.get('ended', 'time unknown')}); its results stay "
                           f"as they are. To train on from it, start a new run with init_from={run_dir}")
-    cfg = OmegaConf.load(saved)
+    try:  # onto today's schema: keys added since the run started get their defaults
+        cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(saved))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"resume={run_dir}: its {CONFIG_FILE} does not fit this facedyn version "
+                          f"({str(exc).splitlines()[0]}); start a new run with init_from={run_dir}") from None
     done = [s for s in cfg.stages.values() if stage_checkpoint(run_dir, str(s.name)).is_file()]
     refused = []
     for override in OverridesParser.create().parse_overrides(list(overrides)):

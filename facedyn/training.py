@@ -123,6 +123,10 @@ def _build(cfg: DictConfig, stages: list[str], point: Optional[ResumePoint]) -> 
         model_cfg = OmegaConf.merge(cfg.model, {"flow": {"weights": "none"}})
     model, report = build_model(model_cfg)
     if point is not None:
+        problem = checkpoints.state_mismatch(model, point.model)
+        if problem:
+            raise checkpoints.CheckpointError(f"resume={cfg.resume}: {point.source} does not fit the model this facedyn "
+                                              f"version builds from the run's config ({problem})")
         model.load_state_dict(point.model)
         log.info("Resuming %s after stage %s%s (%s)", cfg.resume, point.stage,
                  f" epoch {point.epoch}" if point.mid_stage else "", point.source.name)
