@@ -230,7 +230,9 @@ class FaceDynModel(nn.Module):
             features = torch.cat([features, self._one_hot(expression_index, features)], dim=1)
         out = self.landmark_head(features)
         if self.conditioning == "heads":  # one pair of outputs per expression: the sample's own is kept
-            out = out.view(len(out), self.expression_slots, NUM_SCORES)[torch.arange(len(out), device=out.device), expression_index.long()]
+            # gather, not indexing with arange(len(out)): an ONNX export must keep the batch size free
+            chosen = expression_index.long().view(-1, 1, 1).expand(-1, 1, NUM_SCORES)
+            out = out.view(-1, self.expression_slots, NUM_SCORES).gather(1, chosen).squeeze(1)
         return out
 
     def heads(self, outputs: dict[str, torch.Tensor], predict: str) -> torch.Tensor:
