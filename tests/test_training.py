@@ -253,10 +253,13 @@ def _wait_for_epoch(process: subprocess.Popen, status_file, stage: str, epoch: i
 def test_sigterm_saves_and_says_how_to_resume_a_second_writer_is_refused(reference_run, tmp_path):
     _, _, _, overrides = reference_run
     run_dir = tmp_path / "terminated"
-    process = _train_py([*overrides, f"hydra.run.dir={run_dir}"])
+    # Stage 1 long enough to still be training when the second writers and SIGTERM come, however fast the
+    # machine: with the tiny run's two epochs an idle machine could finish before them (a flaky test).
+    long_stage_1 = [o for o in overrides if not o.startswith("stages.s1.epochs=")] + ["stages.s1.epochs=500"]
+    process = _train_py([*long_stage_1, f"hydra.run.dir={run_dir}"])
     _wait_for_epoch(process, run_dir / "run_status.json", "1", 1)
     # A second train.py into the same folder (same hydra.run.dir, or resume= of a run still training): refused.
-    seconds = [_train_py(args) for args in ([*overrides, f"hydra.run.dir={run_dir}"], [f"resume={run_dir}"])]
+    seconds = [_train_py(args) for args in ([*long_stage_1, f"hydra.run.dir={run_dir}"], [f"resume={run_dir}"])]
     for second in seconds:
         output, _ = second.communicate(timeout=300)
         assert second.returncode == 1 and f"is in use by process {process.pid}" in output, output
