@@ -8,20 +8,18 @@ Rerunning the same command resumes the sweep; starting it on several machines ag
 
 from __future__ import annotations
 
-import logging
 import sys
 
+from facedyn.cli import arguments
 from facedyn.cli.errors import user_errors
 from facedyn.sweep.config import SweepConfigError, split_args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the sweep the arguments (default: sys.argv[1:]) describe; the exit status."""
-    argv = sys.argv[1:] if argv is None else argv
-    if any(arg in ("-h", "--help") for arg in argv):
-        print(__doc__)
+    argv = arguments(argv, __doc__)
+    if argv is None:
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from facedyn.sweep.trial import SweepError, SweepInterrupted
 
     try:

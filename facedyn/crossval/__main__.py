@@ -17,16 +17,15 @@ Default folder: <paths.output_dir>/crossval/<time>/.
 
 from __future__ import annotations
 
-import logging
 import sys
+
+from facedyn.cli import arguments
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if any(arg in ("-h", "--help") for arg in argv):
-        print(__doc__)
+    argv = arguments(argv, __doc__)
+    if argv is None:
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from facedyn.crossval import plan, runner
     from facedyn.crossval.summary import IncompleteCrossval
     from facedyn.cli.errors import user_errors
