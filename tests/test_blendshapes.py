@@ -251,7 +251,7 @@ def test_second_load_uses_the_cache_without_tensorflow(standin, cache):
 
 @pytest.mark.parametrize(
     "damage",
-    ["truncate_onnx", "other_source", pytest.param("garble_sidecar", marks=pytest.mark.slow),
+    ["truncate_onnx", pytest.param("other_source", marks=pytest.mark.slow), pytest.param("garble_sidecar", marks=pytest.mark.slow),
      pytest.param("delete_sidecar", marks=pytest.mark.slow)],
 )
 def test_a_damaged_cache_entry_is_rebuilt_not_loaded(standin, cache, tmp_path, landmarks, reference, damage):

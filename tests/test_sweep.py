@@ -176,6 +176,7 @@ def finish(process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
     assert process.wait(timeout=timeout) == 0, log.read_text()[-3000:]
 
 
+@pytest.mark.slow  # CI time: test_sweep_workers' PostgreSQL test kills a sweep worker mid-trial in CI
 def test_a_killed_sweep_resumes_without_repeating_finished_trials(tmp_path: Path) -> None:
     extra = ["sweep.stages=[2a]", "sweep.trials_per_stage=2", "sweep.pruner.name=none", "stages.s2a.epochs=3"]
     command = sweep_command(tmp_path, *extra)

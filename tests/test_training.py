@@ -163,6 +163,7 @@ def test_resume_after_sigkill_mid_epoch_matches_the_uninterrupted_run(reference_
     assert json.loads(status_file.read_text())["status"] == "finished"
 
 
+@pytest.mark.slow  # CI time: the SIGTERM test runs the same interrupt handling in CI
 def test_ctrl_c_stops_with_the_resume_command_and_no_traceback(reference_run, tmp_path):
     _, _, _, overrides = reference_run
     run_dir = tmp_path / "interrupted"
@@ -183,6 +184,7 @@ def test_ctrl_c_stops_with_the_resume_command_and_no_traceback(reference_run, tm
     assert json.loads(status_file.read_text())["status"] == "interrupted"
 
 
+@pytest.mark.slow  # CI time: the resume tests compare two runs of one config, history and metrics, in CI
 def test_same_seed_same_config_same_history(reference_run, tmp_path):
     _, _, _, overrides = reference_run
     overrides = [o for o in overrides if not o.startswith("stages.")] + ["stage=1", f"stages.s1.epochs={EPOCHS['s1']}"]
