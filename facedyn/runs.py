@@ -11,16 +11,20 @@ Every run (a `train.py` run, one job of a Hydra multirun, one sweep trial) write
   checkpoints/stage_<s>.pt  one checkpoint per finished stage ({"model": state dict, "stage", "progress"}),
                          the weights the stage handed on (its kept epoch); last.pt for resuming mid-stage
   predictions*.csv, *.png  results for people
-  .lock                  held (flock) by the one live process writing the folder; holds its pid and host
+  .lock                  locked (a POSIX record lock) by the one live process writing the folder; holds its
+                         pid and host
 
 A run that is still "running" in run_status.json but whose process is gone was interrupted. A second
 process refuses a folder whose lock is held; the kernel drops the lock of a process that dies, so a dead
-writer's folder can be taken over (by `resume=`).
+writer's folder can be taken over (by `resume=`). The lock is a POSIX record lock (lockf), not flock: a
+flock belongs to the open file, which forked DataLoader workers share, so a SIGKILLed run's workers kept
+its folder locked until they noticed; a record lock belongs to the process alone and dies with it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
@@ -78,23 +82,43 @@ def write_status(run_dir: Path, **fields: Any) -> dict:
 
 
 @contextmanager
-def owned(run_dir: Path) -> Iterator[None]:
-    """Hold run_dir for this process while the block runs; RunFolderInUse when a live process holds it."""
+def owned(run_dir: Path, what: str = "run folder",
+          advice: str = "wait for it to end, or give this run another folder (hydra.run.dir=… or name=…)",
+          ) -> Iterator[None]:
+    """Hold run_dir for this process while the block runs; RunFolderInUse when a live process holds it,
+    this one included. `what` and `advice` word the refusal for the folder's kind."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    key = run_dir.resolve()
+    # Record locks do not conflict within one process, and closing any descriptor of the file drops them:
+    # this process's own holds are refused from `_held`, before the file is opened again.
+    if key in _held:
+        raise _in_use(run_dir, f"process {os.getpid()} on {socket.gethostname()} (this one)", what, advice)
     fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            owner = _lock_owner(fd)
-            raise RunFolderInUse(f"run folder {run_dir} is in use by {owner}; wait for it to end, or give this "
-                                 f"run another folder (hydra.run.dir=… or name=…)") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now_iso()}).encode(), 0)
-        yield
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            raise _in_use(run_dir, _lock_owner(fd), what, advice) from None
+        _held.add(key)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                      "since": now_iso()}).encode(), 0)
+            yield
+        finally:
+            _held.discard(key)
     finally:
         os.close(fd)  # releases the lock
+
+
+def _in_use(run_dir: Path, owner: str, what: str, advice: str) -> RunFolderInUse:
+    return RunFolderInUse(f"{what} {run_dir} is in use by {owner}; {advice}")
+
+
+_held: set[Path] = set()
 
 
 def _lock_owner(fd: int) -> str:

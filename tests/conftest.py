@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -69,6 +73,21 @@ def tiny_overrides(tmp_path, tiny_data_overrides) -> list[str]:
         "trainer.threads=2",
         *tiny_data_overrides,
     ]
+
+
+@contextmanager
+def folder_held_by_another_process(folder: Path) -> Iterator[subprocess.Popen]:
+    """A live process holding `folder` through facedyn.runs.owned, as a second writer would meet it."""
+    code = ("import sys, time\nfrom facedyn.runs import owned\n"
+            "with owned(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)\n")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def tiny_epochs(stages=TINY_STAGE_EPOCHS) -> list[str]:

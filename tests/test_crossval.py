@@ -21,7 +21,8 @@ from facedyn.crossval import runner
 from facedyn.crossval.__main__ import main
 from facedyn.crossval.summary import BRANCHES
 from facedyn.metrics import icc_2_1
-from tests.conftest import REPO
+from facedyn.runs import RunFolderInUse
+from tests.conftest import REPO, folder_held_by_another_process
 
 FOLDS = 2
 STAGES = "stage=[1,2a,2b,3]"  # stage 4 adds nothing the table treats differently, only minutes
@@ -104,12 +105,9 @@ def test_rerun_keeps_finished_folds_and_a_second_writer_is_refused(tiny_cv, capl
         runner.run(cv_plan.parse_args(args))
     assert [p.stat().st_mtime_ns for p in metrics] == before
     assert caplog.text.count("kept (finished)") == FOLDS * 3
-    (root / runner.LOCK_FILE).write_text(json.dumps({"host": os.uname().nodename, "pid": os.getppid()}))
-    try:
-        with pytest.raises(cv_plan.CrossvalError, match="another cross-validation is writing it"):
+    with folder_held_by_another_process(root) as holder:
+        with pytest.raises(RunFolderInUse, match=f"in use by process {holder.pid} .*another cross-validation"):
             runner.run(cv_plan.parse_args(args))
-    finally:
-        (root / runner.LOCK_FILE).unlink()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -13,11 +13,7 @@ from pathlib import Path
 import pytest
 
 from facedyn.runs import RunFolderInUse, owned
-from tests.conftest import REPO
-
-HOLD = ("import sys, time\nfrom facedyn.runs import owned\n"
-        "with owned(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)\n")
-
+from tests.conftest import REPO, folder_held_by_another_process
 
 def _train_py(*args: str, cwd: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, text=True,
@@ -27,10 +23,7 @@ def _train_py(*args: str, cwd: Path) -> subprocess.Popen:
 
 def test_a_folder_held_by_a_live_process_is_refused_and_a_dead_ones_is_taken_over(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run_dir)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with folder_held_by_another_process(run_dir) as holder:
         second = _train_py(f"hydra.run.dir={run_dir}", f"paths.output_dir={tmp_path}", cwd=tmp_path)
         output, _ = second.communicate(timeout=300)
         assert second.returncode == 1, output
@@ -41,9 +34,6 @@ def test_a_folder_held_by_a_live_process_is_refused_and_a_dead_ones_is_taken_ove
         with pytest.raises(RunFolderInUse):
             with owned(run_dir):
                 pass
-    finally:
-        holder.kill()
-        holder.wait()
     with owned(run_dir):  # the kernel dropped the dead holder's lock
         pass
     # With the folder free, the next mistake is a config one: one line, before any data or model loads.
@@ -52,6 +42,45 @@ def test_a_folder_held_by_a_live_process_is_refused_and_a_dead_ones_is_taken_ove
     assert third.returncode == 1, output
     assert "error: optimizer.lr=-1 must be positive" in output
     assert "Traceback" not in output and "data:" not in output
+
+
+FORKED_HOLDER = ("import os, sys, time\nfrom facedyn.runs import owned\n"
+                 "with owned(sys.argv[1]):\n"
+                 "    child = os.fork()  # as DataLoader workers are: the child inherits every open descriptor\n"
+                 "    if child == 0:\n        time.sleep(600)\n        os._exit(0)\n"
+                 "    print(child, flush=True)\n    time.sleep(600)\n")
+
+
+def test_a_killed_writers_forked_children_do_not_keep_its_folder(tmp_path: Path) -> None:
+    """SIGKILL of train.py leaves its loader workers alive for a while: its folder must be free at once (a
+    flock, shared with forked children, kept it held and refused the resume)."""
+    run_dir = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", FORKED_HOLDER, str(run_dir)], stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = int(holder.stdout.readline())
+    try:
+        with pytest.raises(RunFolderInUse, match=f"in use by process {holder.pid} "):
+            with owned(run_dir):
+                pass
+        holder.kill()
+        holder.wait()
+        os.kill(child, 0)  # the child still runs, holding the parent's descriptor
+        with owned(run_dir):
+            pass
+    finally:
+        os.kill(child, 9)
+
+
+def test_a_process_cannot_hold_one_folder_twice(tmp_path: Path) -> None:
+    with owned(tmp_path):
+        with pytest.raises(RunFolderInUse, match=f"in use by process {os.getpid()} .*this one"):
+            with owned(tmp_path / "." ):
+                pass
+        # the refusal did not drop this process's own lock: another process is still refused
+        probe = subprocess.run([sys.executable, "-c", "import sys\nfrom facedyn.runs import owned\n"
+                                "with owned(sys.argv[1]): pass\n", str(tmp_path)],
+                               capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert probe.returncode != 0 and "RunFolderInUse" in probe.stderr
 
 
 def test_two_runs_started_in_the_same_second_get_two_folders(tmp_path: Path) -> None:

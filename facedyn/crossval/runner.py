@@ -15,10 +15,7 @@ interrupted ones resume where they stopped. A second process writing the same fo
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import os
-import socket
 from pathlib import Path
 
 import torch
@@ -29,11 +26,10 @@ from facedyn.config import compose, stage_key
 from facedyn.crossval.plan import SHARED_DIR, CrossvalError, CrossvalPlan, Variant, check_shareable
 from facedyn.io import atomic_write_json
 from facedyn.model import FaceDynModel
-from facedyn.runs import CONFIG_FILE, METRICS_FILE, STATUS_FILE, process_alive, read_json, stage_checkpoint
+from facedyn.runs import CONFIG_FILE, METRICS_FILE, STATUS_FILE, owned, read_json, stage_checkpoint
 
 log = logging.getLogger(__name__)
 PLAN_FILE = "plan.json"
-LOCK_FILE = ".lock"
 
 
 def fold_dir(root: Path, group: str, fold: int) -> Path:
@@ -42,34 +38,6 @@ def fold_dir(root: Path, group: str, fold: int) -> Path:
 
 def default_out(cfg: DictConfig) -> Path:
     return Path(cfg.paths.output_dir) / "crossval" / dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-
-
-class FolderLock:
-    """`<root>/.lock` holding host and pid, created exclusively; a stale lock (dead process here) is taken over."""
-
-    def __init__(self, root: Path):
-        self.path = root / LOCK_FILE
-
-    def __enter__(self) -> "FolderLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        me = {"host": socket.gethostname(), "pid": os.getpid()}
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                holder = read_json(self.path) or {}
-                if holder.get("host") == me["host"] and not process_alive(int(holder.get("pid", 0))):
-                    self.path.unlink(missing_ok=True)  # left by a killed process
-                    continue
-                raise CrossvalError(f"{self.path.parent}: another cross-validation is writing it "
-                                    f"(host {holder.get('host')}, pid {holder.get('pid')})") from None
-            with os.fdopen(fd, "w") as fh:
-                json.dump(me, fh)
-            return self
-        raise CrossvalError(f"{self.path}: could not take the lock")
-
-    def __exit__(self, *exc) -> None:
-        self.path.unlink(missing_ok=True)
 
 
 def _check_plan(root: Path, plan: CrossvalPlan) -> None:
@@ -142,7 +110,8 @@ def run(plan: CrossvalPlan) -> Path:
 
     base_cfg = compose(list(plan.common))
     root = (plan.out or default_out(base_cfg)).resolve()
-    with FolderLock(root):
+    with owned(root, what="cross-validation folder",
+               advice="another cross-validation is writing it: wait for it to end, or choose another out="):
         log.info("cross-validation folder: %s (rerun with out=<it> to continue)", root)
         _check_plan(root, plan)
         stages_of = {v.label: plan.variant_stages(v) for v in plan.variants}
