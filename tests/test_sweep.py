@@ -66,7 +66,7 @@ PRUNING = ["sweep.trials_per_stage=3", "sweep.sampler.seed=11", "sweep.pruner.n_
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sweeps")
-    return run_sweep(sweep_args(root, *PRUNING))
+    return run_sweep(sweep_args(root, *PRUNING, "logger=mlflow"))
 
 
 def test_each_stage_is_a_study_in_sqlite_started_from_the_best_trial_before(staged: Path) -> None:
@@ -107,6 +107,23 @@ def test_trials_are_run_folders_and_a_hopeless_one_is_pruned(staged: Path) -> No
         else:
             assert status == "finished" and len(history) == 3
             assert trial.value == pytest.approx(read_json(run_dir / METRICS_FILE)["final"]["val_loss"])
+
+
+def test_each_trial_is_an_mlflow_run_tagged_with_its_study_stage_and_trial(staged: Path) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{staged / 'outputs' / 'mlflow' / 'mlflow.db'}")
+    logged = client.search_runs([client.get_experiment_by_name("facedyn").experiment_id])
+    by_folder = {r.data.tags["run_dir"]: r for r in logged}
+    trials = [(stage, t) for stage in ("2a", "3") for t in load(staged, stage).trials]
+    assert len(logged) == len(trials) == 6
+    for stage, trial in trials:
+        run = by_folder[str(Path(trial.user_attrs["run_dir"]).resolve())]
+        assert (run.data.tags["study"], run.data.tags["stage"], run.data.tags["trial"]) == \
+            (f"tiny.stage_{stage}", stage, str(trial.number))
+        expected = {TrialState.COMPLETE: "finished", TrialState.PRUNED: "pruned"}[trial.state]
+        assert run.data.tags["status"] == expected
+        assert run.data.params[f"stages.s{stage}.lr"] == str(trial.params[f"stages.s{stage}.lr"])
 
 
 def test_summary_plots_and_a_train_py_line_for_the_best_pipeline(staged: Path) -> None:

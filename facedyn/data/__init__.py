@@ -6,9 +6,8 @@ submodules; prepare_data and friends load on first use.
 
 from __future__ import annotations
 
-from typing import Any
-
 from facedyn.data.errors import DataError
+from facedyn.lazy import lazy_attributes
 
 _LAZY = {
     "prepare_data": "facedyn.data.prepare",
@@ -22,10 +21,4 @@ _LAZY = {
 
 __all__ = ["DataError", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'facedyn.data' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

@@ -1,7 +1,7 @@
 """The ONNX Runtime backend of the predictor interface (facedyn.inference.Predictor): an exported graph.
 
 The graph holds the whole model, from the flow image the reader decodes to the two outputs in normalised
-units; around it are the same helpers the torch backend uses (flow_input, expression_indices, to_grades),
+units; around it is the batching the torch backend uses too (facedyn.inference.predictor.grade_in_batches),
 so both read and grade samples by one code path. What the graph was made from travels in its metadata.
 """
 
@@ -15,13 +15,10 @@ from typing import Optional, Sequence
 import numpy as np
 import onnxruntime
 
-from facedyn.data.expressions import expression_indices
-from facedyn.data.samples import flow_input
-from facedyn.inference.predictor import ModelInfo, RunError, check_inputs
-from facedyn.metrics import to_grades
+from facedyn.inference.predictor import BATCH_KEYS, ModelInfo, RunError, check_inputs, grade_in_batches
 
-# Graph input names: the model's batch keys (FaceDynModel.required_inputs); an export has those its output reads.
-ONNX_INPUTS = ("flow_image", "expression_landmarks", "baseline_landmarks", "expression_index")
+# Graph input names: the model's batch keys; an export has those its output reads.
+ONNX_INPUTS = BATCH_KEYS
 INFO_KEY, VOCABULARY_KEY = "facedyn.model_info", "facedyn.expression_vocabulary"
 
 
@@ -44,17 +41,8 @@ class OnnxPredictor:
     def predict(self, flow_images: np.ndarray, expression_landmarks: np.ndarray, baseline_landmarks: np.ndarray,
                 expressions: Sequence[str]) -> np.ndarray:
         check_inputs(self.info, flow_images, expression_landmarks, baseline_landmarks, expressions)
-        outputs = [np.zeros((0, 2))]
-        for start in range(0, len(flow_images), self.batch_size):
-            part = slice(start, start + self.batch_size)
-            feed = {
-                "flow_image": lambda: flow_input(flow_images[part]),
-                "expression_landmarks": lambda: np.asarray(expression_landmarks[part], np.float32),
-                "baseline_landmarks": lambda: np.asarray(baseline_landmarks[part], np.float32),
-                "expression_index": lambda: expression_indices(expressions[part], self.vocabulary),
-            }
-            outputs.append(self.session.run(None, {name: feed[name]() for name in self.inputs})[0])
-        return to_grades(np.concatenate(outputs))
+        return grade_in_batches(lambda feed: self.session.run(None, feed)[0], self.inputs, self.vocabulary,
+                                self.batch_size, flow_images, expression_landmarks, baseline_landmarks, expressions)
 
 
 def load_onnx(path: str | os.PathLike, batch_size: int = 128, threads: Optional[int] = None) -> OnnxPredictor:

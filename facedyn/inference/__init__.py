@@ -14,10 +14,9 @@ backend loads on first use.
 
 from __future__ import annotations
 
-from typing import Any
-
 from facedyn.data.samples import flow_input  # every backend's flow-image input
 from facedyn.inference.predictor import ModelInfo, Predictor, RunError
+from facedyn.lazy import lazy_attributes
 
 _LAZY = {
     "PredictConfig": "facedyn.inference.config",  # importing it registers predict_schema for Hydra
@@ -29,10 +28,4 @@ _LAZY = {
 
 __all__ = ["ModelInfo", "Predictor", "RunError", "flow_input", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)

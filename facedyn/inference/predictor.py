@@ -12,9 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Protocol, Sequence, runtime_checkable
+from typing import Callable, Optional, Protocol, Sequence, runtime_checkable
 
 import numpy as np
+
+from facedyn.data.expressions import expression_indices
+from facedyn.data.samples import flow_input
+from facedyn.metrics import to_grades
+
+# The model's batch keys (FaceDynModel.required_inputs) a predictor can build from decoded samples.
+BATCH_KEYS = ("flow_image", "expression_landmarks", "baseline_landmarks", "expression_index")
 
 
 class RunError(RuntimeError):
@@ -69,3 +76,23 @@ def check_inputs(info: ModelInfo, flow_images: np.ndarray, expression_landmarks:
         if unknown:
             raise ValueError(f"expression(s) {', '.join(unknown)} were not trained on "
                              f"(the run knows {', '.join(info.expressions)})")
+
+
+def grade_in_batches(run_batch: Callable[[dict[str, np.ndarray]], np.ndarray], keys: Sequence[str],
+                     vocabulary: Sequence[str], batch_size: int, flow_images: np.ndarray,
+                     expression_landmarks: np.ndarray, baseline_landmarks: np.ndarray,
+                     expressions: Sequence[str]) -> np.ndarray:
+    """Grades of samples from a backend's `run_batch` (model outputs in normalised units for a dict of the
+    batch `keys` it reads, as numpy arrays), `batch_size` samples at a time; expression indices are positions
+    in `vocabulary`. One code path for every backend, so they read samples alike."""
+    build = {
+        "flow_image": lambda part: flow_input(flow_images[part]),
+        "expression_landmarks": lambda part: np.asarray(expression_landmarks[part], np.float32),
+        "baseline_landmarks": lambda part: np.asarray(baseline_landmarks[part], np.float32),
+        "expression_index": lambda part: expression_indices(expressions[part], vocabulary),
+    }
+    outputs = [np.zeros((0, 2))]
+    for start in range(0, len(flow_images), batch_size):
+        part = slice(start, start + batch_size)
+        outputs.append(run_batch({key: build[key](part) for key in keys}))
+    return to_grades(np.concatenate(outputs))

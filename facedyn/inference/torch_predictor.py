@@ -7,10 +7,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from facedyn.data.expressions import expression_indices
-from facedyn.data.samples import flow_input
-from facedyn.inference.predictor import ModelInfo, check_inputs
-from facedyn.metrics import to_grades
+from facedyn.inference.predictor import BATCH_KEYS, ModelInfo, check_inputs, grade_in_batches
 from facedyn.model import FaceDynModel
 from facedyn.runtime import Runtime
 
@@ -37,15 +34,10 @@ class TorchPredictor:
     def predict(self, flow_images: np.ndarray, expression_landmarks: np.ndarray, baseline_landmarks: np.ndarray,
                 expressions: Sequence[str]) -> np.ndarray:
         check_inputs(self.info, flow_images, expression_landmarks, baseline_landmarks, expressions)
-        outputs = [np.zeros((0, 2))]
-        for start in range(0, len(flow_images), self.batch_size):
-            part = slice(start, start + self.batch_size)
-            batch = {
-                "flow_image": torch.from_numpy(flow_input(flow_images[part])),
-                "expression_landmarks": torch.from_numpy(np.asarray(expression_landmarks[part], np.float32)),
-                "baseline_landmarks": torch.from_numpy(np.asarray(baseline_landmarks[part], np.float32)),
-                "expression_index": torch.from_numpy(expression_indices(expressions[part], self.model.expressions)),
-            }
-            with self.runtime.autocast():
-                outputs.append(self.model(self.runtime.to_device(batch), self.info.predict).float().cpu().numpy())
-        return to_grades(np.concatenate(outputs))
+        return grade_in_batches(self._run_batch, BATCH_KEYS, self.model.expressions, self.batch_size,
+                                flow_images, expression_landmarks, baseline_landmarks, expressions)
+
+    def _run_batch(self, feed: dict[str, np.ndarray]) -> np.ndarray:
+        batch = {key: torch.from_numpy(array) for key, array in feed.items()}
+        with self.runtime.autocast():
+            return self.model(self.runtime.to_device(batch), self.info.predict).float().cpu().numpy()

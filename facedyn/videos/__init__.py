@@ -17,8 +17,7 @@ means nothing usable was produced (prepare.py then exits non-zero).
 
 from __future__ import annotations
 
-from typing import Any
-
+from facedyn.lazy import lazy_attributes
 from facedyn.videos.errors import PrepareError
 
 # Light on import: the worker processes import submodules of this package and must never pull torch.
@@ -30,10 +29,4 @@ _LAZY = {
 
 __all__ = ["PrepareError", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'facedyn.videos' has no attribute {name!r}")
+__getattr__ = lazy_attributes(__name__, _LAZY)
