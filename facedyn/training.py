@@ -61,8 +61,9 @@ def run(cfg: DictConfig, run_dir: str | os.PathLike, overrides: Sequence[str] = 
     """Train cfg's stages into run_dir; return the final validation metrics (flat `val_*` keys).
 
     The process holds run_dir while it trains (a second one is refused: facedyn.runs.RunFolderInUse).
-    epoch_callback(stage, epoch, row) runs after each epoch's validation; if it raises, the run is
-    marked failed and the exception propagates (the sweep prunes trials this way).
+    epoch_callback(stage, epoch, row) runs after each epoch's validation; if it raises, the run is marked
+    failed, or with the exception's `run_status` when it has one, and the exception propagates (the sweep
+    prunes trials this way: status "pruned", which the experiment tracker then records too).
     """
     run_dir = Path(run_dir).resolve()
     with owned(run_dir):
@@ -100,7 +101,10 @@ def _run(cfg: DictConfig, run_dir: Path, overrides: Sequence[str], epoch_callbac
         write_status(run_dir, status="interrupted", ended=now_iso())
         raise
     except BaseException as exc:
-        write_status(run_dir, status="failed", ended=now_iso(), error=f"{type(exc).__name__}: {exc}")
+        # An epoch_callback may stop a run on purpose: its exception names the status (the sweep's pruning).
+        stopped = getattr(exc, "run_status", None)
+        write_status(run_dir, status=stopped or "failed", ended=now_iso(),
+                     error=None if stopped else f"{type(exc).__name__}: {exc}")
         raise
     write_status(run_dir, status="finished", ended=now_iso())
     return result

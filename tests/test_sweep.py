@@ -61,12 +61,13 @@ def mtimes(study: optuna.Study) -> dict[int, float]:
 # warm-up) stops it.
 PRUNING = ["sweep.trials_per_stage=3", "sweep.sampler.seed=11", "sweep.pruner.n_startup_trials=1",
            "sweep.pruner.n_warmup_steps=0", "stages.s2a.epochs=3", "stages.s3.epochs=2"]
+STAGED = [*PRUNING, "logger=mlflow"]  # the staged sweep, its trials also tracked in MLflow
 
 
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sweeps")
-    return run_sweep(sweep_args(root, *PRUNING, "logger=mlflow"))
+    return run_sweep(sweep_args(root, *STAGED))
 
 
 def test_each_stage_is_a_study_in_sqlite_started_from_the_best_trial_before(staged: Path) -> None:
@@ -112,7 +113,7 @@ def test_trials_are_run_folders_and_a_hopeless_one_is_pruned(staged: Path) -> No
 def test_each_trial_is_an_mlflow_run_tagged_with_its_study_stage_and_trial(staged: Path) -> None:
     import mlflow
 
-    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{staged / 'outputs' / 'mlflow' / 'mlflow.db'}")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{staged.parent / 'outputs' / 'mlflow' / 'mlflow.db'}")  # paths.output_dir
     logged = client.search_runs([client.get_experiment_by_name("facedyn").experiment_id])
     by_folder = {r.data.tags["run_dir"]: r for r in logged}
     trials = [(stage, t) for stage in ("2a", "3") for t in load(staged, stage).trials]
@@ -150,7 +151,7 @@ def test_summary_plots_and_a_train_py_line_for_the_best_pipeline(staged: Path) -
 
 
 def test_best_overrides_of_a_partial_sweep_keep_where_it_started(staged: Path) -> None:
-    parsed = split_args(sweep_args(staged.parent, *PRUNING))
+    parsed = split_args(sweep_args(staged.parent, *STAGED))
     start = load(staged, "2a").best_trial.user_attrs["checkpoint"]
     sweep = runner.prepare(parsed.sweep, [*parsed.train_overrides, f"init_from={start}"])
     studies = {stage: load(staged, stage) for stage in ("2a", "3")}
@@ -175,7 +176,7 @@ def test_compare_lists_the_trials_of_the_sweep(staged: Path) -> None:
 
 def test_rerunning_a_finished_sweep_repeats_nothing(staged: Path) -> None:
     before = {stage: (len(load(staged, stage).trials), mtimes(load(staged, stage))) for stage in ("2a", "3")}
-    run_sweep(sweep_args(staged.parent, *PRUNING))
+    run_sweep(sweep_args(staged.parent, *STAGED))
     after = {stage: (len(load(staged, stage).trials), mtimes(load(staged, stage))) for stage in ("2a", "3")}
     assert after == before
 
@@ -289,7 +290,7 @@ def test_a_damaged_or_deleted_study_db_is_one_line_and_recover_rebuilds_it_from_
 
     copy = tmp_path / "tiny"
     shutil.copytree(staged, copy)
-    args = [a for a in sweep_args(staged.parent, *PRUNING) if not a.startswith("sweep.root=")] + [f"sweep.root={tmp_path}"]
+    args = [a for a in sweep_args(staged.parent, *STAGED) if not a.startswith("sweep.root=")] + [f"sweep.root={tmp_path}"]
 
     def last_error_line(argv: list[str]) -> str:
         assert main(argv) == 2

@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from optuna.trial import TrialState
 
 from facedyn.config import override_stage, stage_key
-from facedyn.runs import stage_checkpoint, write_status
+from facedyn.runs import stage_checkpoint
 from facedyn.sweep.search import SURPLUS_ATTR, as_overrides, suggest
 from facedyn.sweep.storage import RUN_DIR_ATTR, this_process
 
@@ -104,11 +104,14 @@ def train(overrides: Sequence[str], run_dir: Path, reporter: "_Reporter", tags: 
     cfg.logger.tags = {**cfg.logger.tags, **tags}
     try:
         return training.run(cfg, run_dir, overrides=list(overrides), epoch_callback=reporter)
-    except optuna.TrialPruned:
-        write_status(run_dir, status="pruned", error=None)
-        raise
     except KeyboardInterrupt:
         raise SweepInterrupted(130) from None
+
+
+class Pruned(optuna.TrialPruned):
+    """The pruner stopped the trial: optuna records it pruned, the trainer writes status "pruned"."""
+
+    run_status = "pruned"
 
 
 class _Reporter:
@@ -125,7 +128,7 @@ class _Reporter:
         self.trial.report(float(value), self.step)
         self.step += 1
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"stage {stage} epoch {epoch}: {self.metric}={value:.4g}")
+            raise Pruned(f"stage {stage} epoch {epoch}: {self.metric}={value:.4g}")
 
 
 def refuse_surplus(trial: optuna.Trial, budget: int) -> None:
