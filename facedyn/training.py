@@ -198,6 +198,7 @@ def train_stage(ctx: StageContext, run_dir: Path, progress: Progress, point: Opt
     cfg, spec, stage, model = ctx.cfg, ctx.spec, ctx.stage, ctx.model
     trainable = list(spec.trainable)
     lr = cfg.optimizer.lr if cfg.optimizer.lr is not None else spec.lr
+    log.info("stage %s starts: %s trainable, lr %g, %d epochs", stage, "+".join(trainable), lr, spec.epochs)
     optimizer = make_optimizer(cfg.optimizer, apply_trainable(model, trainable), lr)
     scheduler = make_scheduler(cfg.scheduler, optimizer, spec.epochs * ctx.train_batches(), spec.warmup_fraction)
     best = BestEpoch.for_stage(spec)
@@ -224,11 +225,13 @@ def train_stage(ctx: StageContext, run_dir: Path, progress: Progress, point: Opt
             wait = [0.0]
             lr_now = optimizer.param_groups[0]["lr"]
             train_loss = runner.train_pass(epoch, optimizer, scheduler, wait)
+            val_start = time.perf_counter()
             pred_norm, rows = runner.validate(epoch, wait)
             metrics = scalar_items(validation_metrics(pred_norm, rows, ctx.data.samples, spec))
             best.offer(epoch, metrics, model, pred_norm, rows)
             row = plain({"stage": stage, "epoch": epoch, "train_loss": train_loss, **metrics, "lr": lr_now,
-                         "seconds": time.perf_counter() - epoch_start, "data_wait_seconds": wait[0]})
+                         "seconds": time.perf_counter() - epoch_start, "data_wait_seconds": wait[0],
+                         "val_seconds": time.perf_counter() - val_start})
             progress.history.append(row)
             log.info("stage %s epoch %d/%d: train loss %.4f, val loss %.4f, val MAE dyn %.3f syn %.3f (%.1f s)%s",
                      stage, epoch, spec.epochs, row["train_loss"], row["val_loss"],

@@ -26,7 +26,7 @@ from facedyn.runtime import Runtime
 from tests.conftest import REPO, TINY_STAGE_EPOCHS, tiny_epochs
 
 EPOCHS = {**TINY_STAGE_EPOCHS, "s1": 2}  # two stage-1 epochs, so a kill can land mid-stage
-TIMING_KEYS = {"seconds", "data_wait_seconds"}
+TIMING_KEYS = {"seconds", "data_wait_seconds", "val_seconds"}
 
 
 @pytest.fixture(scope="module")

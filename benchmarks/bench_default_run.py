@@ -1,0 +1,116 @@
+"""The default run, `python train.py`, as a new machine runs it: wall time and where it goes.
+
+    .venv/bin/python benchmarks/bench_default_run.py [--warm CACHE] [overrides ...]
+
+Starts the real `train.py` in a fresh process with an empty facedyn cache (FACEDYN_CACHE_DIR in a temporary
+folder: the synthetic dataset is generated and decoded, the blendshape model converted, as on a first
+`make train`) and a temporary output folder, and prints the wall time from the process start to its exit,
+then a profile from the run's own records: start-up (imports, config), data (generation, decoding, split),
+model (build, blendshape conversion), each stage's training passes, validation passes, precomputing of
+frozen branches, and the rest of the stage (checkpoint writes, loader start-up), then the end of the run
+(final predictions, metrics, plots). Ends with the run's video-level quality against the goal of issue 15
+(MAE ≤ 0.5 dynamics, ≤ 0.4 synkinesis). `--warm CACHE` reuses (and fills) a cache folder instead: the second
+run of a machine. `--keep DIR` keeps the run folder (e.g. for bench_predict.py --run DIR). Extra arguments are train.py overrides. The machine's load average is printed too: a
+figure taken beside other work is not the machine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[[^]]*\]\[\w+\] - (.*)$")
+GOALS = {"dynamics": 0.5, "synkinesis": 0.4}
+
+
+def log_events(log_file: Path) -> list[tuple[float, str]]:
+    """(epoch seconds, message) of every line of train.log that starts a record."""
+    events = []
+    for line in log_file.read_text().splitlines():
+        match = LOG_TIME.match(line)
+        if match:
+            stamp = dt.datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            events.append((stamp, match[2]))
+    return events
+
+
+def first(events: list[tuple[float, str]], prefix: str) -> float:
+    return next(t for t, message in events if message.startswith(prefix))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--warm", type=Path, help="a cache folder to reuse instead of an empty one")
+    parser.add_argument("--keep", type=Path, help="write the run folder here (a new folder) and keep it")
+    parser.add_argument("overrides", nargs="*")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = args.warm or Path(tmp) / "cache"
+        run_dir = args.keep.resolve() if args.keep else Path(tmp) / "run"
+        env = {**os.environ, "FACEDYN_CACHE_DIR": str(cache)}
+        command = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}",
+                   f"paths.output_dir={tmp}/outputs", "trainer.progress=false", *args.overrides]
+        load_before = os.getloadavg()[0]
+        started = time.time()
+        result = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
+        ended = time.time()
+        if result.returncode != 0:
+            sys.exit(f"train.py failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+        events = log_events(run_dir / "train.log")
+        history = json.loads((run_dir / "training_history.json").read_text())["epochs"]
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        stage_rows = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["progress"]["stage_rows"]
+
+    wall = ended - started
+    t_precision = first(events, "Precision:")
+    starts = {m.split()[1]: t for t, m in events if re.match(r"stage \S+ starts:", m)}
+    done = {m.split()[1]: t for t, m in events if re.match(r"stage \S+ done in", m)}
+    order = [row["stage"] for row in stage_rows]
+    t_data_end = max(t for t, m in events if t < starts[order[0]] and m.startswith(("data:", "Precision:")))
+    profile: list[tuple[str, float]] = [
+        ("start-up: interpreter, imports, config, run folder", t_precision - started),
+        ("data: generate (empty cache) or map the cache, split", t_data_end - t_precision),
+        ("model: build, blendshape conversion (empty cache)", starts[order[0]] - t_data_end),
+    ]
+    for i, row in enumerate(stage_rows):
+        stage = row["stage"]
+        epochs = [r for r in history if r["stage"] == stage]
+        val = sum(r["val_seconds"] for r in epochs)
+        train = sum(r["seconds"] for r in epochs) - val
+        # to the next stage's start: its checkpoints and prediction files included; the last stage's are in "end"
+        block = (starts[order[i + 1]] if i + 1 < len(order) else done[stage]) - starts[stage]
+        precompute = row["precompute_seconds"]
+        profile += [(f"stage {stage}: {len(epochs)} training passes", train),
+                    (f"stage {stage}: {len(epochs)} validation passes and metrics", val),
+                    (f"stage {stage}: precomputing frozen branches", precompute),
+                    (f"stage {stage}: checkpoints, prediction files, loader start", block - train - val - precompute)]
+    profile.append(("end: last checkpoints, final predictions, metrics, plots, exit", ended - done[order[-1]]))
+
+    print(f"python train.py {' '.join(args.overrides)} ({'warm cache' if args.warm else 'empty cache'}): "
+          f"{wall:.1f} s wall = {int(wall // 60)} min {wall % 60:.0f} s")
+    print(f"machine: {os.cpu_count()} cores, load average {load_before:.2f} before / {os.getloadavg()[0]:.2f} after; "
+          f"precision {metrics['precision']} on {metrics['device']}; torch {torch.__version__}")
+    print(f"{'part':<58}{'seconds':>9}{'share':>8}")
+    for name, seconds in profile:
+        print(f"{name:<58}{seconds:>9.1f}{seconds / wall:>8.1%}")
+    print(f"{'(sum of the parts)':<58}{sum(s for _, s in profile):>9.1f}")
+    final = metrics["final"]
+    for score, goal in GOALS.items():
+        mae = final[f"val_video_mae_{score}"]
+        print(f"video-level MAE {score}: {mae:.3f} (goal <= {goal}: {'met' if mae <= goal else 'NOT met'}); "
+              f"ICC(2,1) {final[f'val_video_icc_{score}']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
