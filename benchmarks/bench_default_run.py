@@ -101,10 +101,10 @@ def main() -> None:
           f"{wall:.1f} s wall = {int(wall // 60)} min {wall % 60:.0f} s")
     print(f"machine: {os.cpu_count()} cores, load average {load_before:.2f} before / {os.getloadavg()[0]:.2f} after; "
           f"precision {metrics['precision']} on {metrics['device']}; torch {torch.__version__}")
-    print(f"{'part':<58}{'seconds':>9}{'share':>8}")
+    print(f"{'part':<66}{'seconds':>9}{'share':>8}")
     for name, seconds in profile:
-        print(f"{name:<58}{seconds:>9.1f}{seconds / wall:>8.1%}")
-    print(f"{'(sum of the parts)':<58}{sum(s for _, s in profile):>9.1f}")
+        print(f"{name:<66}{seconds:>9.1f}{seconds / wall:>8.1%}")
+    print(f"{'(sum of the parts)':<66}{sum(s for _, s in profile):>9.1f}")
     final = metrics["final"]
     for score, goal in GOALS.items():
         mae = final[f"val_video_mae_{score}"]
