@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from facedyn.blendshapes import BLENDSHAPE_NAMES, load
+from facedyn.blendshapes import canonical as canonical_module
 from facedyn.blendshapes.onnx_cache import onnx_model_for
 from facedyn.blendshapes.reference import tflite_scores
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS, NUM_BLENDSHAPES
@@ -106,3 +107,56 @@ def test_cuda_bf16_autocast_keeps_float32_exactness(cache, blendshapes_tflite_fi
     assert scores.dtype == torch.float32
     scores.sum().backward()
     assert np.abs(scores.detach().cpu().numpy() - tflite_reference[1:]).max() < 1e-5
+
+
+
+def test_canonical_names_and_order_do_not_depend_on_how_tf2onnx_named_and_ordered_the_graph(
+        cache, blendshapes_tflite_file, plausible_faces):
+    """tf2onnx names and orders a graph differently on each run, and the torch module names its parameters
+    after that order: canonical() must map any naming and topological order of one graph to the same bytes."""
+    import random
+
+    import onnxruntime
+
+    graph = onnx.load(str(onnx_model_for(blendshapes_tflite_file)))
+    shuffled = onnx.ModelProto()
+    shuffled.CopyFrom(graph)
+    rng = random.Random(7)
+    public = {v.name for v in graph.graph.input} | {v.name for v in graph.graph.output}
+    tensors = {t for n in graph.graph.node for t in (*n.input, *n.output) if t and t not in public}
+    renamed = dict(zip(sorted(tensors), rng.sample([f"x{i}" for i in range(len(tensors))], len(tensors))))
+    nodes = list(shuffled.graph.node)
+    order = _random_topological_order(nodes, rng)
+    del shuffled.graph.node[:]
+    for i in order:
+        node = nodes[i]
+        node.input[:] = [renamed.get(t, t) for t in node.input]
+        node.output[:] = [renamed.get(t, t) for t in node.output]
+        node.name = f"random{rng.random()}"
+        shuffled.graph.node.append(node)
+    inits = list(shuffled.graph.initializer)
+    rng.shuffle(inits)
+    del shuffled.graph.initializer[:]
+    for init in inits:
+        init.name = renamed.get(init.name, init.name)
+        shuffled.graph.initializer.append(init)
+    assert shuffled.SerializeToString() != graph.SerializeToString()
+
+    a, b = canonical_module.canonical(graph), canonical_module.canonical(shuffled)
+    assert a.SerializeToString(deterministic=True) == b.SerializeToString(deterministic=True)
+    faces = plausible_faces[:16]
+    outputs = [onnxruntime.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+               .run(None, {graph.graph.input[0].name: faces})[0] for m in (graph, a)]
+    assert np.array_equal(outputs[0], outputs[1])
+
+
+def _random_topological_order(nodes, rng) -> list[int]:
+    producers = {t: i for i, n in enumerate(nodes) for t in n.output}
+    needs = [{producers[t] for t in n.input if t in producers} for n in nodes]
+    done, order = set(), []
+    while len(order) < len(nodes):
+        ready = [i for i in range(len(nodes)) if i not in done and needs[i] <= done]
+        pick = rng.choice(ready)
+        done.add(pick)
+        order.append(pick)
+    return order

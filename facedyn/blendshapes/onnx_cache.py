@@ -30,7 +30,7 @@ ONNX_OPSET = 17
 TFLITE_INPUT_SHAPE = [1, NUM_SUBSET_LANDMARKS, 2]
 ONNX_INPUT_SHAPE, ONNX_OUTPUT_SHAPE = [BATCH, NUM_SUBSET_LANDMARKS, 2], [BATCH, NUM_BLENDSHAPES]
 # Bumped when the conversion itself changes, so older cache entries are not reused.
-CONVERSION_VERSION = 3
+CONVERSION_VERSION = 4  # 4: a fixed hash seed, so that every conversion gives the same graph
 # Largest |TFLite - ONNX| accepted on the probe inputs (MediaPipe's model converts to within ~5e-6).
 PROBE_TOLERANCE = 1e-4
 NUM_PROBES = 8
@@ -84,7 +84,10 @@ def _convert(tflite_path: Path, target: Path, sidecar: Path, source_sha: str) ->
         np.save(probes, _probe_landmarks())
         command = [sys.executable, str(CONVERTER), str(tflite_path), str(tmp), str(probes),
                    "--opset", str(ONNX_OPSET)]
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+        # tf2onnx names and orders the graph's initializers by iterating sets of strings, so the graph (and the
+        # torch module's parameter names) changed with Python's per-process hash seed: a checkpoint trained
+        # with one conversion did not load with another. A fixed seed makes every conversion the same.
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "", "PYTHONHASHSEED": "0"}
         result = subprocess.run(command, capture_output=True, text=True, env=env)
         if result.returncode != 0:
             raise AssetError(

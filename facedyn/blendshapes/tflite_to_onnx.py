@@ -1,11 +1,12 @@
 """Convert a batch-1 TFLite model to a batch-native ONNX graph and check it against TensorFlow's interpreter.
 
-Standalone on purpose (tensorflow, tf2onnx, onnxruntime, numpy, and batch_axis.py beside it; run by file
-path): TensorFlow must never be imported into a process that has torch/torchvision.
+Standalone on purpose (tensorflow, tf2onnx, onnxruntime, numpy, and batch_axis.py and canonical.py beside
+it; run by file path): TensorFlow must never be imported into a process that has torch/torchvision.
 
     python tflite_to_onnx.py MODEL.tflite OUTPUT.onnx PROBES.npy --opset N
 
-tf2onnx converts the model as TFLite holds it (batch 1); batch_axis.py then frees its batch axis. Writes
+tf2onnx converts the model as TFLite holds it (batch 1); batch_axis.py then frees its batch axis and
+canonical.py names and orders the graph the same way every time. Writes
 OUTPUT.onnx and prints one JSON line: the largest |TFLite - ONNX Runtime| over the probe samples (TFLite
 invoked once per sample, ONNX Runtime once on all of them), or, when the model does not take one batch-1
 input shaped like the probes, its signature and nothing else, or why its graph cannot be batched.
@@ -22,6 +23,7 @@ import tensorflow as tf
 import tf2onnx
 
 from batch_axis import NotBatchable, with_batch_axis
+from canonical import canonical
 
 
 def main() -> None:
@@ -51,6 +53,7 @@ def main() -> None:
     except NotBatchable as exc:
         print(json.dumps({"max_abs_difference": None, "not_batchable": str(exc)}))
         return
+    model_proto = canonical(model_proto)  # the same bytes from every conversion (tf2onnx's names vary)
     with open(args.output, "wb") as fh:
         fh.write(model_proto.SerializeToString())
     session = onnxruntime.InferenceSession(args.output, providers=["CPUExecutionProvider"])
