@@ -6,7 +6,6 @@ import warnings
 from typing import Sequence
 
 import numpy as np
-from scipy.stats import f as f_distribution
 from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 SCORES: tuple[str, ...] = ("dynamics", "synkinesis")
@@ -57,6 +56,8 @@ def icc_2_1_ci(ratings: np.ndarray, confidence: float = 0.95) -> tuple[float, fl
     b = 1 + k * icc * (n - 1) / (n * (1 - icc))
     dof = (a * msc + b * mse) ** 2 / ((a * msc) ** 2 / (k - 1) + (b * mse) ** 2 / ((n - 1) * (k - 1)))
     tail = 1 - (1 - confidence) / 2
+    from scipy.stats import f as f_distribution  # here: importing scipy.stats costs every process 1.4 s
+
     f_upper = f_distribution.ppf(tail, n - 1, dof)
     f_lower = f_distribution.ppf(tail, dof, n - 1)
     low = n * (msr - f_upper * mse) / (f_upper * (k * msc + (k * n - k - n) * mse) + n * msr)

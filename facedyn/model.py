@@ -30,7 +30,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import get_model, get_model_weights
 
 from facedyn import blendshapes
 from facedyn.config import ConfigError, FusionInit, ModelConfig
@@ -59,6 +58,8 @@ class FlowBranch(nn.Module):
     def __init__(self, arch: str = "resnet18") -> None:
         super().__init__()
         self.arch = str(arch)
+        from torchvision.models import get_model  # here: torchvision's import costs 2.4 s, also to processes that stop early
+
         self.net = get_model(self.arch, num_classes=NUM_SCORES)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
@@ -72,6 +73,8 @@ def load_flow_weights(branch: FlowBranch, weights: str, require: bool) -> FlowWe
     if weights == "none":
         return FlowWeightsReport(False, "none")
     if weights == "imagenet":
+        from torchvision.models import get_model_weights
+
         imagenet = get_model_weights(branch.arch).IMAGENET1K_V1
         try:
             state = imagenet.get_state_dict(progress=False)

@@ -4,26 +4,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")  # files only; no display on servers
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from facedyn.io import atomic_path
+from facedyn.metrics import MAX_GRADE
 
-from facedyn.io import atomic_path  # noqa: E402
-from facedyn.metrics import MAX_GRADE  # noqa: E402
+
+def _pyplot():
+    """matplotlib's pyplot, imported when a figure is drawn (2.5 s of every process's start otherwise)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display on servers
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _save(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def training_curves(history: list[dict], path: Path, kept_epochs: dict[str, int] | None = None) -> None:
     """All stages on one epoch axis: train and val loss, val accuracy; stage boundaries and each stage's
     kept epoch (the weights it handed on) marked."""
-    fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True)
+    fig, (loss_ax, acc_ax) = _pyplot().subplots(2, 1, figsize=(9, 6.5), sharex=True)
     x = np.arange(1, len(history) + 1)
     loss_ax.plot(x, [r["train_loss"] for r in history], label="train loss", color="tab:blue")
     loss_ax.plot(x, [r["val_loss"] for r in history], label="val loss", color="tab:orange")
@@ -54,7 +60,7 @@ def training_curves(history: list[dict], path: Path, kept_epochs: dict[str, int]
 
 def stage_losses(history: list[dict], path: Path, kept_epochs: dict[str, int] | None = None) -> None:
     stages = list(dict.fromkeys(r["stage"] for r in history))
-    fig, axes = plt.subplots(1, len(stages), figsize=(3.2 * len(stages), 3), squeeze=False)
+    fig, axes = _pyplot().subplots(1, len(stages), figsize=(3.2 * len(stages), 3), squeeze=False)
     for ax, stage in zip(axes[0], stages):
         rows = [r for r in history if r["stage"] == stage]
         epochs = [r["epoch"] for r in rows]
@@ -75,7 +81,7 @@ def stage_losses(history: list[dict], path: Path, kept_epochs: dict[str, int] | 
 def confusion(matrix: list[list[int]], score: str, path: Path) -> None:
     matrix_array = np.asarray(matrix)
     grades = range(MAX_GRADE[score] + 1)
-    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    fig, ax = _pyplot().subplots(figsize=(4.2, 3.8))
     ax.imshow(matrix_array, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix_array):
         ax.text(j, i, str(count), ha="center", va="center",
@@ -92,7 +98,7 @@ def bland_altman(pred: np.ndarray, true: np.ndarray, limits: dict[str, float], s
     """Difference (predicted − true) against the mean of both, per video and expression, with the bias and
     the 95 % limits of agreement (facedyn.metrics.bland_altman)."""
     pred, true = np.asarray(pred, float), np.asarray(true, float)
-    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    fig, ax = _pyplot().subplots(figsize=(5.2, 3.8))
     ax.scatter((pred + true) / 2, pred - true, s=18, alpha=0.7, color="tab:blue", edgecolors="none")
     for key, label, style in (("bias", "bias", "-"), ("loa_low", "−1.96 SD", "--"), ("loa_high", "+1.96 SD", "--")):
         value = limits[key]

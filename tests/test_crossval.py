@@ -51,6 +51,7 @@ def _video_rows(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow  # CI time (~50 s for the tiny folds): the argument and refusal tests below run in CI
 def test_table_is_the_mean_and_std_of_each_folds_own_predictions(tiny_cv):
     root, _ = tiny_cv
     summary = json.loads((root / "crossval.json").read_text())
@@ -79,6 +80,7 @@ def test_table_is_the_mean_and_std_of_each_folds_own_predictions(tiny_cv):
         assert len(list(csv.DictReader(fh))) == 2 * 4 * 5  # variants × (3 branches + baseline) × metrics
 
 
+@pytest.mark.slow  # shares the tiny folds above
 def test_folds_partition_the_videos_and_variants_start_from_the_shared_stage_1(tiny_cv):
     root, _ = tiny_cv
     val_videos = [json.loads((root / "shared" / f"fold_{k}" / "split.json").read_text())["val_videos"]
@@ -97,6 +99,7 @@ def test_folds_partition_the_videos_and_variants_start_from_the_shared_stage_1(t
         assert not (root / label / f"fold_{k}" / "checkpoints" / "stage_1.pt").exists()  # stage 1 not retrained
 
 
+@pytest.mark.slow  # shares the tiny folds above; the lock it meets is tested in CI (test_run_folder)
 def test_rerun_keeps_finished_folds_and_a_second_writer_is_refused(tiny_cv, caplog):
     root, args = tiny_cv
     metrics = sorted(root.glob("*/fold_*/metrics.json"))

@@ -21,6 +21,7 @@ def _train_py(*args: str, cwd: Path) -> subprocess.Popen:
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)})
 
 
+@pytest.mark.slow  # CI time: train.py's refusal line is checked by the SIGTERM test, the lock by the two below
 def test_a_folder_held_by_a_live_process_is_refused_and_a_dead_ones_is_taken_over(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     with folder_held_by_another_process(run_dir) as holder:

@@ -133,6 +133,7 @@ def test_fusion_starts_as_the_average_of_the_branches(reference_run):
     assert torch.allclose(fused, (branch["flow_output"] + landmarks) / 2)
 
 
+@pytest.mark.slow  # CI time (~40 s): CI resumes after a stage checkpoint; a SIGKILLed writer's lock: test_run_folder
 def test_resume_after_sigkill_mid_epoch_matches_the_uninterrupted_run(reference_run, tmp_path):
     _, reference_dir, _, overrides = reference_run
     run_dir = tmp_path / "killed"
@@ -306,6 +307,7 @@ def test_resume_without_last_pt_goes_on_after_the_last_finished_stage(reference_
     assert _without_timing(json.loads((run_dir / "training_history.json").read_text())) == _without_timing(reference_history)
 
 
+@pytest.mark.slow  # CI time (~20 s): the resume without last.pt runs in CI
 def test_finished_runs_and_damaged_last_pt_stop_with_what_to_do_and_keep_their_status(reference_run, tmp_path):
     _, reference_dir, _, _ = reference_run
     metrics_time = (reference_dir / "metrics.json").stat().st_mtime_ns
