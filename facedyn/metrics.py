@@ -6,7 +6,6 @@ import warnings
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import cohen_kappa_score, confusion_matrix
 
 SCORES: tuple[str, ...] = ("dynamics", "synkinesis")
 MAX_GRADE: dict[str, int] = {"dynamics": 5, "synkinesis": 3}
@@ -73,12 +72,22 @@ def bland_altman(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
     return {"bias": bias, "loa_low": bias - 1.96 * sd, "loa_high": bias + 1.96 * sd}
 
 
+def confusion(true: np.ndarray, pred: np.ndarray, score: str) -> np.ndarray:
+    """Counts of (true grade, predicted grade) over the score's grades 0..max: rows true, columns predicted."""
+    grades = MAX_GRADE[score] + 1
+    return np.bincount(np.asarray(true, int) * grades + np.asarray(pred, int), minlength=grades * grades
+                       ).reshape(grades, grades)
+
+
 def _kappa(true: np.ndarray, pred: np.ndarray, score: str) -> float:
-    labels = list(range(MAX_GRADE[score] + 1))
+    """Cohen's kappa with quadratic weights (as sklearn's cohen_kappa_score, without its 1.5 s import)."""
+    observed = confusion(true, pred, score).astype(float)
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0)) / observed.sum()
+    grades = np.arange(len(observed))
+    weights = (grades[:, None] - grades[None, :]) ** 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # one grade only: kappa undefined → nan
-        value = cohen_kappa_score(true, pred, labels=labels, weights="quadratic")
-    return float(value)
+        return float(1 - np.sum(weights * observed) / np.sum(weights * expected))
 
 
 def score_metrics(pred: np.ndarray, true: np.ndarray, valid: np.ndarray, with_icc: bool = False) -> dict:
@@ -104,7 +113,7 @@ def score_metrics(pred: np.ndarray, true: np.ndarray, valid: np.ndarray, with_ic
         out[f"per_grade_acc_{score}"] = {
             str(g): float(np.mean(r[t == g] == g)) for g in range(MAX_GRADE[score] + 1) if (t == g).any()
         }
-        out[f"confusion_{score}"] = confusion_matrix(t, r, labels=list(range(MAX_GRADE[score] + 1))).tolist()
+        out[f"confusion_{score}"] = confusion(t, r, score).tolist()
         if with_icc:
             icc, low, high = icc_2_1_ci(np.stack([t, p], axis=1))
             out[f"icc_{score}"], out[f"icc_low_{score}"], out[f"icc_high_{score}"] = icc, low, high

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from facedyn import metrics
 from facedyn.metrics import bland_altman, icc_2_1, icc_2_1_ci, score_metrics
 
 # Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges.
@@ -47,3 +48,14 @@ def test_video_metrics_carry_the_interval_and_bland_altman_limits():
     differences = pred[:, 0] - true[:, 0]
     assert limits["bias"] == pytest.approx(0.05)
     assert (limits["loa_high"] - limits["loa_low"]) == pytest.approx(2 * 1.96 * np.std(differences, ddof=1))
+
+
+def test_quadratic_weighted_kappa_and_confusion_by_hand() -> None:
+    # Worked by hand: observed disagreement 2 (two cells one grade apart), chance-expected 8, so 1 - 2/8.
+    true, pred = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 2, 2, 2])
+    assert metrics._kappa(true, pred, "synkinesis") == pytest.approx(0.75)
+    assert metrics.confusion(true, pred, "synkinesis").tolist() == [[1, 1, 0, 0], [0, 1, 1, 0], [0, 0, 2, 0],
+                                                                     [0, 0, 0, 0]]
+    assert metrics._kappa(true, true, "synkinesis") == pytest.approx(1.0)
+    assert metrics._kappa(np.array([0, 3]), np.array([3, 0]), "synkinesis") == pytest.approx(-1.0)
+    assert np.isnan(metrics._kappa(np.array([2, 2, 2]), np.array([2, 2, 2]), "dynamics"))  # one grade: undefined
