@@ -209,6 +209,7 @@ def test_single_stage_finds_the_newest_run_that_finished_the_stage_before(refere
         find_init_checkpoint(str(tmp_path / "nowhere"), "2b", tmp_path)
 
 
+@pytest.mark.slow  # CI time: every staged sweep trial of stage 3 starts from init_from in CI (test_sweep)
 def test_single_stage_run_from_init_from(reference_run, tmp_path):
     _, reference_dir, _, overrides = reference_run
     # Default flow weights (imagenet), none to be had (an empty TORCH_HOME, no internet): the stage's flow
