@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Iterator, Optional, Sequence
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -121,6 +122,11 @@ def make_loader(
     A resumed run therefore sees what an uninterrupted one would. With `persistent`, keep the loader for
     later epochs (`loader.sampler.set_epoch(e)` before iterating): its worker processes start once.
     """
+    if num_workers > 0:
+        # OpenCV's thread pool does not survive fork: once this process had used it (decoding, colour
+        # conversion, compensation), a forked worker's cv2.warpAffine (augmentation) could wait forever on
+        # it (seen in CI). With no OpenCV threads the workers' calls run inline; the images are 112x112.
+        cv2.setNumThreads(0)
     return DataLoader(
         dataset,
         batch_size=batch_size,
