@@ -10,8 +10,9 @@ model (build, blendshape conversion), each stage's training passes, validation p
 frozen branches, and the rest of the stage (checkpoint writes, loader start-up), then the end of the run
 (final predictions, metrics, plots). Ends with the run's video-level quality against the goal of issue 15
 (MAE ≤ 0.5 dynamics, ≤ 0.4 synkinesis). `--warm CACHE` reuses (and fills) a cache folder instead: the second
-run of a machine. `--keep DIR` keeps the run folder (e.g. for bench_predict.py --run DIR). Extra arguments are train.py overrides. The machine's load average is printed too: a
-figure taken beside other work is not the machine's.
+run of a machine. `--keep DIR` keeps the run folder (e.g. for bench_predict.py --run DIR). Extra
+arguments are train.py overrides. The machine's load average is printed too: a figure taken beside other
+work is not the machine's.
 """
 
 from __future__ import annotations
