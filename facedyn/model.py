@@ -58,7 +58,7 @@ class FlowBranch(nn.Module):
     def __init__(self, arch: str = "resnet18") -> None:
         super().__init__()
         self.arch = str(arch)
-        from torchvision.models import get_model  # here: torchvision's import costs 2.4 s, also to processes that stop early
+        from torchvision.models import get_model  # here: its import costs 2.4 s, also in processes that stop early
 
         self.net = get_model(self.arch, num_classes=NUM_SCORES)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
