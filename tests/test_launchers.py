@@ -59,7 +59,6 @@ def test_a_multirun_of_three_jobs_through_submitit_lands_in_run_folders(tmp_path
     assert len(list((multirun / ".submitit").glob("*/*_result.pkl"))) == 3
 
 
-@pytest.mark.slow  # CI time (~22 s): the 2-worker sweeps (submitit, PostgreSQL) run in CI
 def test_k_workers_per_device_share_the_cpu_without_oversubscribing(tmp_path: Path) -> None:
     run(sweep_command(tmp_path, *ONE_STAGE, "sweep.workers_per_device=2"), tmp_path)
     trials = study_trials(tmp_path / "tiny")
