@@ -27,6 +27,7 @@ import logging
 import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import torch
 from torch import nn
@@ -147,7 +148,9 @@ EXPRESSION_CONDITIONING = ("none", "input", "heads")
 class FaceDynModel(nn.Module):
     """Named parameter groups (`flow`, `blendshapes`, `landmark_head`, `fusion`) are what stages train."""
 
-    def __init__(self, cfg: ModelConfig) -> None:
+    def __init__(self, cfg: ModelConfig, blendshapes_graph: Optional[Path] = None) -> None:
+        """blendshapes_graph: the converted blendshape graph to build from (a run's own copy); None: the
+        conversion of cfg.blendshapes.path, from the cache."""
         super().__init__()
         if cfg.landmark_features not in LANDMARK_FEATURES:
             raise ConfigError(f"model.landmark_features must be one of {LANDMARK_FEATURES}, not {cfg.landmark_features!r}")
@@ -161,9 +164,9 @@ class FaceDynModel(nn.Module):
         # Loading may or may not draw random numbers (a converted graph vs. a cached copy); keep it from
         # shifting the seeded initialisation of the layers built after it.
         with torch.random.fork_rng(devices=[]):
-            self.blendshapes = nn.ModuleDict({"expression": blendshapes.load(cfg.blendshapes.path)})
+            self.blendshapes = nn.ModuleDict({"expression": blendshapes.load(cfg.blendshapes.path, blendshapes_graph)})
             if not self.share_blendshapes:
-                self.blendshapes["baseline"] = blendshapes.load(cfg.blendshapes.path)
+                self.blendshapes["baseline"] = blendshapes.load(cfg.blendshapes.path, blendshapes_graph)
         self.expressions = tuple(cfg.expressions)
         self.expression_slots = len(self.expressions) + 1  # the last one: any other expression
         self.conditioning = cfg.expression_conditioning
@@ -254,7 +257,7 @@ class FaceDynModel(nn.Module):
         return self.heads(self.branch_outputs(batch, predict), predict)
 
 
-def build_model(cfg: ModelConfig) -> tuple[FaceDynModel, FlowWeightsReport]:
-    model = FaceDynModel(cfg)
+def build_model(cfg: ModelConfig, blendshapes_graph: Optional[Path] = None) -> tuple[FaceDynModel, FlowWeightsReport]:
+    model = FaceDynModel(cfg, blendshapes_graph)
     report = load_flow_weights(model.flow, cfg.flow.weights, cfg.flow.require_weights)
     return model, report

@@ -8,6 +8,8 @@ Every run (a `train.py` run, one job of a Hydra multirun, one sweep trial) write
                           "stage", "error", "format": RUN_FORMAT}; rewritten atomically at every change
   training_history.json  {"epochs": [ {stage, epoch, train_loss, val_loss, lr, seconds, <val metrics>} ]}
   metrics.json           final metrics of the run (validation split), written when it finishes
+  blendshapes.onnx       the converted blendshape graph the run trains and is rebuilt with (its checkpoints'
+                         blendshape parameters fit this graph; a later conversion may be shaped differently)
   checkpoints/stage_<s>.pt  one checkpoint per finished stage ({"model": state dict, "stage", "progress"}),
                          the weights the stage handed on (its kept epoch); last.pt for resuming mid-stage
   predictions*.csv, *.png  results for people
@@ -38,6 +40,7 @@ from facedyn.io import atomic_write_json
 
 RUN_FORMAT = 1
 CONFIG_FILE = "config.yaml"
+BLENDSHAPES_GRAPH_FILE = "blendshapes.onnx"
 OVERRIDES_FILE = "overrides.yaml"
 STATUS_FILE = "run_status.json"
 HISTORY_FILE = "training_history.json"

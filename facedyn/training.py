@@ -21,19 +21,19 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from facedyn import checkpoints, plots, tracking
+from facedyn import blendshapes, checkpoints, plots, tracking
 from facedyn.config import CheckpointEvery, ConfigError, StageInit, stage_key, validate
 from facedyn.data import prepare_data
 from facedyn.freezing import apply_trainable, set_train_mode
-from facedyn.io import atomic_write_json, atomic_write_text
+from facedyn.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from facedyn.metrics import scalar_items
 from facedyn.model import FaceDynModel, FlowWeightsReport, build_model
 from facedyn.objective import baseline_metrics, check_labels, validation_metrics
 from facedyn.optim import make_optimizer, make_scheduler
 from facedyn.results import summary_text, write_predictions
 from facedyn.resume import Progress, ResumePoint, plain, resume_point, save_last, save_stage, write_history
-from facedyn.runs import (CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE, STATUS_FILE, now_iso, owned, read_json,
-                          write_status)
+from facedyn.runs import (BLENDSHAPES_GRAPH_FILE, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE,
+                          STATUS_FILE, now_iso, owned, read_json, write_status)
 from facedyn.runtime import make_runtime, seed_everything
 from facedyn.selection import BestEpoch
 from facedyn.stage_runners import StageContext, make_runner, predict_split
@@ -118,14 +118,28 @@ def _starting_checkpoint(cfg: DictConfig, first_stage: str) -> Optional[Path]:
     return checkpoints.find_init_checkpoint(cfg.init_from, str(spec.after), Path(cfg.paths.output_dir))
 
 
-def _build(cfg: DictConfig, stages: list[str], point: Optional[ResumePoint]) -> tuple[FaceDynModel, FlowWeightsReport]:
+def _blendshapes_graph(cfg: DictConfig, run_dir: Path, start: Optional[Path]) -> Path:
+    """The run's own copy of the blendshape graph it trains (BLENDSHAPES_GRAPH_FILE), made when it starts:
+    the graph of the run it starts from when that run kept one (its checkpoint fits that graph), else the
+    cached conversion. A resumed run keeps the copy it has."""
+    own = run_dir / BLENDSHAPES_GRAPH_FILE
+    if not own.is_file():
+        source = start.parent.parent / BLENDSHAPES_GRAPH_FILE if start is not None else None
+        if source is None or start.parent.name != CHECKPOINT_DIR or not source.is_file():
+            source = blendshapes.graph_for(cfg.model.blendshapes.path)
+        atomic_write_bytes(own, source.read_bytes())
+    return own
+
+
+def _build(cfg: DictConfig, run_dir: Path, stages: list[str],
+           point: Optional[ResumePoint]) -> tuple[FaceDynModel, FlowWeightsReport]:
     """The model with the weights the run starts from: a resume point, the previous stage's checkpoint, or
     fresh (ImageNet in the flow backbone). ImageNet weights are only fetched when they would be used."""
     start = None if point is not None else _starting_checkpoint(cfg, stages[0])
     model_cfg = cfg.model
     if point is not None or start is not None:
         model_cfg = OmegaConf.merge(cfg.model, {"flow": {"weights": "none"}})
-    model, report = build_model(model_cfg)
+    model, report = build_model(model_cfg, _blendshapes_graph(cfg, run_dir, start))
     if point is not None:
         problem = checkpoints.state_mismatch(model, point.model)
         if problem:
@@ -152,7 +166,7 @@ def _train(cfg: DictConfig, run_dir: Path, stages: list[str], point: Optional[Re
     data = prepare_data(cfg.data, run_dir, log, expressions=cfg.model.expressions)
     check_labels(data, log)
     torch.manual_seed(cfg.seed)  # the model's initialisation does not depend on what loading drew
-    model, weights_report = _build(cfg, stages, point)
+    model, weights_report = _build(cfg, run_dir, stages, point)
     model.to(runtime.device)
     progress = point.progress if point is not None else Progress()
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +14,9 @@ from omegaconf import OmegaConf
 
 from facedyn.data import prepare_data
 from facedyn.inference import Predictor, RunError, find_newest_finished_run, load_run
-from facedyn.runs import stage_checkpoint
+from facedyn.blendshapes import graph_for
+from facedyn.runs import BLENDSHAPES_GRAPH_FILE, stage_checkpoint
+from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +45,30 @@ def test_rebuilt_model_reproduces_the_runs_validation_predictions(tiny_trained_r
     one = exact.predict(s.flow[rows[:1]], s.expression_landmarks[rows[:1]], s.baseline_landmarks[rows[:1]],
                         s.expression[rows[:1]])
     np.testing.assert_allclose(one, every[:1], atol=1e-5)
+
+
+def test_a_run_folder_predicts_without_mediapipes_model_or_its_conversion(tiny_trained_run, run_data, tmp_path):
+    """The run keeps the blendshape graph it trained (a later conversion may be shaped differently), so it
+    is rebuilt on a machine with neither MediaPipe's model nor a conversion cache."""
+    assert (tiny_trained_run / BLENDSHAPES_GRAPH_FILE).read_bytes() == graph_for().read_bytes()
+    s = run_data.samples
+    rows = np.asarray(run_data.val_indices)[:5]
+    arrays = tmp_path / "inputs.npz"
+    np.savez(arrays, flow=s.flow[rows], expression_landmarks=s.expression_landmarks[rows],
+             baseline_landmarks=s.baseline_landmarks[rows], expression=np.asarray(s.expression)[rows])
+    code = ("import sys, numpy as np\nfrom facedyn.inference import load_run\n"
+            "a = np.load(sys.argv[2])\n"
+            "g = load_run(sys.argv[1]).predict(a['flow'], a['expression_landmarks'], a['baseline_landmarks'], "
+            "list(a['expression']))\nnp.save(sys.argv[3], g)\n")
+    env = {key: value for key, value in os.environ.items() if key not in ("FACEDYN_LANDMARKER", "FACEDYN_BLENDSHAPES")}
+    env.update(FACEDYN_CACHE_DIR=str(tmp_path / "empty-cache"), PYTHONPATH=str(REPO))
+    result = subprocess.run([sys.executable, "-c", code, str(tiny_trained_run), str(arrays), str(tmp_path / "g.npy")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "empty-cache" / "models").exists()  # nothing was converted or fetched
+    expected = load_run(tiny_trained_run).predict(s.flow[rows], s.expression_landmarks[rows], s.baseline_landmarks[rows],
+                                                  s.expression[rows])
+    np.testing.assert_allclose(np.load(tmp_path / "g.npy"), expected, atol=1e-6)
 
 
 def test_checkpoint_file_and_newest_finished_run(tiny_trained_run):

@@ -13,8 +13,8 @@ from facedyn.data.prepare import SPLIT_FILE
 from facedyn.config import CONF_DIR, STAGE_ORDER, ModelConfig, stage_key
 from facedyn.inference.predictor import ModelInfo, RunError
 from facedyn.model import FaceDynModel, build_model
-from facedyn.runs import (CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, STATUS_FILE, find_run_dirs, read_json,
-                          stage_checkpoint)
+from facedyn.runs import (BLENDSHAPES_GRAPH_FILE, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, STATUS_FILE,
+                          find_run_dirs, read_json, stage_checkpoint)
 
 log = logging.getLogger(__name__)
 FINAL_STAGE = STAGE_ORDER[-1]
@@ -113,7 +113,8 @@ def build_for_checkpoint(run_dir: Path, checkpoint: Path, stage: str) -> tuple[F
     """The run's model with the checkpoint's weights, in eval mode, and what it was made from."""
     cfg = run_config(run_dir)
     payload = _checkpoint_payload(checkpoint)
-    model, _ = build_model(model_config(cfg, run_dir))
+    graph = run_dir / BLENDSHAPES_GRAPH_FILE  # runs before it was kept: the cached conversion
+    model, _ = build_model(model_config(cfg, run_dir), graph if graph.is_file() else None)
     problem = checkpoints.state_mismatch(model, payload["model"])
     if problem:
         raise RunError(f"{checkpoint} does not fit the model of {run_dir / CONFIG_FILE} (model.*): {problem}; "
