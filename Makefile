@@ -21,11 +21,14 @@ $(VENV)/.installed: requirements.txt setup.cfg pyproject.toml
 train: venv
 	$(PY) train.py $(ARGS)
 
+# Two pytest workers: many cases wait on subprocesses (interpreter start-up, servers, a browser) and
+# single-threaded imports; tests that share a fixture stay on one worker (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 test-all: venv
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

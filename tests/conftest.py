@@ -20,6 +20,15 @@ if not os.environ.get("FACEDYN_LANDMARKER") and (SHARED / "models" / "face_landm
     os.environ["FACEDYN_LANDMARKER"] = str(SHARED / "models" / "face_landmarker.task")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two workers), keep what shares an expensive fixture on one worker:
+    the tests of one module (module-scoped runs and sweeps), and every test of the session's trained run.
+    Groups take effect with --dist loadgroup; without xdist the marks do nothing."""
+    for item in items:
+        shared = "tiny_trained_run" in getattr(item, "fixturenames", ())
+        item.add_marker(pytest.mark.xdist_group("tiny_trained_run" if shared else item.module.__name__))
+
+
 def _require(path: Path) -> Path:
     """A real file a test needs: skipped on a laptop without it, a failure in CI (which must have it)."""
     if path.is_file():
