@@ -20,6 +20,7 @@ if not os.environ.get("FACEDYN_LANDMARKER") and (SHARED / "models" / "face_landm
     os.environ["FACEDYN_LANDMARKER"] = str(SHARED / "models" / "face_landmarker.task")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (`make test` runs two workers), keep what shares an expensive fixture on one worker:
     the tests of one module (module-scoped runs and sweeps), and every test of the session's trained run.
