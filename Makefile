@@ -22,13 +22,14 @@ train: venv
 	$(PY) train.py $(ARGS)
 
 # Two pytest workers: many cases wait on subprocesses (interpreter start-up, servers, a browser) and
-# single-threaded imports; tests that share a fixture stay on one worker (tests/conftest.py).
+# single-threaded imports. The tests of a module stay on one worker (its module fixtures are built once);
+# the session's trained run is made once for both (tests/conftest.py).
 TEST_WORKERS ?= 2
 test: venv
-	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -m "not slow" -n $(TEST_WORKERS) --dist loadscope $(ARGS)
 
 test-all: venv
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope $(ARGS)
 
 bench: venv
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

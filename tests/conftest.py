@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACEDYN_SHARED", REPO.parent / "shared"))
@@ -18,16 +22,6 @@ FIXTURES = SHARED / "fixtures" / "mediapipe"
 # Tests and users find the bundle the same way: through FACEDYN_LANDMARKER.
 if not os.environ.get("FACEDYN_LANDMARKER") and (SHARED / "models" / "face_landmarker.task").is_file():
     os.environ["FACEDYN_LANDMARKER"] = str(SHARED / "models" / "face_landmarker.task")
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs two workers), keep what shares an expensive fixture on one worker:
-    the tests of one module (module-scoped runs and sweeps), and every test of the session's trained run.
-    Groups take effect with --dist loadgroup; without xdist the marks do nothing."""
-    for item in items:
-        shared = "tiny_trained_run" in getattr(item, "fixturenames", ())
-        item.add_marker(pytest.mark.xdist_group("tiny_trained_run" if shared else item.module.__name__))
 
 
 def _require(path: Path) -> Path:
@@ -104,17 +98,47 @@ def tiny_epochs(stages=TINY_STAGE_EPOCHS) -> list[str]:
     return [f"stages.{key}.epochs={epochs}" for key, epochs in stages.items()]
 
 
-@pytest.fixture(scope="session")
-def tiny_trained_run(tmp_path_factory, tiny_data_overrides):
-    """A finished five-stage run on the tiny dataset (run folder Path), trained once per session: what
-    prediction, the report and the export are tested on. Outputs live under its parent's parent
-    (<tmp>/outputs), so `paths.output_dir` of that folder finds it as the newest finished run."""
-    from facedyn import training
-    from facedyn.config import compose
+TRAINED_RUN_EPOCHS = {**TINY_STAGE_EPOCHS, "s1": 2}  # two stage-1 epochs, so a kill can land mid-stage
 
-    base = tmp_path_factory.mktemp("trained")
-    overrides = [f"paths.output_dir={base / 'outputs'}", "model.flow.weights=none", "trainer.progress=false",
-                 "trainer.threads=2", *tiny_data_overrides, *tiny_epochs()]
-    run_dir = base / "outputs" / "runs" / "tiny"
-    training.run(compose(overrides), run_dir, overrides)
-    return run_dir
+
+@dataclass(frozen=True)
+class TrainedRun:
+    run_dir: Path
+    overrides: list[str]  # the train.py overrides it was made with
+    output: str  # what train.py printed
+
+
+def train_py(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_train_py_run(tmp_path_factory, tiny_data_overrides) -> TrainedRun:
+    """A finished five-stage `python train.py` run on the tiny dataset, as a user would start it: what the
+    trainer's resume tests compare with and what prediction, the report and the export are tested on. Made
+    once per test session, also under pytest-xdist: the first worker that needs it trains it (under a lock in
+    the workers' common temporary folder), the others wait and use it. Copy it before changing it. Its
+    outputs live under <tmp>/trained/outputs, so that folder's newest finished run is this one."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    base, made = root / "trained", root / "trained.json"
+    with FileLock(str(root / "trained.lock")):
+        if not made.is_file():
+            shutil.rmtree(base, ignore_errors=True)  # an attempt that failed
+            overrides = [f"paths.output_dir={base / 'outputs'}", "model.flow.weights=none", "trainer.progress=false",
+                         "trainer.threads=2", *tiny_data_overrides, *tiny_epochs(TRAINED_RUN_EPOCHS)]
+            process = train_py([*overrides, f"hydra.run.dir={base / 'outputs' / 'runs' / 'tiny'}"])
+            output, _ = process.communicate(timeout=1200)  # a hang guard: minutes on a loaded 2-core machine
+            assert process.returncode == 0, output
+            made.write_text(json.dumps({"overrides": overrides, "output": output}))
+    record = json.loads(made.read_text())
+    return TrainedRun(base / "outputs" / "runs" / "tiny", record["overrides"], record["output"])
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tiny_train_py_run) -> Path:
+    """The run folder of tiny_train_py_run."""
+    return tiny_train_py_run.run_dir

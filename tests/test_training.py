@@ -23,30 +23,18 @@ from facedyn.config import STAGE_ORDER, compose, stage_key
 from facedyn.model import build_model
 from facedyn.runs import stage_checkpoint
 from facedyn.runtime import Runtime
-from tests.conftest import REPO, TINY_STAGE_EPOCHS, tiny_epochs
+from tests.conftest import REPO, TRAINED_RUN_EPOCHS, train_py
 
-EPOCHS = {**TINY_STAGE_EPOCHS, "s1": 2}  # two stage-1 epochs, so a kill can land mid-stage
+EPOCHS = TRAINED_RUN_EPOCHS
 TIMING_KEYS = {"seconds", "data_wait_seconds", "val_seconds"}
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory, tiny_data_overrides):
-    """An uninterrupted five-stage run of `python train.py`, as a user would start it."""
-    base = tmp_path_factory.mktemp("reference")
-    overrides = [f"paths.output_dir={base / 'outputs'}", "model.flow.weights=none", "trainer.progress=false",
-                 "trainer.threads=2", *tiny_data_overrides, *tiny_epochs(EPOCHS)]
-    run_dir = base / "outputs" / "runs" / "reference"
-    process = _train_py([*overrides, f"hydra.run.dir={run_dir}"])
-    output, _ = process.communicate(timeout=1200)  # a hang guard: minutes on a 2-core machine others load too
-    assert process.returncode == 0, output
-    assert "Run folder:" in output and "baseline" in output  # the end-of-run summary
-    return compose(overrides), run_dir, output, overrides
-
-
-def _train_py(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def reference_run(tiny_train_py_run):
+    """An uninterrupted five-stage run of `python train.py`, as a user would start it (the session's)."""
+    run = tiny_train_py_run
+    assert "Run folder:" in run.output and "baseline" in run.output  # the end-of-run summary
+    return compose(run.overrides), run.run_dir, run.output, run.overrides
 
 
 def _without_timing(history: dict) -> list[dict]:
@@ -137,7 +125,7 @@ def test_fusion_starts_as_the_average_of_the_branches(reference_run):
 def test_resume_after_sigkill_mid_epoch_matches_the_uninterrupted_run(reference_run, tmp_path):
     _, reference_dir, _, overrides = reference_run
     run_dir = tmp_path / "killed"
-    process = _train_py([*overrides, f"hydra.run.dir={run_dir}"])
+    process = train_py([*overrides, f"hydra.run.dir={run_dir}"])
     status_file = run_dir / "run_status.json"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:  # wait until stage 1 epoch 1 is saved, then kill during epoch 2
@@ -152,7 +140,7 @@ def test_resume_after_sigkill_mid_epoch_matches_the_uninterrupted_run(reference_
     assert not stage_checkpoint(run_dir, "1").exists(), "killed too late to test a mid-stage resume"
     assert json.loads(status_file.read_text())["status"] == "running"  # what a killed run leaves behind
 
-    resumed = _train_py([f"resume={run_dir}"])
+    resumed = train_py([f"resume={run_dir}"])
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
     assert "Resuming" in output
@@ -228,7 +216,7 @@ def test_single_stage_run_from_init_from(reference_run, tmp_path):
 
 
 def test_bad_data_root_is_a_one_line_error(tmp_path):
-    process = _train_py(["data=folder", f"data.root={tmp_path / 'missing'}", f"paths.output_dir={tmp_path}"])
+    process = train_py(["data=folder", f"data.root={tmp_path / 'missing'}", f"paths.output_dir={tmp_path}"])
     output, _ = process.communicate(timeout=120)
     assert process.returncode != 0
     assert "Traceback" not in output
@@ -260,10 +248,10 @@ def test_sigterm_saves_and_says_how_to_resume_a_second_writer_is_refused(referen
     # Stage 1 long enough to still be training when the second writers and SIGTERM come, however fast the
     # machine: with the tiny run's two epochs an idle machine could finish before them (a flaky test).
     long_stage_1 = [o for o in overrides if not o.startswith("stages.s1.epochs=")] + ["stages.s1.epochs=500"]
-    process = _train_py([*long_stage_1, f"hydra.run.dir={run_dir}"])
+    process = train_py([*long_stage_1, f"hydra.run.dir={run_dir}"])
     _wait_for_epoch(process, run_dir / "run_status.json", "1", 1)
     # A second train.py into the same folder (same hydra.run.dir, or resume= of a run still training): refused.
-    seconds = [_train_py(args) for args in ([*long_stage_1, f"hydra.run.dir={run_dir}"], [f"resume={run_dir}"])]
+    seconds = [train_py(args) for args in ([*long_stage_1, f"hydra.run.dir={run_dir}"], [f"resume={run_dir}"])]
     for second in seconds:
         output, _ = second.communicate(timeout=300)
         assert second.returncode == 1 and f"is in use by process {process.pid}" in output, output
@@ -277,7 +265,7 @@ def test_sigterm_saves_and_says_how_to_resume_a_second_writer_is_refused(referen
     assert "in use" not in (run_dir / "train.log").read_text()  # the refused writers left no trace in its log
     # resume= continues the run as configured: other overrides are refused, by name; more epochs of a stage
     # not finished yet (stage 4 here; stage 1 may have finished on a slow machine) are allowed.
-    refused = _train_py([f"resume={run_dir}", "optimizer.lr=0.5", "stages.s4.epochs=3", "trainer.progress=false"])
+    refused = train_py([f"resume={run_dir}", "optimizer.lr=0.5", "stages.s4.epochs=3", "trainer.progress=false"])
     output, _ = refused.communicate(timeout=300)
     assert refused.returncode == 1 and "it cannot change optimizer.lr=0.5. Allowed:" in output, output
 
@@ -297,7 +285,7 @@ def test_resume_without_last_pt_goes_on_after_the_last_finished_stage(reference_
     (run_dir / "checkpoints" / "last.pt").unlink()
     stage_checkpoint(run_dir, "4").unlink()
     stage_3 = stage_checkpoint(run_dir, "3").stat().st_mtime_ns
-    resumed = _train_py([f"resume={run_dir}"])
+    resumed = train_py([f"resume={run_dir}"])
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, output
     assert "after stage 3 (stage_3.pt)" in output
@@ -312,14 +300,14 @@ def test_resume_without_last_pt_goes_on_after_the_last_finished_stage(reference_
 def test_finished_runs_and_damaged_last_pt_stop_with_what_to_do_and_keep_their_status(reference_run, tmp_path):
     _, reference_dir, _, _ = reference_run
     metrics_time = (reference_dir / "metrics.json").stat().st_mtime_ns
-    finished = _train_py([f"resume={reference_dir}"])
+    finished = train_py([f"resume={reference_dir}"])
     output, _ = finished.communicate(timeout=300)
     assert finished.returncode == 1 and "that run finished" in output and f"init_from={reference_dir}" in output, output
     assert (reference_dir / "metrics.json").stat().st_mtime_ns == metrics_time
     damaged = _copy_run(reference_dir, tmp_path / "damaged", "interrupted")
     last = damaged / "checkpoints" / "last.pt"
     last.write_bytes(last.read_bytes()[:1000])
-    process = _train_py([f"resume={damaged}"])
+    process = train_py([f"resume={damaged}"])
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 1 and "Traceback" not in output, output
     assert f"To go on after stage 4 (its checkpoint is intact), move it aside (mv {last} {last}.damaged)" in output
@@ -328,7 +316,7 @@ def test_finished_runs_and_damaged_last_pt_stop_with_what_to_do_and_keep_their_s
 
 def test_nothing_to_learn_is_refused_before_training(reference_run, tmp_path):
     _, _, _, overrides = reference_run
-    process = _train_py([*overrides, f"hydra.run.dir={tmp_path / 'run'}", "data.labels.dynamics_ignore=[0,1,2,3,4,5]",
+    process = train_py([*overrides, f"hydra.run.dir={tmp_path / 'run'}", "data.labels.dynamics_ignore=[0,1,2,3,4,5]",
                          "data.labels.synkinesis_ignore=[0,1,2,3]"])
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 1 and "error: nothing to learn: every training label of both scores" in output, output
@@ -354,7 +342,7 @@ def test_one_score_fully_ignored_and_a_single_validation_video_warn(reference_ru
 def test_init_from_a_run_of_another_model_shape_is_one_line(reference_run, tmp_path):
     _, reference_dir, _, overrides = reference_run
     overrides = [o for o in overrides if not o.startswith("stages.")]
-    process = _train_py([*overrides, f"hydra.run.dir={tmp_path / 'run'}", "stage=2a", f"init_from={reference_dir}",
+    process = train_py([*overrides, f"hydra.run.dir={tmp_path / 'run'}", "stage=2a", f"init_from={reference_dir}",
                          "model.landmark_hidden=8"])
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 1, output
