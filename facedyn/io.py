@@ -12,10 +12,14 @@ from typing import Any, Iterator
 
 @contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it is fsynced and renamed over `target`."""
+    """Yield a temporary path beside `target`; on success it is fsynced and renamed over `target`.
+
+    The file gets the mode a plain open() would give it (0666 less the umask), not mkstemp's private 0600:
+    run folders and reports are read by colleagues, a web server, other nodes' jobs."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -47,3 +51,17 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (Linux), else set and restored at once."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
