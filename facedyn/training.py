@@ -123,11 +123,12 @@ def _blendshapes_graph(cfg: DictConfig, run_dir: Path, start: Optional[Path]) ->
     the graph of the run it starts from when that run kept one (its checkpoint fits that graph), else the
     cached conversion. A resumed run keeps the copy it has."""
     own = run_dir / BLENDSHAPES_GRAPH_FILE
-    if not own.is_file():
-        source = start.parent.parent / BLENDSHAPES_GRAPH_FILE if start is not None else None
-        if source is None or start.parent.name != CHECKPOINT_DIR or not source.is_file():
-            source = blendshapes.graph_for(cfg.model.blendshapes.path)
-        atomic_write_bytes(own, source.read_bytes())
+    if own.is_file():
+        return own
+    starting_run = start.parent.parent if start is not None and start.parent.name == CHECKPOINT_DIR else None
+    kept = starting_run / BLENDSHAPES_GRAPH_FILE if starting_run is not None else None
+    source = kept if kept is not None and kept.is_file() else blendshapes.graph_for(cfg.model.blendshapes.path)
+    atomic_write_bytes(own, source.read_bytes())
     return own
 
 

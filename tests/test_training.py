@@ -1,5 +1,5 @@
 """End to end on a tiny generated dataset: run folder contents, freezing per stage, resume after SIGKILL,
-determinism, starting weights. One real run (module fixture) serves several tests."""
+determinism, starting weights. One real `train.py` run (the session's, tests/conftest.py) serves several tests."""
 
 from __future__ import annotations
 
