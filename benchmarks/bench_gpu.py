@@ -1,28 +1,111 @@
-"""The torch blendshape module on a GPU: exactness against the CPU module and samples/s, in one run.
+"""Training on a GPU: the default run's samples/s per stage, its share of time waiting for data, its wall time.
 
-    python benchmarks/bench_gpu.py [--batches 256 4096] [--repeats 15]
+    python benchmarks/bench_gpu.py [--host] [--cache DIR] [overrides ...]   # the default run (train.py)
+    python benchmarks/bench_gpu.py --blendshapes [--batches 256 4096]      # the blendshape module alone
 
-Needs a CUDA device and a converted model in the cache (a machine without TensorFlow can use one built
-elsewhere: copy <facedyn cache>/models and set FACEDYN_CACHE_DIR). Prints the largest |GPU - CPU| of the
-52 scores in fp32 and under bf16 autocast (the CPU module matches TFLite within ~2.4e-6, see
-bench_blendshapes.py), and the median samples/s of forward and forward + backward per batch size, timed
-with CUDA synchronisation.
+The run: `python train.py` in a fresh process (trainer.device=cuda; data.on_device's default keeps the
+decoded dataset in GPU memory and augments there, facedyn.data.resident), after a one-epoch warm-up run
+that fills the cache (the synthetic dataset, its decoded copy, the blendshape model's conversion), so the
+timed run is one "after the first model conversion". Prints the wall time from the process start to its
+exit and, per stage, training and validation samples/s and the share of the stage's time spent waiting
+for data (the training loop's own records: training_history.json). `--host` also times stage 1 with
+data.on_device=false (loader workers, pinned batches copied over) for comparison. Extra arguments are
+train.py overrides (e.g. data.batch_size=256). `--device cpu` runs it all on the CPU: a dry run of the
+script, not a GPU figure. Goals (issue 15): stage 1 ≥ 15,000 training samples/s on one H200, the whole
+default run ≤ 15 s.
+
+--blendshapes: the torch blendshape module on CUDA: the largest |GPU - CPU| of the 52 scores in fp32 and
+under bf16 autocast, and the median samples/s of forward and forward + backward per batch size.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-from bench_blendshapes import face_like_landmarks  # noqa: E402  (this script's folder is on sys.path)
-from facedyn.blendshapes import load  # noqa: E402
+GOALS = {"stage 1 training samples/s": 15_000, "default run seconds": 15}
+
+
+def train_py(run_dir: Path, outputs: Path, cache: Path, overrides: list[str]) -> float:
+    """Run train.py into run_dir; its wall time in seconds."""
+    command = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}", f"paths.output_dir={outputs}",
+               "trainer.progress=false", *overrides]
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=outputs.parent, env={**os.environ, "FACEDYN_CACHE_DIR": str(cache)},
+                            capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"train.py failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
+    return wall
+
+
+def stage_figures(run_dir: Path) -> list[dict]:
+    """Per stage: epochs, training and validation samples/s, and the share of its time waiting for data."""
+    history = json.loads((run_dir / "training_history.json").read_text())["epochs"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    rows = []
+    for stage in dict.fromkeys(row["stage"] for row in history):
+        epochs = [row for row in history if row["stage"] == stage]
+        seconds = sum(row["seconds"] for row in epochs)
+        validating = sum(row["val_seconds"] for row in epochs)
+        rows.append({"stage": stage, "epochs": len(epochs), "seconds": seconds,
+                     "train_per_s": metrics["train_samples"] * len(epochs) / max(seconds - validating, 1e-9),
+                     "val_per_s": metrics["val_samples"] * len(epochs) / max(validating, 1e-9),
+                     "wait_share": sum(row["data_wait_seconds"] for row in epochs) / max(seconds, 1e-9)})
+    return rows
+
+
+def print_run(title: str, wall: float, run_dir: Path) -> list[dict]:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    final = metrics["final"]
+    print(f"{title}: {wall:.1f} s wall ({metrics['seconds']:.1f} s in the trainer), {metrics['device']}, "
+          f"{metrics['precision']}; video MAE dynamics {final.get('val_video_mae_dynamics', float('nan')):.3f}, "
+          f"synkinesis {final.get('val_video_mae_synkinesis', float('nan')):.3f}")
+    rows = stage_figures(run_dir)
+    print(f"  {'stage':5s} {'epochs':>6s} {'seconds':>8s} {'train/s':>9s} {'val/s':>9s} {'waiting':>8s}")
+    for row in rows:
+        print(f"  {row['stage']:5s} {row['epochs']:6d} {row['seconds']:8.2f} {row['train_per_s']:9,.0f} "
+              f"{row['val_per_s']:9,.0f} {row['wait_share']:8.1%}")
+    return rows
+
+
+def stage_1_only(overrides: list[str]) -> list[str]:
+    """`overrides` for a stage-1-only run (its config has no other stage to override)."""
+    return [o for o in overrides if not o.startswith("stages.") or o.startswith("stages.s1.")] + ["stage=1"]
+
+
+def bench_run(args: argparse.Namespace) -> None:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_gpu.py: no CUDA device here; nothing measured (--device cpu for a dry run on the CPU)")
+        return
+    if args.device == "cuda":
+        print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+    overrides = [f"trainer.device={args.device}", *args.overrides]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        cache = args.cache or work / "cache"
+        wall = train_py(work / "warm-up", work / "outputs", cache, [*stage_1_only(overrides), "stages.s1.epochs=1"])
+        print(f"warm-up run (dataset, its cache, blendshape conversion unless cached): {wall:.1f} s")
+        wall = train_py(work / "run", work / "outputs", cache, overrides)
+        rows = print_run("default run", wall, work / "run")
+        stage_1 = next(row for row in rows if row["stage"] == "1")
+        print(f"goals: stage 1 {stage_1['train_per_s']:,.0f} training samples/s (goal ≥ "
+              f"{GOALS['stage 1 training samples/s']:,}), whole run {wall:.1f} s (goal ≤ {GOALS['default run seconds']} s)")
+        if args.host:
+            wall = train_py(work / "host", work / "outputs", cache, [*stage_1_only(overrides), "data.on_device=false"])
+            print_run("stage 1 with data.on_device=false (the host loading path)", wall, work / "host")
 
 
 def cuda_rates(step, batch: int, repeats: int) -> list[float]:
@@ -37,17 +120,19 @@ def cuda_rates(step, batch: int, repeats: int) -> list[float]:
     return measured
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, nargs="+", default=[256, 4096])
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
+def bench_blendshapes(args: argparse.Namespace) -> None:
+    """Needs a converted model in the cache (a machine without TensorFlow can use one built elsewhere: copy
+    <facedyn cache>/models and set FACEDYN_CACHE_DIR)."""
     if not torch.cuda.is_available():
         print("bench_gpu.py: no CUDA device here; nothing measured")
         return
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_blendshapes import face_like_landmarks
+
+    from facedyn.blendshapes import load
+
     device = torch.device("cuda")
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
-
     start = time.perf_counter()
     cpu_model = load()
     print(f"cached load(): {time.perf_counter() - start:.2f} s; tensorflow imported: {'tensorflow' in sys.modules}")
@@ -79,6 +164,19 @@ def main() -> None:
         for name, step in (("forward", forward), ("forward+backward", forward_backward)):
             rate = statistics.median(cuda_rates(step, batch, args.repeats))
             print(f"batch {batch:5d} {name:17s}: {rate:12,.0f} samples/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--blendshapes", action="store_true", help="measure the blendshape module alone")
+    parser.add_argument("--batches", type=int, nargs="+", default=[256, 4096], help="--blendshapes batch sizes")
+    parser.add_argument("--repeats", type=int, default=15, help="--blendshapes timings per batch size")
+    parser.add_argument("--host", action="store_true", help="also time stage 1 on the host loading path")
+    parser.add_argument("--cache", type=Path, help="a facedyn cache folder to reuse (default: a fresh one)")
+    parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="cpu: a dry run of the script")
+    parser.add_argument("overrides", nargs="*", help="train.py overrides")
+    args = parser.parse_args()
+    bench_blendshapes(args) if args.blendshapes else bench_run(args)
 
 
 if __name__ == "__main__":

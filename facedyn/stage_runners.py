@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Iterator, Protocol
+from typing import Iterable, Iterator, Optional, Protocol
 
 import numpy as np
 import torch
@@ -24,10 +24,11 @@ from facedyn.config import STAGE_ORDER
 from facedyn.data import loader_workers, make_loader
 from facedyn.data.prefetch import Prefetcher
 from facedyn.data.prepare import PreparedData
+from facedyn.data.resident import ResidentData, ResidentLoader, use_resident
 from facedyn.epochs import precompute_branch_outputs, predict_all, tensor_batches, timed, train_epoch
 from facedyn.model import FaceDynModel
 from facedyn.objective import loss_weights
-from facedyn.runtime import Runtime
+from facedyn.runtime import Batch, Runtime
 
 
 @dataclass
@@ -59,11 +60,38 @@ class StageContext:
     def eval_batches(self, count: int) -> int:
         return math.ceil(count / self.cfg.trainer.eval_batch_size)
 
-    def loader(self, dataset, shuffle: bool, batch_size: int | None = None, persistent: bool = False):
-        on_cuda = self.runtime.device.type == "cuda"
+    @property
+    def workers(self) -> int:
+        return loader_workers(self.cfg.data.num_workers, self.runtime.device.type == "cuda")
+
+    @property
+    def resident(self) -> Optional[ResidentData]:
+        """The samples in the device's memory when the data settings keep them there (data.on_device)."""
+        if not use_resident(self.data.cfg, self.runtime.device):
+            return None
+        return self.data.resident(self.runtime.device, self.runtime.channels_last)
+
+    def train_loader(self, augment: bool) -> Iterable[Batch]:
+        """The stage's training batches, kept for all its epochs: `sampler.set_epoch(e)` picks the epoch."""
+        resident = self.resident
+        if resident is not None:
+            return ResidentLoader(resident, self.train_rows, self.batch_size, shuffle=True, seed=self.cfg.seed,
+                                  augment=augment and self.data.cfg.augment.enabled, num_workers=self.workers)
+        return self._loader(self.data.make_dataset(self.train_rows, augment=augment), shuffle=True,
+                            batch_size=self.batch_size, persistent=True)
+
+    def eval_loader(self, rows: np.ndarray, persistent: bool = False) -> Iterable[Batch]:
+        """Un-augmented batches of `rows`, in order (validation, prediction, precomputed branch outputs)."""
+        resident = self.resident
+        if resident is not None:
+            return ResidentLoader(resident, rows, self.cfg.trainer.eval_batch_size, shuffle=False, seed=self.cfg.seed,
+                                  augment=False, num_workers=0)
+        return self._loader(self.data.make_dataset(rows, augment=False), shuffle=False, persistent=persistent)
+
+    def _loader(self, dataset, shuffle: bool, batch_size: int | None = None, persistent: bool = False):
         return make_loader(dataset, batch_size=batch_size or self.cfg.trainer.eval_batch_size, shuffle=shuffle,
-                           seed=self.cfg.seed, num_workers=loader_workers(self.cfg.data.num_workers, on_cuda),
-                           pin_memory=on_cuda, persistent=persistent)
+                           seed=self.cfg.seed, num_workers=self.workers, pin_memory=self.runtime.device.type == "cuda",
+                           persistent=persistent)
 
     def shuffle_epoch(self, epoch: int) -> int:
         """The epoch number the training order and augmentation draws of (stage, epoch) come from."""
@@ -85,10 +113,8 @@ class LoaderStage:
         self.ctx = ctx
         self.precompute_seconds = 0.0
         self.weights = loss_weights(ctx.spec, ctx.runtime.device)
-        train_set = ctx.data.make_dataset(ctx.train_rows, augment=bool(ctx.spec.augment))
-        val_set = ctx.data.make_dataset(ctx.val_rows, augment=False)
-        train_loader = ctx.loader(train_set, shuffle=True, batch_size=ctx.batch_size, persistent=True)
-        val_loader = ctx.loader(val_set, shuffle=False, persistent=True)
+        train_loader = ctx.train_loader(augment=bool(ctx.spec.augment))
+        val_loader = ctx.eval_loader(ctx.val_rows, persistent=True)
         # Every pass of the stage, in order, so the thread loads across pass boundaries.
         passes = [pass_ for epoch in range(first_epoch, ctx.spec.epochs + 1) for pass_ in (
             (("train", epoch), partial(_at_epoch, train_loader, ctx.shuffle_epoch(epoch))),
@@ -118,8 +144,7 @@ class PrecomputedStage:
 
     def _outputs(self, rows: np.ndarray) -> dict[str, torch.Tensor]:
         ctx = self.ctx
-        dataset = ctx.data.make_dataset(rows, augment=False)
-        return precompute_branch_outputs(ctx.model, ctx.loader(dataset, shuffle=False), ctx.eval_batches(len(rows)),
+        return precompute_branch_outputs(ctx.model, ctx.eval_loader(rows), ctx.eval_batches(len(rows)),
                                          ctx.spec.predict, ctx.runtime)
 
     def train_pass(self, epoch: int, optimizer, scheduler, wait: list[float]) -> float:
@@ -145,9 +170,7 @@ def make_runner(ctx: StageContext, first_epoch: int, stack: contextlib.ExitStack
 
 def predict_split(ctx: StageContext, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The current model's normalised predictions (the stage's output) of `rows`, un-augmented."""
-    dataset = ctx.data.make_dataset(rows, augment=False)
-    return predict_all(ctx.model, ctx.loader(dataset, shuffle=False), ctx.eval_batches(len(rows)), ctx.spec.predict,
-                       ctx.runtime)
+    return predict_all(ctx.model, ctx.eval_loader(rows), ctx.eval_batches(len(rows)), ctx.spec.predict, ctx.runtime)
 
 
 def _at_epoch(loader, epoch: int) -> Iterator:

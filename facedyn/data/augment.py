@@ -123,6 +123,23 @@ def add_head_motion(
     return encode_flow(flow, max_magnitude), expression @ landmark_matrix[:, :2].T + landmark_matrix[:, 2]
 
 
+@dataclass(frozen=True)
+class AugmentDraw:
+    """One sample's random choices in one epoch: all an augmentation needs besides the sample itself.
+
+    Drawn on the host in every data path, so the device-resident one (facedyn.data.resident) applies the
+    very choices the host path would.
+    """
+
+    flip: bool
+    motion: Optional[HeadMotion]
+    zoom: float
+    shift: np.ndarray  # (2,) fractions of the frame
+    gain: float  # flow magnitude factor (zoom included)
+    noise: Optional[tuple[int, bool, int, int]]  # (field of the bank, mirrored, dy, dx)
+    jitter: Optional[tuple[np.ndarray, np.ndarray]]  # standard normals for (expression, baseline) landmarks
+
+
 class Augmenter:
     """Draws and applies one random augmentation per (epoch, sample row)."""
 
@@ -136,25 +153,25 @@ class Augmenter:
             raise ValueError("head-motion augmentation needs the flow images' max_magnitude")
         self._noise_bank: Optional[np.ndarray] = None  # made on first use, in each worker process
 
-    def _noise_fields(self, shape: tuple[int, ...]) -> np.ndarray:
+    def noise_fields(self, shape: tuple[int, ...]) -> np.ndarray:
+        """The bank of NOISE_FIELDS noise fields (std cfg.noise_std) of `shape`, fixed by cfg.seed."""
         if self._noise_bank is None or self._noise_bank.shape[1:] != shape:
             rng = np.random.default_rng([self.cfg.seed, NOISE_BANK_STREAM])
             self._noise_bank = rng.standard_normal((NOISE_FIELDS, *shape), dtype=np.float32) * np.float32(self.cfg.noise_std)
         return self._noise_bank
 
-    def _add_noise(self, image: np.ndarray, rng: np.random.Generator) -> None:
+    def _add_noise(self, image: np.ndarray, noise: tuple[int, bool, int, int]) -> None:
         """Add Gaussian noise (std cfg.noise_std) in place: a field from a fixed bank, circularly shifted.
 
         Drawing 37,632 normal values per 112x112 image took ~0.3 ms, half of all the work on a training
         item; a random field of NOISE_FIELDS, shifted by a random (dy, dx) and maybe mirrored, costs ~10 us
         and still gives every pixel N(0, std^2) noise, independent between neighbours.
         """
-        fields = self._noise_fields(image.shape)
-        field = fields[rng.integers(len(fields))]
-        if rng.random() < 0.5:
+        index, mirrored, dy, dx = noise
+        field = self.noise_fields(image.shape)[index]
+        if mirrored:
             field = field[:, ::-1]
         height, width = image.shape[:2]
-        dy, dx = int(rng.integers(height)), int(rng.integers(width))
         # image[y, x] += field[(y + dy) % height, (x + dx) % width], as four block additions
         for rows_to, rows_from in ((slice(0, height - dy), slice(dy, height)), (slice(height - dy, height), slice(0, dy))):
             for cols_to, cols_from in ((slice(0, width - dx), slice(dx, width)), (slice(width - dx, width), slice(0, dx))):
@@ -163,39 +180,60 @@ class Augmenter:
     def rng(self, epoch: int, row: int) -> np.random.Generator:
         return np.random.default_rng([self.cfg.seed, epoch, row])
 
-    def _frame(self, expression: np.ndarray, baseline: np.ndarray) -> Frame:
+    def frame(self, expression: np.ndarray, baseline: np.ndarray) -> Frame:
+        """The landmark frame a sample's shifts, zooms and mirror use."""
         if self.frame_size is not None:
             return Frame(0.0, 0.0, *self.frame_size)
         return Frame.around(expression, baseline)
+
+    def draw(self, epoch: int, row: int, image_size: tuple[int, int], landmark_shape: tuple[int, ...]) -> AugmentDraw:
+        """The choices for sample `row` in `epoch` (from (seed, epoch, row) alone), for an image of (height,
+        width) `image_size` and landmark arrays of `landmark_shape`."""
+        cfg, rng = self.cfg, self.rng(epoch, row)
+        flip = bool(rng.random() < cfg.hflip_p)
+        motion = None
+        if self.head_motion:
+            motion = HeadMotion(rng.uniform(-cfg.head_motion_deg, cfg.head_motion_deg),
+                                rng.uniform(-cfg.head_motion_scale, cfg.head_motion_scale),
+                                tuple(rng.uniform(-cfg.head_motion_shift, cfg.head_motion_shift, size=2)))
+        zoom = 1 + rng.uniform(-cfg.scale, cfg.scale)
+        shift = rng.uniform(-cfg.shift, cfg.shift, size=2)
+        gain = zoom * (1 + rng.uniform(-cfg.brightness, cfg.brightness))
+        noise = None
+        if cfg.noise_std:
+            noise = (int(rng.integers(NOISE_FIELDS)), bool(rng.random() < 0.5),
+                     int(rng.integers(image_size[0])), int(rng.integers(image_size[1])))
+        jitter = None
+        if cfg.landmark_jitter:  # N(0, s) is s times a standard normal, bit for bit
+            jitter = (rng.standard_normal(landmark_shape), rng.standard_normal(landmark_shape))
+        return AugmentDraw(flip, motion, zoom, shift, gain, noise, jitter)
 
     def __call__(
         self, flow: np.ndarray, expression: np.ndarray, baseline: np.ndarray, epoch: int, row: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Augmented (flow float32 HxWx3 in [0, 1], expression landmarks, baseline landmarks)."""
-        cfg, rng = self.cfg, self.rng(epoch, row)
-        frame = self._frame(expression, baseline)
-        if rng.random() < cfg.hflip_p:
+        return self.apply(self.draw(epoch, row, flow.shape[:2], expression.shape), flow, expression, baseline)
+
+    def apply(self, draw: AugmentDraw, flow: np.ndarray, expression: np.ndarray, baseline: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        cfg = self.cfg
+        frame = self.frame(expression, baseline)
+        if draw.flip:
             flow, expression, baseline = mirror_sample(flow, expression, baseline, frame)
-        if self.head_motion:
-            motion = HeadMotion(rng.uniform(-cfg.head_motion_deg, cfg.head_motion_deg),
-                                rng.uniform(-cfg.head_motion_scale, cfg.head_motion_scale),
-                                tuple(rng.uniform(-cfg.head_motion_shift, cfg.head_motion_shift, size=2)))
-            flow, expression = add_head_motion(flow, expression, baseline, motion, frame, self.max_magnitude)
-        zoom = 1 + rng.uniform(-cfg.scale, cfg.scale)
-        shift = rng.uniform(-cfg.shift, cfg.shift, size=2)
+        if draw.motion is not None:
+            flow, expression = add_head_motion(flow, expression, baseline, draw.motion, frame, self.max_magnitude)
         if cfg.scale or cfg.shift:
-            flow = _zoom_shift_image(flow, zoom, shift)
-            expression = _zoom_shift_landmarks(expression, zoom, shift, frame)
-            baseline = _zoom_shift_landmarks(baseline, zoom, shift, frame)
+            flow = _zoom_shift_image(flow, draw.zoom, draw.shift)
+            expression = _zoom_shift_landmarks(expression, draw.zoom, draw.shift, frame)
+            baseline = _zoom_shift_landmarks(baseline, draw.zoom, draw.shift, frame)
         # Scaling RGB scales V (the flow magnitude) and keeps hue and saturation (the direction); a zoomed
         # scene also moves `zoom` times as many pixels.
-        gain = zoom * (1 + rng.uniform(-cfg.brightness, cfg.brightness))
-        image = flow.astype(np.float32) * np.float32(gain / 255)
-        if cfg.noise_std:
-            self._add_noise(image, rng)
+        image = flow.astype(np.float32) * np.float32(draw.gain / 255)
+        if draw.noise is not None:
+            self._add_noise(image, draw.noise)
         np.clip(image, 0, 1, out=image)
-        if cfg.landmark_jitter:
-            face_size = float(np.ptp(baseline, axis=0).max())
-            expression = expression + rng.normal(0, cfg.landmark_jitter * face_size, expression.shape)
-            baseline = baseline + rng.normal(0, cfg.landmark_jitter * face_size, baseline.shape)
+        if draw.jitter is not None:
+            sigma = cfg.landmark_jitter * float(np.ptp(baseline, axis=0).max())
+            expression = expression + sigma * draw.jitter[0]
+            baseline = baseline + sigma * draw.jitter[1]
         return image, expression.astype(np.float32), baseline.astype(np.float32)

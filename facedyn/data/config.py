@@ -149,4 +149,7 @@ class DataConfig:
     batch_size: int = 32
     num_workers: Optional[int] = None  # null: auto (facedyn.data.dataset.loader_workers)
     prefetch_batches: int = 4  # batches loaded ahead in a background thread; 0: load in the training loop
+    # Keep the decoded samples in the training device's memory and augment there (facedyn.data.resident);
+    # null: on a CUDA device, unless the head-motion augmentation is on (it has no device version).
+    on_device: Optional[bool] = None
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

@@ -92,13 +92,15 @@ def mirror_flow_image(image: np.ndarray) -> np.ndarray:
 
     A direction angle t becomes 180 deg - t. The hue is changed in float HSV so that mirroring twice
     gives the image back (up to float rounding; uint8 images round once per call). Float images are
-    non-negative RGB (any scale: the value channel carries it through unchanged).
+    non-negative RGB (any scale: the value channel carries it through unchanged). A stack (..., H, W, 3)
+    of images is mirrored image by image, in one pass (the conversions are per pixel).
     """
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+    if not isinstance(image, np.ndarray) or image.ndim < 3 or image.shape[-1] != 3:
         raise ValueError(f"flow image must be (H, W, 3) RGB, got shape {getattr(image, 'shape', '?')}")
-    hsv = cv2.cvtColor(np.ascontiguousarray(_as_float_rgb(image)[:, ::-1]), cv2.COLOR_RGB2HSV)
+    flipped = np.ascontiguousarray(_as_float_rgb(image)[..., ::-1, :]).reshape(-1, image.shape[-2], 3)
+    hsv = cv2.cvtColor(flipped, cv2.COLOR_RGB2HSV)
     hsv[..., 0] = np.mod(180.0 - hsv[..., 0], 360.0)
-    mirrored = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    mirrored = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).reshape(image.shape)
     if image.dtype == np.uint8:
         return np.clip(np.round(mirrored * 255.0), 0, 255).astype(np.uint8)
     return mirrored.astype(image.dtype, copy=False)

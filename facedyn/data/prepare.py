@@ -7,11 +7,12 @@ import dataclasses
 import io
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
+import torch
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -22,6 +23,7 @@ from facedyn.data.config import DataConfig
 from facedyn.data.dataset import FaceDynDataset
 from facedyn.data.errors import DataError
 from facedyn.data.expressions import SUNNYBROOK_EXPRESSIONS
+from facedyn.data.resident import HEAD_MOTION_ON_DEVICE, ResidentData, head_motion_augmented
 from facedyn.data.reader import BadSample, ReaderSettings, ReadResult, flow_max_magnitude, landmark_frame, read_samples
 from facedyn.data.samples import Samples
 from facedyn.data.split import Split, split_by_video
@@ -44,13 +46,22 @@ class PreparedData:
     landmark_frame: Optional[tuple[float, float]]  # (width, height) of the landmarks' video frame, if known
     flow_max_magnitude: Optional[float]  # flow pixels at full brightness in the flow images, if known
     expressions: tuple[str, ...] = SUNNYBROOK_EXPRESSIONS  # vocabulary of the items' expression_index
+    _resident: dict = field(default_factory=dict, repr=False)  # ResidentData per (device, channels_last)
+
+    def augmenter(self) -> Augmenter:
+        return Augmenter(self.cfg.augment, self.landmark_frame, self.flow_max_magnitude)
 
     def make_dataset(self, indices: np.ndarray, augment: bool) -> FaceDynDataset:
         """Dataset over rows `indices`; augmented (when data.augment.enabled) for training only."""
-        augmenter = None
-        if augment and self.cfg.augment.enabled:
-            augmenter = Augmenter(self.cfg.augment, self.landmark_frame, self.flow_max_magnitude)
+        augmenter = self.augmenter() if augment and self.cfg.augment.enabled else None
         return FaceDynDataset(self.samples, indices, augmenter, self.expressions)
+
+    def resident(self, device: torch.device, channels_last: bool = False) -> ResidentData:
+        """All samples in `device`'s memory (copied there once per run and device)."""
+        key = (str(device), channels_last)
+        if key not in self._resident:
+            self._resident[key] = ResidentData(self.samples, self.expressions, device, self.augmenter(), channels_last)
+        return self._resident[key]
 
 
 def as_data_config(cfg: Any) -> DataConfig:
@@ -83,10 +94,11 @@ def check_settings(cfg: DataConfig) -> None:
             raise DataError(f"data.augment.{name}={getattr(augment, name)} must not be negative")
     if not 0.0 <= augment.hflip_p <= 1.0 or augment.scale >= 1.0:
         raise DataError("data.augment.hflip_p must lie in 0..1 and data.augment.scale below 1")
-    head_motion = augment.head_motion_deg or augment.head_motion_shift or augment.head_motion_scale
-    if augment.enabled and head_motion and flow_max_magnitude(cfg) is None:
+    if head_motion_augmented(cfg) and flow_max_magnitude(cfg) is None:
         raise DataError("data.augment.head_motion_* need data.flow.max_magnitude: the flow (pixels at image_size) "
                         "that the flow images show at full brightness")
+    if head_motion_augmented(cfg) and cfg.on_device:
+        raise DataError(HEAD_MOTION_ON_DEVICE)
 
 
 def _dataset_root(cfg: DataConfig, log: logging.Logger) -> Path:
