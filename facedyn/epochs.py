@@ -70,8 +70,8 @@ def precompute_branch_outputs(model: FaceDynModel, batches: Iterator[Batch], tot
             outputs = model.branch_outputs(on_device, predict)
         for key, value in outputs.items():  # outputs in float32; an expression index stays an integer
             parts.setdefault(key, []).append((value.float() if value.is_floating_point() else value).cpu())
-        for key in ("target", "target_valid", "index"):
-            parts.setdefault(key, []).append(batch[key])
+        for key in ("target", "target_valid", "index"):  # on the device when the data live there
+            parts.setdefault(key, []).append(batch[key].cpu())
     return {key: torch.cat(values) for key, values in parts.items()}
 
 
