@@ -6,6 +6,13 @@ torch: forward, and forward + backward, of one (batch, 146, 2) call. TFLite: the
 once per sample (the model is fixed to batch 1), in a child process with the same thread count, measured
 before and after torch so that a change of machine load shows as a difference between the two. Also
 prints the load average, the cached load time and the largest |torch - TFLite| on the benchmark batch.
+
+Then what the goals ask of the arithmetic: the graph's multiply-adds per sample (its 1x1 convolutions,
+counted from the ONNX graph), the rate TFLite reaches on them, and a bound no torch layout can beat on this
+machine: each convolution timed alone as the one matrix product it is with the batch folded into its
+rows (torch.mm, fp32, same threads), forward and the two products of its backward pass (input and weight
+gradients), nothing else (no layer norms, activations, transposes). Forward+backward costs about 3x the
+forward's arithmetic, so 0.5x TFLite's samples/s needs 1.5x TFLite's arithmetic rate.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ import sys
 import time
 
 import numpy as np
+import onnx
 import torch
+from onnx import shape_inference
 
 from facedyn.assets import blendshapes_tflite
-from facedyn.blendshapes import load
+from facedyn.blendshapes import graph_for, load
 from facedyn.blendshapes.reference import tflite_scores, tflite_throughput
 from facedyn.landmarks import NUM_SUBSET_LANDMARKS
 
@@ -43,6 +52,42 @@ def rates(step, batch: int, repeats: int) -> list[float]:
         step()
         measured.append(batch / (time.perf_counter() - start))
     return measured
+
+
+def convolution_products(onnx_path) -> list[tuple[int, int, int]]:
+    """(rows per sample, inputs, outputs) of each 1x1 Conv of the batch-native graph: one matrix product each."""
+    model = onnx.load(str(onnx_path))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    graph = shape_inference.infer_shapes(model, data_prop=True).graph
+    shapes = {value.name: [dim.dim_value for dim in value.type.tensor_type.shape.dim]
+              for value in [*graph.input, *graph.value_info, *graph.output]}
+    shapes.update({tensor.name: list(tensor.dims) for tensor in graph.initializer})
+    products = []
+    for node in graph.node:
+        if node.op_type != "Conv":
+            continue
+        outputs, inputs, *kernel = shapes[node.input[1]]
+        if any(size != 1 for size in kernel):
+            raise ValueError(f"Conv {node.name} is not 1x1: {kernel}")
+        products.append((int(np.prod(shapes[node.output[0]][2:])), inputs, outputs))
+    return products
+
+
+def product_seconds(shapes: list[tuple[int, int, int]], repeats: int) -> float:
+    """Median wall time of the fp32 products (m, k) @ (k, n), one after the other."""
+    operands = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in shapes]
+
+    def run() -> None:
+        for left, right in operands:
+            torch.mm(left, right)
+
+    run()
+    measured = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        measured.append(time.perf_counter() - start)
+    return statistics.median(measured)
 
 
 def main() -> None:
@@ -90,6 +135,23 @@ def main() -> None:
         median = statistics.median(measured)
         print(f"{name + ':':32s} {median:10,.0f} samples/s   {median / median_tflite:5.2f}x TFLite")
     print(f"max |torch - TFLite| on this batch: {difference:.2e}")
+
+    products = convolution_products(graph_for())
+    macs = sum(rows * inputs * outputs for rows, inputs, outputs in products)
+    batch = args.batch
+    forward_shapes = [(batch * rows, inputs, outputs) for rows, inputs, outputs in products]
+    backward_shapes = [shape for rows, inputs, outputs in products
+                       for shape in ((batch * rows, outputs, inputs), (inputs, batch * rows, outputs))]
+    forward_bound = batch / product_seconds(forward_shapes, args.repeats)
+    training_bound = batch / (product_seconds(forward_shapes, args.repeats)
+                              + product_seconds(backward_shapes, args.repeats))
+    square = product_seconds([(2048, 2048, 2048)], 5)
+    print(f"\narithmetic: {len(products)} 1x1 convolutions, {macs / 1e6:.1f} M multiply-adds per sample")
+    print(f"TFLite reaches {2 * macs * median_tflite / 1e9:.0f} GFLOP/s on them; torch.mm 2048x2048 fp32: "
+          f"{2 * 2048 ** 3 / square / 1e9:.0f} GFLOP/s")
+    print(f"matrix products alone (batch folded into rows, no other op): forward {forward_bound:,.0f} samples/s "
+          f"= {forward_bound / median_tflite:.2f}x TFLite; forward+backward {training_bound:,.0f} samples/s "
+          f"= {training_bound / median_tflite:.2f}x TFLite (goals: 1x, 0.5x)")
 
 
 if __name__ == "__main__":
