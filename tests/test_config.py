@@ -32,9 +32,10 @@ def test_design_learning_rates_and_freezing():
     assert set(stages["2b"].trainable) == {"blendshapes", "landmark_head"} and stages["2b"].lr == pytest.approx(1e-5)
     assert list(stages["3"].trainable) == ["fusion"]
     assert set(stages["4"].trainable) == set(PARAMETER_GROUPS)
-    # End to end at a fine-tuning lr below the branches' own; the pretrained blendshape graph gets the
-    # smallest (Adam moves every weight by ~lr per step: 1e-3 wrecked it in 2b, README "Choosing the landmark head").
-    assert stages["2b"].lr < stages["4"].lr < stages["1"].lr
+    # Every stage that trains the pretrained blendshape graph fine-tunes at the smallest lr (Adam moves every
+    # weight by ~lr per step: 1e-3 wrecked it in 2b, 1e-4 in stage 4 made the fused model worse than stage 3's,
+    # README "Choosing the landmark head" and "Stage 4's learning rate").
+    assert stages["4"].lr <= stages["2b"].lr < stages["1"].lr
 
 
 @pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
