@@ -8,8 +8,8 @@ before and after torch so that a change of machine load shows as a difference be
 prints the load average, the cached load time and the largest |torch - TFLite| on the benchmark batch.
 
 Then what the goals ask of the arithmetic: the graph's multiply-adds per sample (its 1x1 convolutions,
-counted from the ONNX graph), the rate TFLite reaches on them, and a bound no torch layout can beat on this
-machine: each convolution timed alone as the one matrix product it is with the batch folded into its
+counted from the ONNX graph), the rate TFLite reaches on them, and a bound that no layout built on torch's
+fp32 matrix products can beat on this machine: each convolution timed alone as the one matrix product it is with the batch folded into its
 rows (torch.mm, fp32, same threads), forward and the two products of its backward pass (input and weight
 gradients), nothing else (no layer norms, activations, transposes). Forward+backward costs about 3x the
 forward's arithmetic, so 0.5x TFLite's samples/s needs 1.5x TFLite's arithmetic rate.
@@ -25,10 +25,10 @@ import time
 import numpy as np
 import onnx
 import torch
-from onnx import shape_inference
 
 from facedyn.assets import blendshapes_tflite
 from facedyn.blendshapes import graph_for, load
+from facedyn.blendshapes.batch_axis import inferred_shapes
 from facedyn.blendshapes.reference import tflite_scores, tflite_throughput
 from facedyn.landmarks import NUM_SUBSET_LANDMARKS
 
@@ -57,13 +57,9 @@ def rates(step, batch: int, repeats: int) -> list[float]:
 def convolution_products(onnx_path) -> list[tuple[int, int, int]]:
     """(rows per sample, inputs, outputs) of each 1x1 Conv of the batch-native graph: one matrix product each."""
     model = onnx.load(str(onnx_path))
-    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
-    graph = shape_inference.infer_shapes(model, data_prop=True).graph
-    shapes = {value.name: [dim.dim_value for dim in value.type.tensor_type.shape.dim]
-              for value in [*graph.input, *graph.value_info, *graph.output]}
-    shapes.update({tensor.name: list(tensor.dims) for tensor in graph.initializer})
+    shapes = inferred_shapes(model)
     products = []
-    for node in graph.node:
+    for node in model.graph.node:
         if node.op_type != "Conv":
             continue
         outputs, inputs, *kernel = shapes[node.input[1]]
@@ -142,9 +138,9 @@ def main() -> None:
     forward_shapes = [(batch * rows, inputs, outputs) for rows, inputs, outputs in products]
     backward_shapes = [shape for rows, inputs, outputs in products
                        for shape in ((batch * rows, outputs, inputs), (inputs, batch * rows, outputs))]
-    forward_bound = batch / product_seconds(forward_shapes, args.repeats)
-    training_bound = batch / (product_seconds(forward_shapes, args.repeats)
-                              + product_seconds(backward_shapes, args.repeats))
+    forward_seconds = product_seconds(forward_shapes, args.repeats)
+    forward_bound = batch / forward_seconds
+    training_bound = batch / (forward_seconds + product_seconds(backward_shapes, args.repeats))
     square = product_seconds([(2048, 2048, 2048)], 5)
     print(f"\narithmetic: {len(products)} 1x1 convolutions, {macs / 1e6:.1f} M multiply-adds per sample")
     print(f"TFLite reaches {2 * macs * median_tflite / 1e9:.0f} GFLOP/s on them; torch.mm 2048x2048 fp32: "

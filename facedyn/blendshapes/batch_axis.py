@@ -48,7 +48,7 @@ class _Rewrite:
         self.model, self.graph = model, model.graph
         if len(self.graph.input) != 1 or len(self.graph.output) != 1:
             raise NotBatchable("expected a graph with one input and one output")
-        self.shapes = _inferred_shapes(model)
+        self.shapes = inferred_shapes(model)
         self.constants = {tensor.name: tensor for tensor in self.graph.initializer}
 
     def run(self) -> None:
@@ -167,7 +167,7 @@ class _Rewrite:
         self.graph.initializer.append(self.constants[name])
 
     def _check(self) -> None:
-        after = _inferred_shapes(self.model)
+        after = inferred_shapes(self.model)
         for name, shape in self.shapes.items():
             if name in self.constants:
                 continue
@@ -194,7 +194,8 @@ def _set_leading_dim(value: onnx.ValueInfoProto, dim: str) -> None:
     first.dim_param = dim
 
 
-def _inferred_shapes(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
+def inferred_shapes(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
+    """Every tensor's shape by ONNX shape inference: ints, or the name of a symbolic axis such as BATCH."""
     inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True).graph
     shapes = {}
     for value in [*inferred.input, *inferred.value_info, *inferred.output]:
