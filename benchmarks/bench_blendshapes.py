@@ -86,11 +86,18 @@ def product_seconds(shapes: list[tuple[int, int, int]], repeats: int) -> float:
     return statistics.median(measured)
 
 
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive whole number")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=positive, default=256)
+    parser.add_argument("--repeats", type=positive, default=15)
+    parser.add_argument("--threads", type=positive, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
