@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/cv_landmark_heads.py [--folds 5] [--variants seed,paired,...] [--out FILE.json] [overrides ...]
 
 Stage 2a trains the landmark head on the frozen blendshape models' outputs, which the trainer precomputes
-once per stage on un-augmented data in eval mode (facedyn.epochs.precompute_branch_outputs). Those outputs
+once per stage on un-augmented data in eval mode (facedyn.training.epochs.precompute_branch_outputs). Those outputs
 are the same for every variant and fold (MediaPipe's pretrained model, frozen), so this computes them once
 for the whole dataset and then trains each variant's head on each fold exactly as the trainer's stage 2a
 does — its optimizer, schedule, batch order, train_epoch, predict_all and metrics, from the same seeded
@@ -28,12 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facedyn.config import CONF_DIR, STAGE_ORDER, compose, stage_key  # noqa: E402
 from facedyn.data import make_loader, prepare_data  # noqa: E402
 from facedyn.data.split import kfold_split  # noqa: E402
-from facedyn.epochs import Runtime, precompute_branch_outputs, predict_all, tensor_batches, train_epoch  # noqa: E402
-from facedyn.freezing import apply_trainable  # noqa: E402
-from facedyn.loss import masked_mse  # noqa: E402
+from facedyn.training.epochs import Runtime, precompute_branch_outputs, predict_all, tensor_batches, train_epoch  # noqa: E402
+from facedyn.training.freezing import apply_trainable  # noqa: E402
+from facedyn.training.objective import masked_mse  # noqa: E402
 from facedyn.metrics import SCALE, evaluate, scalar_items  # noqa: E402
 from facedyn.model import FaceDynModel  # noqa: E402
-from facedyn.optim import make_optimizer, make_scheduler  # noqa: E402
+from facedyn.training.optim import make_optimizer, make_scheduler  # noqa: E402
 
 COLUMNS = ("val_loss", "best_val_loss", "video_mae_dynamics", "video_mae_synkinesis", "video_icc_dynamics",
            "video_icc_synkinesis")

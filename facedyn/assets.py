@@ -19,7 +19,7 @@ from pathlib import Path
 
 from platformdirs import user_cache_dir
 
-from facedyn.io import atomic_write_bytes
+from facedyn.utils.io import atomic_write_bytes
 
 LANDMARKER_URL = (
     "https://storage.googleapis.com/mediapipe-models/face_landmarker/face_landmarker/float16/1/"

@@ -17,7 +17,7 @@ from hydra import initialize_config_module
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from facedyn.choices import Choice
+from facedyn.utils.choices import Choice
 from facedyn.data.config import DataConfig
 from facedyn.data.expressions import SUNNYBROOK_EXPRESSIONS
 from facedyn.runs import claim_new_folder

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from facedyn import compare, training
+from facedyn import training
+from facedyn.cli import compare
 from facedyn.config import compose
 from facedyn.metrics import HEADLINE_METRICS
 from facedyn.runs import HISTORY_FILE, METRICS_FILE, STATUS_FILE, read_json

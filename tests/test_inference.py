@@ -109,7 +109,7 @@ def test_expressions_the_run_never_saw_are_refused(tiny_trained_run, run_data):
 def test_a_run_of_a_model_variant_is_rebuilt_by_the_same_builder(tmp_path):
     import torch
 
-    from facedyn import checkpoints
+    from facedyn.runs import checkpoints
     from facedyn.config import compose
     from facedyn.data.expressions import expression_indices
     from facedyn.data.samples import flow_input

@@ -1,4 +1,4 @@
-"""facedyn.io: atomic writes replace the target whole and give it the mode a plain write would."""
+"""facedyn.utils.io: atomic writes replace the target whole and give it the mode a plain write would."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from facedyn.io import atomic_write_json, atomic_write_text
+from facedyn.utils.io import atomic_write_json, atomic_write_text
 
 
 @pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])

@@ -11,7 +11,7 @@ import torch
 from facedyn.config import CONF_DIR, ConfigError, compose
 from facedyn.data import prepare_data
 from facedyn.data.expressions import SUNNYBROOK_EXPRESSIONS, expression_indices
-from facedyn.freezing import apply_trainable
+from facedyn.training.freezing import apply_trainable
 from facedyn.landmarks import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
 from facedyn.model import FaceDynModel, PairedFeatures
 

@@ -22,7 +22,7 @@ import pytest
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
-from facedyn import compare
+from facedyn.cli import compare
 from facedyn.config import compose
 from facedyn.runs import METRICS_FILE, STATUS_FILE, read_json
 from facedyn.sweep import runner

@@ -12,7 +12,7 @@ import pytest
 from facedyn import training
 from facedyn.config import compose
 from facedyn.runs import HISTORY_FILE, METRICS_FILE, STATUS_FILE, read_json
-from facedyn.tracking import Tracker, scalars, start
+from facedyn.training.tracking import Tracker, scalars, start
 from tests.conftest import tiny_epochs
 
 TWO_STAGES = ["stage=2a", "stages.s2a.init=none", *tiny_epochs({"s2a": 3})]
@@ -96,7 +96,7 @@ def test_a_tracking_store_that_breaks_mid_run_warns_and_training_goes_on(
         if epoch == 1:  # as a server that goes away: the store is no database any more
             store.write_bytes(b"gone" * 4096)
 
-    with caplog.at_level(logging.WARNING, logger="facedyn.tracking"):
+    with caplog.at_level(logging.WARNING, logger="facedyn.training.tracking"):
         run_dir = run(tmp_path, tiny_overrides, "logger=mlflow", callback=break_the_store)
     warnings = [r.getMessage() for r in caplog.records if "experiment tracking" in r.getMessage()]
     assert len(warnings) == 1 and "failed, training goes on without it" in warnings[0]
@@ -115,7 +115,7 @@ def test_an_unreachable_tracking_server_warns_before_training_and_training_goes_
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with caplog.at_level(logging.WARNING, logger="facedyn.tracking"):
+    with caplog.at_level(logging.WARNING, logger="facedyn.training.tracking"):
         run_dir = run(tmp_path, tiny_overrides, "logger=mlflow", f"logger.tracking_uri=http://127.0.0.1:{port}")
     (warning,) = [r.getMessage() for r in caplog.records if "experiment tracking" in r.getMessage()]
     assert "could not start" in warning

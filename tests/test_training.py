@@ -18,7 +18,7 @@ import torch
 from omegaconf import OmegaConf
 
 from facedyn import training
-from facedyn.checkpoints import CheckpointError, find_init_checkpoint
+from facedyn.runs.checkpoints import CheckpointError, find_init_checkpoint
 from facedyn.config import STAGE_ORDER, compose, stage_key
 from facedyn.model import build_model
 from facedyn.runs import stage_checkpoint
@@ -327,7 +327,7 @@ def test_one_score_fully_ignored_and_a_single_validation_video_warn(reference_ru
     import logging
 
     from facedyn.data import prepare_data
-    from facedyn.objective import check_labels
+    from facedyn.training.objective import check_labels
 
     cfg, _, _, _ = reference_run
     data_cfg = OmegaConf.merge(cfg.data, {"labels": {"synkinesis_ignore": [0, 1, 2, 3]}, "val_fraction": 0.1})

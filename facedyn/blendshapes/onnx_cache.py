@@ -23,7 +23,7 @@ from filelock import FileLock
 
 from facedyn.assets import AssetError, cache_dir, is_tflite, sha256_of
 from facedyn.blendshapes.batch_axis import BATCH
-from facedyn.io import atomic_path, atomic_write_json
+from facedyn.utils.io import atomic_path, atomic_write_json
 from facedyn.landmarks import NUM_BLENDSHAPES, NUM_SUBSET_LANDMARKS
 
 ONNX_OPSET = 17

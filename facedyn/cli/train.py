@@ -32,7 +32,7 @@ def _terminate(signum: int, frame) -> None:
 @hydra.main(config_path=CONF_PACKAGE, config_name="train", version_base="1.3")
 def _train(cfg: DictConfig) -> None:
     from facedyn import training  # after Hydra has set up logging
-    from facedyn.resume import resume_config
+    from facedyn.training.resume import resume_config
     from facedyn.runs import RunFolderInUse
 
     hydra_cfg = HydraConfig.get()

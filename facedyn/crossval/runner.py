@@ -21,10 +21,11 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from facedyn import checkpoints, training
+from facedyn import training
+from facedyn.runs import checkpoints
 from facedyn.config import compose, stage_key
 from facedyn.crossval.plan import SHARED_DIR, CrossvalError, CrossvalPlan, Variant, check_shareable
-from facedyn.io import atomic_write_json
+from facedyn.utils.io import atomic_write_json
 from facedyn.model import FaceDynModel
 from facedyn.runs import CONFIG_FILE, METRICS_FILE, STATUS_FILE, owned, read_json, stage_checkpoint
 

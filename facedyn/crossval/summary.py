@@ -19,7 +19,7 @@ import numpy as np
 from facedyn.config import STAGE_ORDER
 from facedyn.crossval.plan import SHARED_DIR
 from facedyn.crossval.runner import PLAN_FILE, fold_dir
-from facedyn.io import atomic_write_json, atomic_write_text
+from facedyn.utils.io import atomic_write_json, atomic_write_text
 from facedyn.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, read_json
 
 BRANCHES = ("flow", "landmarks", "fused")

@@ -7,7 +7,7 @@ submodules; prepare_data and friends load on first use.
 from __future__ import annotations
 
 from facedyn.data.errors import DataError
-from facedyn.lazy import lazy_attributes
+from facedyn.utils.lazy import lazy_attributes
 
 _LAZY = {
     "prepare_data": "facedyn.data.prepare",

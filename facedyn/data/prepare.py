@@ -27,7 +27,7 @@ from facedyn.data.resident import HEAD_MOTION_ON_DEVICE, ResidentData, head_moti
 from facedyn.data.reader import BadSample, ReaderSettings, ReadResult, flow_max_magnitude, landmark_frame, read_samples
 from facedyn.data.samples import Samples
 from facedyn.data.split import Split, split_by_video
-from facedyn.io import atomic_write_json, atomic_write_text
+from facedyn.utils.io import atomic_write_json, atomic_write_text
 
 BAD_SAMPLES_FILE = "bad_samples.csv"
 HEAD_MOTION_FILE = "head_motion.json"

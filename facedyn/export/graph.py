@@ -33,7 +33,7 @@ from facedyn.inference.predictor import RunError
 from facedyn.inference import task
 from facedyn.inference.run_loader import find_newest_finished_run, load_run
 from facedyn.inference.torch_predictor import TorchPredictor
-from facedyn.io import atomic_write_bytes
+from facedyn.utils.io import atomic_write_bytes
 from facedyn.model import FaceDynModel
 
 ONNX_OPSET = 17

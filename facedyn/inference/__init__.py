@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from facedyn.data.samples import flow_input  # every backend's flow-image input
 from facedyn.inference.predictor import ModelInfo, Predictor, RunError
-from facedyn.lazy import lazy_attributes
+from facedyn.utils.lazy import lazy_attributes
 
 _LAZY = {
     "PredictConfig": "facedyn.inference.config",  # importing it registers predict_schema for Hydra

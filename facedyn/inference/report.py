@@ -20,7 +20,7 @@ import numpy as np
 from facedyn.data.samples import Samples
 from facedyn.inference.predictor import ModelInfo
 from facedyn.inference.tables import SUNNYBROOK_ITEMS, PatientRow, VideoGrades
-from facedyn.io import atomic_write_text
+from facedyn.utils.io import atomic_write_text
 from facedyn.metrics import MAX_GRADE, SCORES
 
 TITLE = "facedyn report"

@@ -8,7 +8,7 @@ from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from facedyn import checkpoints
+from facedyn.runs import checkpoints
 from facedyn.data.prepare import SPLIT_FILE
 from facedyn.config import CONF_DIR, STAGE_ORDER, ModelConfig, stage_key
 from facedyn.inference.predictor import ModelInfo, RunError

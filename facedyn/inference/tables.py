@@ -8,7 +8,7 @@ from typing import Optional
 import numpy as np
 
 from facedyn.data.samples import Samples
-from facedyn.results import csv_text
+from facedyn.runs.results import csv_text
 from facedyn.metrics import SCORES, aggregate_by_video, rounded, video_groups
 
 # Sunnybrook's voluntary-movement items in the order of its form; each graded 1 (none) – 5 (complete).

@@ -23,7 +23,7 @@ from typing import Any, Optional
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from facedyn import plots
+from facedyn.runs import plots
 from facedyn.assets import cache_dir
 from facedyn.config import ConfigError
 from facedyn.data import DataError
@@ -34,7 +34,7 @@ from facedyn.inference import tables
 from facedyn.inference.config import BACKENDS, PRECISIONS
 from facedyn.inference.predictor import ModelInfo, Predictor
 from facedyn.inference.run_loader import find_newest_finished_run, load_run
-from facedyn.io import atomic_write_json, atomic_write_text
+from facedyn.utils.io import atomic_write_json, atomic_write_text
 from facedyn.metrics import SCALE, SCORES, bland_altman, evaluate, scalar_items
 from facedyn.runs import owned, read_json
 

@@ -20,9 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 from optuna.trial import FrozenTrial, TrialState  # noqa: E402
 
-from facedyn.io import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
+from facedyn.utils.io import atomic_path, atomic_write_json, atomic_write_text  # noqa: E402
 from facedyn.metrics import HEADLINE_METRICS  # noqa: E402
-from facedyn.results import format_number  # noqa: E402
+from facedyn.runs.results import format_number  # noqa: E402
 from facedyn.sweep.search import RETRY_OF_ATTR, SURPLUS_ATTR, as_overrides  # noqa: E402
 from facedyn.sweep.storage import HOST_ATTR, PID_ATTR, RUN_DIR_ATTR  # noqa: E402
 from facedyn.sweep.trial import CHECKPOINT_ATTR, INIT_FROM_ATTR, METRICS_ATTR  # noqa: E402

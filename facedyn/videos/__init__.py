@@ -17,7 +17,7 @@ means nothing usable was produced (prepare.py then exits non-zero).
 
 from __future__ import annotations
 
-from facedyn.lazy import lazy_attributes
+from facedyn.utils.lazy import lazy_attributes
 from facedyn.videos.errors import PrepareError
 
 # Light on import: the worker processes import submodules of this package and must never pull torch.

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from facedyn.data.layout import BASELINE_LANDMARKS_FILE, EXPRESSION_LANDMARKS_FILE, FLOW_FILE, LABELS_FILE
-from facedyn.io import atomic_write_bytes, atomic_write_json
+from facedyn.utils.io import atomic_write_bytes, atomic_write_json
 from facedyn.landmarks import BLENDSHAPE_NAMES, LANDMARK_SUBSET_IDXS, NUM_MESH_LANDMARKS
 from facedyn.videos.config import PrepareConfig
 from facedyn.videos.registration import RegisteredPair, apply, flow_image, register_pair

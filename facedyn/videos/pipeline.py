@@ -25,7 +25,7 @@ from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from facedyn.assets import landmarker_bundle, sha256_of
-from facedyn.io import atomic_write_json
+from facedyn.utils.io import atomic_write_json
 from facedyn.videos.clip import RECORDS_DIR, TIMED_STEPS, ClipJob, ClipOutcome, init_worker, process_clip, record_path
 from facedyn.videos.config import PrepareConfig, as_config
 from facedyn.videos.discovery import Clip, ExpressionNames, find_clips

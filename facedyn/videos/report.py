@@ -10,7 +10,7 @@ from typing import Mapping, Optional, Sequence
 import cv2
 import numpy as np
 
-from facedyn.io import atomic_write_bytes, atomic_write_text
+from facedyn.utils.io import atomic_write_bytes, atomic_write_text
 from facedyn.videos.clip import TILE, ClipOutcome, record_path
 from facedyn.videos.grades import Grade
 

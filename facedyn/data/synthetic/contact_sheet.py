@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facedyn.io import atomic_path
+from facedyn.utils.io import atomic_path
 
 CONTACT_SHEET = "contact_sheet.png"
 _CAPTION = 16

@@ -30,7 +30,7 @@ from facedyn.data.synthetic import expressions, face, render
 from facedyn.data.synthetic.config import GENERATOR_VERSION, SyntheticConfig
 from facedyn.data.synthetic.contact_sheet import write_contact_sheet
 from facedyn.data.synthetic.mesh import CanonicalMesh, canonical_mesh
-from facedyn.io import atomic_write_json
+from facedyn.utils.io import atomic_write_json
 
 MARKER = "synthetic_dataset.json"
 SIDES = ("right", "left")  # the subject's own sides

@@ -19,9 +19,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from facedyn import checkpoints
+from facedyn.runs import checkpoints
 from facedyn.config import ConfigError, TrainConfig, stage_key
-from facedyn.io import atomic_write_json
+from facedyn.utils.io import atomic_write_json
 from facedyn.runs import CONFIG_FILE, HISTORY_FILE, STATUS_FILE, last_checkpoint, read_json, stage_checkpoint
 
 log = logging.getLogger(__name__)

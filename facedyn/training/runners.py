@@ -25,9 +25,9 @@ from facedyn.data import loader_workers, make_loader
 from facedyn.data.prefetch import Prefetcher
 from facedyn.data.prepare import PreparedData
 from facedyn.data.resident import ResidentData, ResidentLoader, use_resident
-from facedyn.epochs import precompute_branch_outputs, predict_all, tensor_batches, timed, train_epoch
+from facedyn.training.epochs import precompute_branch_outputs, predict_all, tensor_batches, timed, train_epoch
 from facedyn.model import FaceDynModel
-from facedyn.objective import loss_weights
+from facedyn.training.objective import loss_weights
 from facedyn.runtime import Batch, Runtime
 
 

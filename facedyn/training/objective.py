@@ -1,7 +1,7 @@
 """What a stage optimises and how it is judged: its loss weights, and the validation metrics of predictions.
 
 The one place that turns a stage's `loss_weights` into the loss's weight vector and samples into targets,
-for training (facedyn.epochs), per-epoch validation, the training-mean baseline and the final metrics.
+for training (facedyn.training.epochs), per-epoch validation, the training-mean baseline and the final metrics.
 """
 
 from __future__ import annotations
@@ -15,8 +15,18 @@ from omegaconf import DictConfig
 from facedyn.data.errors import DataError
 from facedyn.data.prepare import PreparedData
 from facedyn.data.samples import Samples
-from facedyn.loss import masked_mse
 from facedyn.metrics import SCALE, SCORES, evaluate
+
+
+def scaled_targets(target: torch.Tensor) -> torch.Tensor:
+    return target / torch.as_tensor(SCALE, dtype=target.dtype, device=target.device)
+
+
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """pred: (N, 2) normalised predictions; target: (N, 2) grades; valid: (N, 2) 1/0; weights: (2,)."""
+    squared = (pred.float() - scaled_targets(target)) ** 2 * valid
+    per_score = squared.sum(dim=0) / valid.sum(dim=0).clamp(min=1)
+    return (per_score * weights).sum() / weights.sum()
 
 
 def loss_weights(spec: DictConfig, device: torch.device | str = "cpu") -> torch.Tensor:

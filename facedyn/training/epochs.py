@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from facedyn.loss import masked_mse
+from facedyn.training.objective import masked_mse
 from facedyn.model import FaceDynModel
 from facedyn.runtime import Batch, Runtime
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from facedyn.io import atomic_write_text
+from facedyn.utils.io import atomic_write_text
 from facedyn.metrics import SCORES, aggregate_by_video, to_grades, video_groups
 
 FRAME_COLUMNS = ["video", "expression", "frame"] + [f"{s}_{k}" for s in SCORES for k in ("true", "pred", "valid")]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facedyn.io import atomic_path
+from facedyn.utils.io import atomic_path
 from facedyn.metrics import MAX_GRADE
 
 

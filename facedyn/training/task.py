@@ -3,8 +3,8 @@
 `train.py` (Hydra), `sweep.py` (Optuna trials) and the tests all call `run()`; nothing here depends on
 how the config was composed. The run folder's layout is described in facedyn/runs.py. A stage is fully
 described by its conf/stage/<s>.yaml: the loop below runs it through a stage runner
-(facedyn.stage_runners), keeps its best or last epoch (facedyn.selection) and checkpoints it as it says
-(facedyn.resume).
+(facedyn.training.runners), keeps its best or last epoch (facedyn.training.hooks.selection) and checkpoints it as it says
+(facedyn.training.resume).
 """
 
 from __future__ import annotations
@@ -21,22 +21,24 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from facedyn import blendshapes, checkpoints, plots, tracking
+from facedyn import blendshapes
+from facedyn.runs import checkpoints, plots
+from facedyn.training import tracking
 from facedyn.config import CheckpointEvery, ConfigError, StageInit, stage_key, validate
 from facedyn.data import prepare_data
-from facedyn.freezing import apply_trainable, set_train_mode
-from facedyn.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from facedyn.training.freezing import apply_trainable, set_train_mode
+from facedyn.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from facedyn.metrics import scalar_items
 from facedyn.model import FaceDynModel, FlowWeightsReport, build_model
-from facedyn.objective import baseline_metrics, check_labels, validation_metrics
-from facedyn.optim import make_optimizer, make_scheduler
-from facedyn.results import summary_text, write_predictions
-from facedyn.resume import Progress, ResumePoint, plain, resume_point, save_last, save_stage, write_history
+from facedyn.training.objective import baseline_metrics, check_labels, validation_metrics
+from facedyn.training.optim import make_optimizer, make_scheduler
+from facedyn.runs.results import summary_text, write_predictions
+from facedyn.training.resume import Progress, ResumePoint, plain, resume_point, save_last, save_stage, write_history
 from facedyn.runs import (BLENDSHAPES_GRAPH_FILE, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, OVERRIDES_FILE,
                           STATUS_FILE, now_iso, owned, read_json, write_status)
 from facedyn.runtime import make_runtime, seed_everything
-from facedyn.selection import BestEpoch
-from facedyn.stage_runners import StageContext, make_runner, predict_split
+from facedyn.training.hooks.selection import BestEpoch
+from facedyn.training.runners import StageContext, make_runner, predict_split
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[str, int, dict], None]

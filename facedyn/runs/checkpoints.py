@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from facedyn.io import atomic_path
+from facedyn.utils.io import atomic_path
 from facedyn.runs import CHECKPOINT_DIR, stage_checkpoint
 
 log = logging.getLogger(__name__)
