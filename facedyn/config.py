@@ -206,7 +206,7 @@ LOGGERS: tuple[str, ...] = ("tensorboard", "mlflow", "none")
 
 @dataclass
 class LoggerConfig:
-    """Experiment tracking (facedyn/tracking.py; conf/logger/<name>.yaml)."""
+    """Experiment tracking (facedyn.training.tracking; conf/logger/<name>.yaml)."""
 
     name: str = "tensorboard"  # tensorboard | mlflow | none
     tracking_uri: Optional[str] = None  # mlflow: null → sqlite:///<paths.output_dir>/mlflow/mlflow.db
