@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_data_cache.py [--root DATASET] [--repeats 7] [--epochs 3] [overrides ...]
 
 Without --root it uses the default synthetic dataset (generated into the user cache on first use).
-Figures (medians over --repeats runs of facedyn.data.prepare_data, each in this process):
+Figures (medians over --repeats runs of facedyn.data.load_training_data, each in this process):
   cold, files cached by the OS : cache off, every file read and decoded (the files were read just before)
   cold, files not cached by OS : the same after evicting the files from the OS page cache (first run after boot)
   first run                    : cache on, decode + write the cache
@@ -40,7 +40,7 @@ from facedyn.config import compose  # noqa: E402
 from facedyn.data.config import DataConfig  # noqa: E402
 from facedyn.data.cache import labels_content  # noqa: E402
 from facedyn.data.layout import LABELS_FILE, SAMPLE_FILES, scan  # noqa: E402
-from facedyn.data.prepare import PreparedData, prepare_data  # noqa: E402
+from facedyn.data.loading import TrainingData, load_training_data  # noqa: E402
 from facedyn.runs import HISTORY_FILE  # noqa: E402
 
 SHARED_BUNDLE = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmarker.task"
@@ -60,12 +60,12 @@ def _evict_from_page_cache(root: Path) -> bool:
     return True
 
 
-def _timed(cfg: DataConfig, before=None) -> tuple[float, float, PreparedData]:
-    """(wall seconds, CPU seconds of this process, data) of one prepare_data call."""
+def _timed(cfg: DataConfig, before=None) -> tuple[float, float, TrainingData]:
+    """(wall seconds, CPU seconds of this process, data) of one load_training_data call."""
     if before is not None:
         before()
     wall, cpu = time.perf_counter(), time.process_time()
-    data = prepare_data(cfg, None, log=logging.getLogger("bench"))
+    data = load_training_data(cfg, None, log=logging.getLogger("bench"))
     return time.perf_counter() - wall, time.process_time() - cpu, data
 
 

@@ -31,6 +31,11 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from facedyn.runs import stage_checkpoint  # noqa: E402
+from facedyn.training.stages import FINAL_STAGE  # noqa: E402
+
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[[^]]*\]\[\w+\] - (.*)$")
 GOALS = {"dynamics": 0.5, "synkinesis": 0.4}
 
@@ -71,7 +76,7 @@ def main() -> None:
         events = log_events(run_dir / "train.log")
         history = json.loads((run_dir / "training_history.json").read_text())["epochs"]
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        stage_rows = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["progress"]["stage_rows"]
+        stage_rows = torch.load(stage_checkpoint(run_dir, FINAL_STAGE), weights_only=True)["progress"]["stage_rows"]
 
     wall = ended - started
     t_precision = first(events, "Precision:")

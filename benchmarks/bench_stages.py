@@ -23,7 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from facedyn import training  # noqa: E402
-from facedyn.config import STAGE_ORDER, compose, stage_key  # noqa: E402
+from facedyn.config import compose  # noqa: E402
+from facedyn.runs import stage_checkpoint  # noqa: E402
+from facedyn.training.stages import FINAL_STAGE, STAGE_ORDER, stage_key  # noqa: E402
 
 
 def main() -> None:
@@ -38,7 +40,7 @@ def main() -> None:
         run_dir = Path(tmp) / "bench"
         training.run(cfg, run_dir, overrides)
         history = json.loads((run_dir / "training_history.json").read_text())["epochs"]
-        stage_rows = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["progress"]["stage_rows"]
+        stage_rows = torch.load(stage_checkpoint(run_dir, FINAL_STAGE), weights_only=True)["progress"]["stage_rows"]
         metrics = json.loads((run_dir / "metrics.json").read_text())
     train_samples = metrics["train_samples"]
     print(f"\ndefault dataset: {train_samples} training / {metrics['val_samples']} validation samples; "

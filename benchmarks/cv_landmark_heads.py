@@ -25,8 +25,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facedyn.config import CONF_DIR, STAGE_ORDER, compose, stage_key  # noqa: E402
-from facedyn.data import make_loader, prepare_data  # noqa: E402
+from facedyn.conf import CONF_DIR  # noqa: E402
+from facedyn.config import compose
+from facedyn.training.stages import STAGE_ORDER, stage_key
+from facedyn.data import make_loader, load_training_data  # noqa: E402
 from facedyn.data.split import kfold_split  # noqa: E402
 from facedyn.training.epochs import Runtime, precompute_branch_outputs, predict_all, tensor_batches, train_epoch  # noqa: E402
 from facedyn.training.freezing import apply_trainable  # noqa: E402
@@ -68,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     runtime = Runtime(torch.device("cpu"), None, False, False)
     cfg = compose(["model=seed", *args.overrides])
-    data = prepare_data(cfg.data, expressions=cfg.model.expressions)
+    data = load_training_data(cfg.data, expressions=cfg.model.expressions)
     started = time.perf_counter()
     torch.manual_seed(cfg.seed)
     everything = data.make_dataset(np.arange(len(data.samples)), augment=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from facedyn.config import Device, Precision, TrainerConfig
+from facedyn.training.config import Device, Precision, TrainerConfig
 
 Batch = dict[str, torch.Tensor]
 # CPU flags (Linux /proc/cpuinfo names) of native bf16 arithmetic: without them bf16 autocast is emulated and slower.

@@ -16,6 +16,7 @@ import pytest
 
 from facedyn import training
 from facedyn.cli import compare
+from facedyn.training.hooks.base import Hook
 from facedyn.config import compose
 from facedyn.metrics import HEADLINE_METRICS
 from facedyn.runs import HISTORY_FILE, METRICS_FILE, STATUS_FILE, read_json
@@ -27,17 +28,18 @@ TINY = ["stage=2a", "data.synthetic.videos=5", "data.synthetic.frames_per_video=
 
 
 class Stop(RuntimeError):
-    """Raised from the epoch callback: a run that fails after its first epoch."""
+    """Raised from a hook: a run that fails after its first epoch."""
+
+
+class StopAfterAnEpoch(Hook):
+    def epoch_end(self, loop, epoch) -> None:
+        raise Stop("stopped on purpose")
 
 
 def train(run_dir: Path, *overrides: str, fail: bool = False) -> None:
     args = [*TINY, *overrides]
-
-    def stop(stage: str, epoch: int, metrics: dict) -> None:
-        raise Stop("stopped on purpose")
-
     try:
-        training.run(compose(args), run_dir, args, epoch_callback=stop if fail else None)
+        training.run(compose(args), run_dir, args, hooks=[StopAfterAnEpoch()] if fail else [])
     except Stop:
         assert fail
 

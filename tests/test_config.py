@@ -4,8 +4,11 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ConfigKeyError, ValidationError
 
-from facedyn.config import (CONF_DIR, PARAMETER_GROUPS, STAGE_ORDER, ConfigError, _pipeline_order, compose,
-                            normalize_overrides, stage_key, stages_to_run, validate)
+from facedyn.conf import CONF_DIR
+from facedyn.config import compose, normalize_overrides, stages_to_run, validate
+from facedyn.model.config import PARAMETER_GROUPS
+from facedyn.training.stages import STAGE_ORDER, pipeline_order, stage_key
+from facedyn.utils.config import ConfigError
 
 
 def test_default_config_runs_all_five_stages_in_order():
@@ -106,10 +109,10 @@ def test_enum_fields_refuse_unknown_values_and_list_the_choices(override):
 def test_the_pipeline_order_comes_from_the_stage_files_after_keys(tmp_path):
     for name, after in (("b", "a"), ("a", None), ("c", "b")):
         (tmp_path / f"{name}.yaml").write_text(f"name: {name}\nafter: {after or 'null'}\n")
-    assert _pipeline_order(tmp_path) == ("a", "b", "c")
+    assert pipeline_order(tmp_path) == ("a", "b", "c")
     (tmp_path / "d.yaml").write_text("name: d\nafter: a\n")  # a fork: two stages after a
     with pytest.raises(ConfigError, match="must chain every stage once"):
-        _pipeline_order(tmp_path)
+        pipeline_order(tmp_path)
 
 
 def test_data_yaml_files_hold_only_what_differs_from_the_schema():

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import RandomSampler
 
-from facedyn.data import prepare_data
+from facedyn.data import load_training_data
 from facedyn.data.augment import Augmenter, Frame, mirror_landmarks, mirror_sample
 from facedyn.data.config import AugmentConfig
 from facedyn.data.dataset import EpochSampler, make_loader
@@ -98,7 +98,7 @@ def test_noise_is_unbiased_independent_per_pixel_and_different_per_sample() -> N
 
 
 def test_augmentation_depends_on_seed_epoch_and_row_only(dataset_root: Path, tmp_path: Path) -> None:
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache"), None)
     rows = data.train_indices
 
     def items(epoch: int, positions: list[int], seed: int = 0) -> list[dict[str, torch.Tensor]]:
@@ -122,7 +122,7 @@ def test_augmentation_depends_on_seed_epoch_and_row_only(dataset_root: Path, tmp
 
 
 def test_loader_order_is_reproducible_per_epoch(dataset_root: Path, tmp_path: Path) -> None:
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache"), None)
 
     rows = data.train_indices[:12]
 
@@ -136,8 +136,8 @@ def test_loader_order_is_reproducible_per_epoch(dataset_root: Path, tmp_path: Pa
 
 
 def test_a_worker_process_draws_the_same_batches(dataset_root: Path, tmp_path: Path) -> None:
-    prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)  # memory-mapped from the cache
+    load_training_data(folder_config(dataset_root, tmp_path / "cache"), None)
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache"), None)  # memory-mapped from the cache
     rows = data.train_indices[:8]
 
     def batches(workers: int) -> list[dict[str, torch.Tensor]]:
@@ -151,7 +151,7 @@ def test_a_worker_process_draws_the_same_batches(dataset_root: Path, tmp_path: P
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_a_persistent_loader_serves_each_epoch_like_a_fresh_one(dataset_root: Path, tmp_path: Path, workers: int) -> None:
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache"), None)
     rows = data.train_indices[:10]
     kept = make_loader(data.make_dataset(rows, augment=True), 4, shuffle=True, seed=1, num_workers=workers, persistent=True)
     for epoch in (3, 4, 3):
@@ -171,7 +171,7 @@ def test_epoch_order_is_a_seeded_random_samplers(dataset_root: Path, tmp_path: P
 
 
 def test_validation_data_is_never_augmented(dataset_root: Path, tmp_path: Path) -> None:
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache"), None)
     for dataset in (data.make_dataset(data.val_indices, augment=False),):
         for epoch in (0, 5):
             item = dataset[epoch, 0]
@@ -185,7 +185,7 @@ def test_validation_data_is_never_augmented(dataset_root: Path, tmp_path: Path) 
 
 
 def test_items_have_the_trainers_format(dataset_root: Path, tmp_path: Path) -> None:
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache"), None)
     row = int(data.train_indices[3])
     for augment in (False, True):
         item = data.make_dataset(data.train_indices, augment=augment)[3]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from facedyn.data import prepare_data
+from facedyn.data import load_training_data
 from facedyn.data.augment import Frame, mirror_landmarks
 from facedyn.landmarks import BLENDSHAPE_NAMES, LANDMARK_SUBSET_IDXS
 from tests.mediapipe_fixtures import read_landmarks
@@ -18,7 +18,7 @@ LEFT, RIGHT = [left for left, _ in PAIRS], [right for _, right in PAIRS]
 
 
 def test_synthetic_dataset_is_read_split_and_cached_like_real_data(tiny_synthetic_config, tmp_path) -> None:
-    data = prepare_data(tiny_synthetic_config, tmp_path / "run")
+    data = load_training_data(tiny_synthetic_config, tmp_path / "run")
     assert len(data.samples) == 8 and not data.bad_samples
     assert set(data.samples.expression) == {"eye_close", "smile"}
     assert not set(data.samples.video[data.train_indices]) & set(data.samples.video[data.val_indices])
@@ -30,7 +30,7 @@ def test_synthetic_dataset_is_read_split_and_cached_like_real_data(tiny_syntheti
 def test_mirrored_landmarks_swap_left_and_right_blendshapes(tiny_synthetic_config, mediapipe_fixtures, landmarker_task) -> None:
     from facedyn.blendshapes import load
 
-    data = prepare_data(tiny_synthetic_config, None)
+    data = load_training_data(tiny_synthetic_config, None)
     portrait = read_landmarks(mediapipe_fixtures / "face_blendshapes_in_landmarks.prototxt", 820, 1024)
     faces = [(np.asarray(data.samples.expression_landmarks), Frame(0, 0, 224, 224)),
              (portrait[None, list(LANDMARK_SUBSET_IDXS)].astype(np.float32), Frame(0, 0, 820, 1024))]

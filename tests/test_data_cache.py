@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facedyn.data import prepare_data
+from facedyn.data import load_training_data
 from facedyn.data.cache import CACHE_FORMAT
 from facedyn.data.layout import FLOW_FILE, LABELS_FILE
 from tests.test_data_fixtures import dataset_root, folder_config, write_sample  # noqa: F401
@@ -29,12 +29,12 @@ def _assert_same_samples(a, b) -> None:
 
 def test_second_run_reads_the_cache_not_the_files(dataset_root: Path, tmp_path: Path, caplog) -> None:
     cfg = folder_config(dataset_root, tmp_path / "cache")
-    first = prepare_data(cfg, tmp_path / "run1")
+    first = load_training_data(cfg, tmp_path / "run1")
     (cached,) = _cache_folders(tmp_path / "cache")
 
     caplog.clear()
     with caplog.at_level("INFO"):
-        second = prepare_data(cfg, tmp_path / "run2")
+        second = load_training_data(cfg, tmp_path / "run2")
     assert any("loaded 60 decoded samples from cache" in r.getMessage() for r in caplog.records)
     assert not any("decoding" in r.getMessage() for r in caplog.records)
     _assert_same_samples(first, second)
@@ -45,15 +45,15 @@ def test_second_run_reads_the_cache_not_the_files(dataset_root: Path, tmp_path: 
 def test_bad_samples_are_reported_from_the_cache_too(dataset_root: Path, tmp_path: Path) -> None:
     (dataset_root / "smile" / "patient01_0000" / LABELS_FILE).write_text('{"dynamics": 9, "synkinesis": 0}')
     cfg = folder_config(dataset_root, tmp_path / "cache")
-    prepare_data(cfg, tmp_path / "run1")
-    prepare_data(cfg, tmp_path / "run2")
+    load_training_data(cfg, tmp_path / "run1")
+    load_training_data(cfg, tmp_path / "run2")
     assert (tmp_path / "run1" / "bad_samples.csv").read_text() == (tmp_path / "run2" / "bad_samples.csv").read_text()
     assert "outside 0..5" in (tmp_path / "run2" / "bad_samples.csv").read_text()
 
 
 def test_a_changed_file_rebuilds_the_cache_and_drops_the_stale_one(dataset_root: Path, tmp_path: Path) -> None:
     cfg = folder_config(dataset_root, tmp_path / "cache")
-    prepare_data(cfg, None)
+    load_training_data(cfg, None)
     (old,) = _cache_folders(tmp_path / "cache")
 
     # Same size, new content and modification time: a relabelled sample.
@@ -62,7 +62,7 @@ def test_a_changed_file_rebuilds_the_cache_and_drops_the_stale_one(dataset_root:
     labels["dynamics"] = (labels["dynamics"] + 1) % 6
     labels_file.write_text(json.dumps(labels))
     os.utime(labels_file, ns=(labels_file.stat().st_atime_ns, labels_file.stat().st_mtime_ns + 1_000_000_000))
-    data = prepare_data(cfg, None)
+    data = load_training_data(cfg, None)
     row = int(np.flatnonzero(data.samples.folder == "smile/patient02_0001")[0])
     assert data.samples.dynamics[row] == labels["dynamics"]
     (new,) = _cache_folders(tmp_path / "cache")
@@ -80,7 +80,7 @@ def test_a_changed_symlink_target_rebuilds_the_cache(dataset_root: Path, tmp_pat
     cfg = folder_config(dataset_root, tmp_path / "cache")
 
     def dynamics() -> int:
-        data = prepare_data(cfg, None)
+        data = load_training_data(cfg, None)
         return int(data.samples.dynamics[np.flatnonzero(data.samples.folder == "smile/patient02_0001")[0]])
 
     assert dynamics() == 1
@@ -88,31 +88,31 @@ def test_a_changed_symlink_target_rebuilds_the_cache(dataset_root: Path, tmp_pat
     os.utime(target, ns=(target.stat().st_atime_ns, target.stat().st_mtime_ns + 1_000_000_000))
     assert dynamics() == 4
     target.unlink()  # a dangling link is a missing file
-    data = prepare_data(cfg, None)
+    data = load_training_data(cfg, None)
     assert len(data.samples) == 59 and "missing" in data.bad_samples[0].reason
 
 
 def test_added_and_removed_samples_rebuild_the_cache(dataset_root: Path, tmp_path: Path) -> None:
     cfg = folder_config(dataset_root, tmp_path / "cache")
-    assert len(prepare_data(cfg, None).samples) == 60
+    assert len(load_training_data(cfg, None).samples) == 60
     write_sample(dataset_root, "smile", "patient50", "0000", np.random.default_rng(9))
-    assert len(prepare_data(cfg, None).samples) == 61
+    assert len(load_training_data(cfg, None).samples) == 61
     (dataset_root / "smile" / "patient50_0000" / FLOW_FILE).unlink()
-    data = prepare_data(cfg, None)
+    data = load_training_data(cfg, None)
     assert len(data.samples) == 60 and len(data.bad_samples) == 1
 
 
 def test_reader_settings_are_part_of_the_key(dataset_root: Path, tmp_path: Path) -> None:
     (dataset_root / "smile" / "patient01_0000" / LABELS_FILE).write_text('{"dynamics": 0, "synkinesis": 0}')
-    plain = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
-    ignoring = prepare_data(folder_config(dataset_root, tmp_path / "cache", **{"labels.dynamics_ignore": [0]}), None)
+    plain = load_training_data(folder_config(dataset_root, tmp_path / "cache"), None)
+    ignoring = load_training_data(folder_config(dataset_root, tmp_path / "cache", **{"labels.dynamics_ignore": [0]}), None)
     assert plain.samples.dynamics_valid.all() and not ignoring.samples.dynamics_valid.all()
     assert len(_cache_folders(tmp_path / "cache")) == 2
 
 
 def test_an_unreadable_cache_is_rebuilt(dataset_root: Path, tmp_path: Path, caplog) -> None:
     cfg = folder_config(dataset_root, tmp_path / "cache")
-    first = prepare_data(cfg, None)
+    first = load_training_data(cfg, None)
     (cached,) = _cache_folders(tmp_path / "cache")
     arrays, index = (cached / "arrays.bin").read_bytes(), (cached / "index.json").read_text()
     damages = {
@@ -126,15 +126,15 @@ def test_an_unreadable_cache_is_rebuilt(dataset_root: Path, tmp_path: Path, capl
     for name, damage in damages.items():
         damage()
         with caplog.at_level(logging.WARNING):
-            _assert_same_samples(first, prepare_data(cfg, None))
+            _assert_same_samples(first, load_training_data(cfg, None))
         assert "unreadable" in caplog.text, name
         caplog.clear()
         assert (cached / "arrays.bin").read_bytes() == arrays, f"{name}: not rebuilt"
-        _assert_same_samples(first, prepare_data(cfg, None))
+        _assert_same_samples(first, load_training_data(cfg, None))
 
 
 def test_cache_off_decodes_without_writing(dataset_root: Path, tmp_path: Path) -> None:
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache", cache=False), None)
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache", cache=False), None)
     assert len(data.samples) == 60 and not (tmp_path / "cache").exists()
 
 
@@ -145,7 +145,7 @@ def _prepare_and_report(cfg, queue) -> None:
     log = logging.getLogger(f"facedyn.data.test.{os.getpid()}")
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    data = prepare_data(cfg, None, log)
+    data = load_training_data(cfg, None, log)
     queue.put((records, int(data.samples.dynamics.sum())))
 
 
@@ -169,7 +169,7 @@ def test_parallel_runs_decode_the_dataset_once(dataset_root: Path, tmp_path: Pat
 def test_a_label_edited_in_place_with_size_and_mtime_kept_is_read_anew(dataset_root: Path, tmp_path: Path) -> None:
     # A grade corrected by a tool that restores timestamps: stat alone cannot see it; the content key does.
     cfg = folder_config(dataset_root, tmp_path / "cache")
-    prepare_data(cfg, None)
+    load_training_data(cfg, None)
     labels_file = dataset_root / "smile" / "patient02_0001" / LABELS_FILE
     before = labels_file.stat()
     labels = json.loads(labels_file.read_text())
@@ -177,7 +177,7 @@ def test_a_label_edited_in_place_with_size_and_mtime_kept_is_read_anew(dataset_r
     labels_file.write_text(json.dumps(labels))
     os.utime(labels_file, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert (labels_file.stat().st_size, labels_file.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
-    data = prepare_data(cfg, None)
+    data = load_training_data(cfg, None)
     row = int(np.flatnonzero(data.samples.folder == "smile/patient02_0001")[0])
     assert data.samples.dynamics[row] == labels["dynamics"]
 
@@ -192,7 +192,7 @@ def _die_while_writing(cache_root: str, dataset_root: str, ready) -> None:
         time.sleep(600)
 
     cache._write_synced = write_half_and_wait
-    prepare_data(folder_config(Path(dataset_root), Path(cache_root)), None)
+    load_training_data(folder_config(Path(dataset_root), Path(cache_root)), None)
 
 
 def test_a_killed_cache_writer_leaves_no_orphan_behind(dataset_root: Path, tmp_path: Path) -> None:
@@ -206,8 +206,8 @@ def test_a_killed_cache_writer_leaves_no_orphan_behind(dataset_root: Path, tmp_p
     orphans = [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]
     assert len(orphans) == 1 and (orphans[0] / "arrays.bin").stat().st_size == 1_000_000
     cfg = folder_config(dataset_root, tmp_path / "cache")
-    prepare_data(cfg, None)  # builds the cache, and removes what the dead writer left
+    load_training_data(cfg, None)  # builds the cache, and removes what the dead writer left
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.endswith(".tmp")]
     orphans[0].mkdir()  # another dead writer's leftover, found by a run that only reads the cache
-    prepare_data(cfg, None)
+    load_training_data(cfg, None)
     assert not orphans[0].exists()

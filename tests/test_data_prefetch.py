@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from facedyn.data import prepare_data
+from facedyn.data import load_training_data
 from facedyn.data.dataset import loader_workers, make_loader
 from facedyn.data.prefetch import Prefetcher
 from tests.test_data_fixtures import dataset_root, folder_config  # noqa: F401
@@ -31,7 +31,7 @@ def _epoch_passes(data, epochs: range, workers: int = 0):
 
 @pytest.mark.parametrize("depth, workers", [(1, 0), (4, 0), (4, 2)])
 def test_prefetched_batches_equal_loading_in_the_loop(dataset_root: Path, tmp_path: Path, depth: int, workers: int) -> None:
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), None)
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache"), None)
 
     def consume(prefetch_depth: int) -> list[dict[str, torch.Tensor]]:
         batches = []

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from facedyn.config import CONF_DIR
-from facedyn.data import DataError, prepare_data
+from facedyn.conf import CONF_DIR
+from facedyn.data import DataError, load_training_data
 from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.data.layout import BASELINE_LANDMARKS_FILE, EXPRESSION_LANDMARKS_FILE, FLOW_FILE, LABELS_FILE
-from facedyn.data.prepare import as_data_config
+from facedyn.data.loading import as_data_config
 from tests.test_data_fixtures import dataset_root, folder_config, write_dataset, write_sample  # noqa: F401
 
 VICTIM = "smile/patient03_0001"
@@ -31,7 +31,7 @@ def _read_report(run_dir: Path) -> list[dict[str, str]]:
 
 def test_good_samples_decode_to_the_files_contents(dataset_root: Path, tmp_path: Path) -> None:
     write_sample(dataset_root, "smile", "pat_07", "0012", np.random.default_rng(1), labels={"dynamics": 4, "synkinesis": 2})
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), tmp_path / "run")
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache"), tmp_path / "run")
 
     assert len(data.samples) == 61
     row = int(np.flatnonzero(data.samples.folder == "smile/pat_07_0012")[0])
@@ -106,7 +106,7 @@ CORRUPTIONS = {
 def test_each_kind_of_bad_sample_is_skipped_and_reported(name: str, dataset_root: Path, tmp_path: Path) -> None:
     corrupt, expected_path, expected_reason = CORRUPTIONS[name]
     corrupt(dataset_root / VICTIM)
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache", **{"resize_flow": False}), tmp_path / "run")
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache", **{"resize_flow": False}), tmp_path / "run")
 
     assert len(data.samples) == 59 and VICTIM not in set(data.samples.folder)
     (row,) = _read_report(tmp_path / "run")
@@ -121,7 +121,7 @@ def test_folder_names_that_do_not_split_into_video_and_frame_are_bad(dataset_roo
         write_sample(dataset_root, "smile", "x", "y", rng).rename(dataset_root / "smile" / name)
     # Video ids may hold "_" themselves: the frame is what follows the last one.
     write_sample(dataset_root, "smile", "clinic_a_patient7", "0002", rng)
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache", **{"bad_samples.max_fraction": 0.1}), tmp_path / "run")
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache", **{"bad_samples.max_fraction": 0.1}), tmp_path / "run")
 
     reported = {row["path"]: row["reason"] for row in _read_report(tmp_path / "run")}
     assert set(reported) == {str(dataset_root / "smile" / name) for name in unparsable}
@@ -137,7 +137,7 @@ def test_a_flow_image_of_another_size_is_resized_with_a_warning(dataset_root: Pa
     flow[:, :, 1] = 0.5
     _image(cv2.cvtColor(encode_flow(flow, 4.0), cv2.COLOR_RGB2BGR))(dataset_root / VICTIM)
     with caplog.at_level(logging.WARNING):
-        data = prepare_data(folder_config(dataset_root, tmp_path / "cache"), tmp_path / "run")
+        data = load_training_data(folder_config(dataset_root, tmp_path / "cache"), tmp_path / "run")
     assert len(data.samples) == 60 and data.samples.flow.shape[1:] == (112, 112, 3)
     assert any("1 flow images were not 112x112 and were resized" in r.getMessage() for r in caplog.records)
 
@@ -151,7 +151,7 @@ def test_a_flow_image_of_another_size_is_resized_with_a_warning(dataset_root: Pa
     assert np.linalg.norm(resized[:, 56] - expected[:, 56], axis=1).max() < 0.9
 
     _image(np.zeros((128, 160, 3), np.uint8))(dataset_root / VICTIM)
-    prepare_data(folder_config(dataset_root, tmp_path / "cache", resize_flow=False), tmp_path / "strict")
+    load_training_data(folder_config(dataset_root, tmp_path / "cache", resize_flow=False), tmp_path / "strict")
     (report,) = _read_report(tmp_path / "strict")
     assert "160x128, expected 112x112" in report["reason"]
 
@@ -159,7 +159,7 @@ def test_a_flow_image_of_another_size_is_resized_with_a_warning(dataset_root: Pa
 def test_policy_fail_stops_at_the_first_bad_sample(dataset_root: Path, tmp_path: Path) -> None:
     (dataset_root / VICTIM / LABELS_FILE).unlink()
     with pytest.raises(DataError) as error:
-        prepare_data(folder_config(dataset_root, tmp_path / "cache", **{"bad_samples.policy": "fail"}), tmp_path / "run")
+        load_training_data(folder_config(dataset_root, tmp_path / "cache", **{"bad_samples.policy": "fail"}), tmp_path / "run")
     message = str(error.value)
     assert "1 of 60 samples are bad" in message and str(dataset_root / VICTIM) in message and "\n" not in message
     assert len(_read_report(tmp_path / "run")) == 1  # the report is written before stopping
@@ -169,8 +169,8 @@ def test_too_many_bad_samples_stop_even_when_skipping(dataset_root: Path, tmp_pa
     for video in range(4):  # 4 of 60 = 6.7 %
         (dataset_root / "eye_close" / f"patient{video:02d}_0000" / FLOW_FILE).write_bytes(b"")
     with pytest.raises(DataError, match=r"4 of 60 samples \(6.7%\) are bad, more than data.bad_samples.max_fraction=0.05"):
-        prepare_data(folder_config(dataset_root, tmp_path / "cache"), tmp_path / "run")
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache", **{"bad_samples.max_fraction": 0.1}), tmp_path / "run2")
+        load_training_data(folder_config(dataset_root, tmp_path / "cache"), tmp_path / "run")
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache", **{"bad_samples.max_fraction": 0.1}), tmp_path / "run2")
     assert len(data.samples) == 56 and len(_read_report(tmp_path / "run2")) == 4
 
 
@@ -180,7 +180,7 @@ def test_nothing_usable_is_an_error(tmp_path: Path) -> None:
     for folder in (root / "smile").iterdir():
         (folder / LABELS_FILE).write_text("{}")
     with pytest.raises(DataError, match="no usable samples: all 2 under"):
-        prepare_data(folder_config(root, tmp_path / "cache", **{"bad_samples.max_fraction": 1.0}), tmp_path / "run")
+        load_training_data(folder_config(root, tmp_path / "cache", **{"bad_samples.max_fraction": 1.0}), tmp_path / "run")
 
 
 @pytest.mark.parametrize(
@@ -199,25 +199,25 @@ def test_an_unusable_root_is_a_one_line_error(make_root, expected: str, tmp_path
     cfg.root = make_root(tmp_path)
     cfg.root = None if cfg.root is None else str(cfg.root)
     with pytest.raises(DataError) as error:
-        prepare_data(cfg, tmp_path / "run")
+        load_training_data(cfg, tmp_path / "run")
     assert expected in str(error.value) and "\n" not in str(error.value)
 
 
 def test_a_root_one_level_too_deep_is_recognised(dataset_root: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="looks like one expression folder"):
-        prepare_data(folder_config(dataset_root / "smile", tmp_path / "cache"), None)
+        load_training_data(folder_config(dataset_root / "smile", tmp_path / "cache"), None)
 
 
 def test_only_the_chosen_expressions_are_read(dataset_root: Path, tmp_path: Path) -> None:
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache", expressions=["smile", "brow_raise"]), None)
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache", expressions=["smile", "brow_raise"]), None)
     assert set(data.samples.expression) == {"smile", "brow_raise"} and len(data.samples) == 40
     with pytest.raises(DataError, match="expression folder.s. frown not found .* present: brow_raise, eye_close, smile"):
-        prepare_data(folder_config(dataset_root, tmp_path / "cache", expressions=["smile", "frown"]), None)
+        load_training_data(folder_config(dataset_root, tmp_path / "cache", expressions=["smile", "frown"]), None)
 
 
 def test_ignored_label_values_are_kept_but_masked(dataset_root: Path, tmp_path: Path) -> None:
     _labels({"dynamics": 0, "synkinesis": -1})(dataset_root / VICTIM)
-    data = prepare_data(
+    data = load_training_data(
         folder_config(dataset_root, tmp_path / "cache", **{"labels.dynamics_ignore": [0], "labels.synkinesis_ignore": [-1]}),
         None,
     )
@@ -236,7 +236,7 @@ def test_label_keys_are_configurable_and_may_be_nested(dataset_root: Path, tmp_p
         expected[f"smile/{folder.name}"] = (labels["dynamics"], labels["synkinesis"])
         _labels({"grades": {"voluntary": labels["dynamics"], "synk": labels["synkinesis"]}, "rater": "A"})(folder)
     keys = {"labels.dynamics_key": "grades.voluntary", "labels.synkinesis_key": "grades.synk"}
-    data = prepare_data(folder_config(dataset_root, tmp_path / "cache", expressions=["smile"], **keys), tmp_path / "run")
+    data = load_training_data(folder_config(dataset_root, tmp_path / "cache", expressions=["smile"], **keys), tmp_path / "run")
 
     read = {f: (int(d), int(s)) for f, d, s in zip(data.samples.folder, data.samples.dynamics, data.samples.synkinesis)}
     assert read == expected and _read_report(tmp_path / "run") == []
@@ -249,9 +249,9 @@ def test_normalised_landmarks_become_pixels(dataset_root: Path, tmp_path: Path) 
         np.save(folder / name, np.load(folder / name) / [640, 480])
     cfg = folder_config(dataset_root, tmp_path / "cache", **{"landmarks.units": "normalised"})
     with pytest.raises(DataError, match="image_width"):
-        prepare_data(cfg, None)
+        load_training_data(cfg, None)
     cfg.landmarks.image_width, cfg.landmarks.image_height = 640, 480
-    data = prepare_data(cfg, None)
+    data = load_training_data(cfg, None)
     row = int(np.flatnonzero(data.samples.folder == VICTIM)[0])
     np.testing.assert_allclose(data.samples.baseline_landmarks[row], pixels, rtol=1e-6)
 
@@ -265,7 +265,7 @@ def test_yaml_settings_match_the_schema_and_typos_are_rejected() -> None:
         as_data_config({"synthetic": {"videos": 0}})
     folder = OmegaConf.load(CONF_DIR / "data" / "folder.yaml")
     with pytest.raises(DataError, match="data.root is not set"):
-        prepare_data(folder, None)
+        load_training_data(folder, None)
 
 
 @pytest.mark.parametrize(
@@ -283,11 +283,11 @@ def test_yaml_settings_match_the_schema_and_typos_are_rejected() -> None:
 )
 def test_invalid_settings_are_one_line_errors(overrides: dict, message: str, dataset_root: Path, tmp_path: Path) -> None:
     with pytest.raises(DataError, match=re.escape(message)):
-        prepare_data(folder_config(dataset_root, tmp_path / "cache", **overrides), None)
+        load_training_data(folder_config(dataset_root, tmp_path / "cache", **overrides), None)
 
 
 def test_labels_are_optional_for_prediction_only(dataset_root: Path, tmp_path: Path) -> None:
-    from facedyn.data.prepare import read_checked
+    from facedyn.data.loading import read_checked
 
     (dataset_root / VICTIM / LABELS_FILE).unlink()
     broken = "eye_close/patient04_0000"
@@ -300,6 +300,6 @@ def test_labels_are_optional_for_prediction_only(dataset_root: Path, tmp_path: P
     assert result.samples.dynamics_valid.sum() == len(result.samples) - 1
     assert [(b.path, b.reason.split(" (")[0]) for b in result.bad] == [(f"{broken}/{LABELS_FILE}", "not valid JSON")]
 
-    data = prepare_data(cfg, tmp_path / "train")  # training: a sample without labels is a bad sample
+    data = load_training_data(cfg, tmp_path / "train")  # training: a sample without labels is a bad sample
     assert VICTIM not in set(data.samples.folder)
     assert {"path": str(dataset_root / VICTIM), "reason": f"missing file(s): {LABELS_FILE}"} in _read_report(tmp_path / "train")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facedyn.data import DataError, prepare_data
+from facedyn.data import DataError, load_training_data
 from facedyn.data.split import holdout_split, kfold_split
 from tests.test_data_fixtures import folder_config, write_dataset
 
@@ -27,7 +27,7 @@ def _assert_disjoint_and_complete(videos: np.ndarray, train: np.ndarray, val: np
 
 
 def test_holdout_split_keeps_each_video_on_one_side(many_videos: Path, tmp_path: Path) -> None:
-    data = prepare_data(folder_config(many_videos, tmp_path / "cache"), tmp_path / "run")
+    data = load_training_data(folder_config(many_videos, tmp_path / "cache"), tmp_path / "run")
     videos = data.samples.video
     _assert_disjoint_and_complete(videos, data.train_indices, data.val_indices)
     assert len(set(videos[data.val_indices])) == round(23 * 0.2)
@@ -42,9 +42,9 @@ def test_holdout_split_keeps_each_video_on_one_side(many_videos: Path, tmp_path:
 
 
 def test_split_is_deterministic_for_a_seed_and_changes_with_it(many_videos: Path, tmp_path: Path) -> None:
-    first = prepare_data(folder_config(many_videos, tmp_path / "cache"), None)
-    again = prepare_data(folder_config(many_videos, tmp_path / "cache"), None)
-    other = prepare_data(folder_config(many_videos, tmp_path / "cache", split_seed=1), None)
+    first = load_training_data(folder_config(many_videos, tmp_path / "cache"), None)
+    again = load_training_data(folder_config(many_videos, tmp_path / "cache"), None)
+    other = load_training_data(folder_config(many_videos, tmp_path / "cache", split_seed=1), None)
     np.testing.assert_array_equal(first.val_indices, again.val_indices)
     assert set(first.samples.video[first.val_indices]) != set(other.samples.video[other.val_indices])
 
@@ -58,7 +58,7 @@ def test_split_does_not_depend_on_sample_order() -> None:
 def test_every_fold_keeps_videos_apart_and_folds_cover_each_video_once(many_videos: Path, tmp_path: Path) -> None:
     val_videos: list[str] = []
     for fold in range(5):
-        data = prepare_data(folder_config(many_videos, tmp_path / "cache", folds=5, fold=fold), tmp_path / f"fold{fold}")
+        data = load_training_data(folder_config(many_videos, tmp_path / "cache", folds=5, fold=fold), tmp_path / f"fold{fold}")
         _assert_disjoint_and_complete(data.samples.video, data.train_indices, data.val_indices)
         fold_videos = sorted(set(data.samples.video[data.val_indices]))
         assert len(fold_videos) in (4, 5)  # 23 videos in 5 near-equal folds

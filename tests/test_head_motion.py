@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facedyn.data import DataError, prepare_data
+from facedyn.data import DataError, load_training_data
 from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.data.head_motion import (STABLE_MESH_POINTS, STABLE_POINTS, CompensationSettings, compensate_images,
                                       face_box_crop, fit_transform, frame_crop, global_motion, motion_field)
-from facedyn.data.prepare import HEAD_MOTION_FILE
+from facedyn.data.loading import HEAD_MOTION_FILE
 from facedyn.data.synthetic import ensure_dataset, preset
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS
 from tests.mediapipe_fixtures import read_landmarks
@@ -113,9 +113,9 @@ def _compensating(root: Path, cache: Path, **overrides):
 
 
 def test_generated_head_motion_falls_to_the_still_heads_level(recordings: dict[str, Path], tmp_path: Path) -> None:
-    moving = prepare_data(_compensating(recordings["moving"], tmp_path / "cache"), tmp_path / "run")
-    raw = prepare_data(folder_config(recordings["moving"], tmp_path / "cache"), None)
-    still = prepare_data(folder_config(recordings["still"], tmp_path / "cache"), None)
+    moving = load_training_data(_compensating(recordings["moving"], tmp_path / "cache"), tmp_path / "run")
+    raw = load_training_data(folder_config(recordings["moving"], tmp_path / "cache"), None)
+    still = load_training_data(folder_config(recordings["still"], tmp_path / "cache"), None)
     still_compensated = still.samples.flow.copy()
     compensate_images(still_compensated, still.samples.baseline_landmarks, still.samples.expression_landmarks,
                       CompensationSettings("similarity", "frame", False, MAX_FLOW, 112, (224.0, 224.0)))
@@ -137,11 +137,11 @@ def test_generated_head_motion_falls_to_the_still_heads_level(recordings: dict[s
 
 
 def test_the_cache_holds_compensated_flow_under_its_own_key(recordings: dict[str, Path], tmp_path: Path, caplog) -> None:
-    raw = prepare_data(folder_config(recordings["moving"], tmp_path / "cache"), None)
-    first = prepare_data(_compensating(recordings["moving"], tmp_path / "cache"), None)
+    raw = load_training_data(folder_config(recordings["moving"], tmp_path / "cache"), None)
+    first = load_training_data(_compensating(recordings["moving"], tmp_path / "cache"), None)
     caplog.clear()
     with caplog.at_level("INFO", logger="facedyn.data"):
-        warm = prepare_data(_compensating(recordings["moving"], tmp_path / "cache"), tmp_path / "run")
+        warm = load_training_data(_compensating(recordings["moving"], tmp_path / "cache"), tmp_path / "run")
     assert len([p for p in (tmp_path / "cache").iterdir() if p.is_dir()]) == 2  # one per setting
     assert "loaded" in caplog.text and "head motion compensated" in caplog.text
     np.testing.assert_array_equal(warm.samples.flow, first.samples.flow)
@@ -153,13 +153,13 @@ def test_flow_that_does_not_fit_the_landmarks_is_refused(recordings: dict[str, P
     wrong_frame = _compensating(recordings["moving"], tmp_path / "cache", **{"landmarks.image_width": 448,
                                                                           "landmarks.image_height": 448})
     with pytest.raises(DataError, match=r"do not line up with the landmarks .* reproduces -?\d+% of their motion") as info:
-        prepare_data(wrong_frame, None)
+        load_training_data(wrong_frame, None)
     assert "\n" not in str(info.value)
     no_scale = folder_config(recordings["moving"], tmp_path / "cache", **{"flow.compensate_head_motion": True})
     with pytest.raises(DataError, match="data.flow.max_magnitude"):
-        prepare_data(no_scale, None)
+        load_training_data(no_scale, None)
     no_frame = _compensating(recordings["moving"], tmp_path / "cache", **{"landmarks.image_width": None})
     with pytest.raises(DataError, match="data.flow.crop=frame needs"):
-        prepare_data(no_frame, None)
+        load_training_data(no_frame, None)
     with pytest.raises(DataError, match=r"would add motion, not remove it .* look registered already"):
-        prepare_data(_compensating(recordings["still"], tmp_path / "cache"), None)  # nothing to take out
+        load_training_data(_compensating(recordings["still"], tmp_path / "cache"), None)  # nothing to take out

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from facedyn.data import prepare_data
+from facedyn.data import load_training_data
 from facedyn.inference import Predictor, RunError, find_newest_finished_run, load_run
 from facedyn.blendshapes import graph_for
 from facedyn.runs import BLENDSHAPES_GRAPH_FILE, stage_checkpoint
@@ -22,7 +22,7 @@ from tests.conftest import REPO
 @pytest.fixture(scope="module")
 def run_data(tiny_trained_run):
     cfg = OmegaConf.load(tiny_trained_run / "config.yaml")
-    return prepare_data(cfg.data)
+    return load_training_data(cfg.data)
 
 
 def test_rebuilt_model_reproduces_the_runs_validation_predictions(tiny_trained_run, run_data):

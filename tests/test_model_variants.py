@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from facedyn.config import CONF_DIR, ConfigError, compose
-from facedyn.data import prepare_data
+from facedyn.conf import CONF_DIR
+from facedyn.config import compose
+from facedyn.utils.config import ConfigError
+from facedyn.data import load_training_data
 from facedyn.data.expressions import SUNNYBROOK_EXPRESSIONS, expression_indices
 from facedyn.training.freezing import apply_trainable
 from facedyn.landmarks import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
@@ -26,7 +28,7 @@ def _model(*overrides: str) -> FaceDynModel:
 @pytest.fixture(scope="module")
 def tiny_batch(tiny_data_overrides, landmarker_task) -> dict[str, torch.Tensor]:
     """Eight real samples of the tiny synthetic dataset, every expression among them."""
-    data = prepare_data(compose(tiny_data_overrides).data)
+    data = load_training_data(compose(tiny_data_overrides).data)
     dataset = data.make_dataset(np.arange(len(data.samples)), augment=False)
     rows = [int(np.flatnonzero(data.samples.expression == name)[i]) for i in range(2) for name in ("smile", "snarl")]
     rows += [int(np.flatnonzero(data.samples.expression == name)[0]) for name in SUNNYBROOK_EXPRESSIONS[:4]]
@@ -65,7 +67,7 @@ def test_paired_features_do_not_depend_on_the_affected_side():
 
 
 def test_dataset_items_carry_the_expression_index_of_their_folder(tiny_data_overrides, landmarker_task):
-    data = prepare_data(compose(tiny_data_overrides).data, expressions=["smile", "eye_close"])
+    data = load_training_data(compose(tiny_data_overrides).data, expressions=["smile", "eye_close"])
     dataset = data.make_dataset(np.arange(len(data.samples)), augment=False)
     for row in range(0, len(data.samples), 7):
         expected = {"smile": 0, "eye_close": 1}.get(str(data.samples.expression[row]), 2)  # 2: any other

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from facedyn.config import CONF_DIR
+from facedyn.conf import CONF_DIR
 from tests.conftest import REPO
 
 CONSOLE_SCRIPTS = ("facedyn-train", "facedyn-sweep", "facedyn-compare", "facedyn-prepare", "facedyn-predict")

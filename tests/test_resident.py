@@ -12,7 +12,7 @@ import torch
 
 from facedyn import training
 from facedyn.config import compose
-from facedyn.data import prepare_data
+from facedyn.data import load_training_data
 from facedyn.data.config import DataConfig
 from facedyn.data.dataset import make_loader
 from facedyn.data.errors import DataError
@@ -29,7 +29,7 @@ def _batches(loader, epoch: int) -> list[dict[str, torch.Tensor]]:
 
 @pytest.mark.parametrize("frame_known", [True, False], ids=["video frame", "landmark box"])
 def test_resident_batches_are_the_host_paths(tiny_synthetic_config: DataConfig, frame_known: bool) -> None:
-    data = prepare_data(tiny_synthetic_config)
+    data = load_training_data(tiny_synthetic_config)
     if not frame_known:
         data.landmark_frame = None  # shifts, zooms and mirrors about each sample's landmark box
     rows = data.train_indices
@@ -71,7 +71,7 @@ def test_resident_data_goes_where_it_can(tiny_synthetic_config: DataConfig) -> N
     cfg.on_device = True
     cfg.flow = dataclasses.replace(cfg.flow, max_magnitude=8.0)
     with pytest.raises(DataError, match=r"^data.on_device=true cannot apply the head-motion augmentation"):
-        prepare_data(cfg)  # refused before any data is read
+        load_training_data(cfg)  # refused before any data is read
 
 
 def test_a_run_trains_from_resident_data_as_from_the_host(tiny_overrides, tmp_path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from facedyn.config import CONF_DIR
+from facedyn.conf import CONF_DIR
 from facedyn.sweep.config import SweepConfigError, load, split_args
 from facedyn.sweep.runner import _split_overrides
 

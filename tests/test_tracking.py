@@ -12,16 +12,17 @@ import pytest
 from facedyn import training
 from facedyn.config import compose
 from facedyn.runs import HISTORY_FILE, METRICS_FILE, STATUS_FILE, read_json
+from facedyn.training.hooks.base import Hook
 from facedyn.training.tracking import Tracker, scalars, start
 from tests.conftest import tiny_epochs
 
 TWO_STAGES = ["stage=2a", "stages.s2a.init=none", *tiny_epochs({"s2a": 3})]
 
 
-def run(tmp_path: Path, tiny_overrides: list[str], *extra: str, callback=None) -> Path:
+def run(tmp_path: Path, tiny_overrides: list[str], *extra: str, hooks: tuple[Hook, ...] = ()) -> Path:
     overrides = [*tiny_overrides, *TWO_STAGES, *extra]
     run_dir = tmp_path / "run"
-    training.run(compose(overrides), run_dir, overrides, epoch_callback=callback)
+    training.run(compose(overrides), run_dir, overrides, hooks=hooks)
     return run_dir
 
 
@@ -92,12 +93,13 @@ def test_a_tracking_store_that_breaks_mid_run_warns_and_training_goes_on(
         tmp_path: Path, tiny_overrides, caplog, default_run: Path) -> None:
     store = tmp_path / "outputs" / "mlflow" / "mlflow.db"
 
-    def break_the_store(stage: str, epoch: int, row: dict) -> None:
-        if epoch == 1:  # as a server that goes away: the store is no database any more
-            store.write_bytes(b"gone" * 4096)
+    class BreakTheStore(Hook):
+        def epoch_end(self, loop, epoch) -> None:
+            if epoch.epoch == 1:  # as a server that goes away: the store is no database any more
+                store.write_bytes(b"gone" * 4096)
 
     with caplog.at_level(logging.WARNING, logger="facedyn.training.tracking"):
-        run_dir = run(tmp_path, tiny_overrides, "logger=mlflow", callback=break_the_store)
+        run_dir = run(tmp_path, tiny_overrides, "logger=mlflow", hooks=(BreakTheStore(),))
     warnings = [r.getMessage() for r in caplog.records if "experiment tracking" in r.getMessage()]
     assert len(warnings) == 1 and "failed, training goes on without it" in warnings[0]
     assert read_json(run_dir / STATUS_FILE)["status"] == "finished"

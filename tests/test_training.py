@@ -19,7 +19,8 @@ from omegaconf import OmegaConf
 
 from facedyn import training
 from facedyn.runs.checkpoints import CheckpointError, find_init_checkpoint
-from facedyn.config import STAGE_ORDER, compose, stage_key
+from facedyn.config import compose
+from facedyn.training.stages import STAGE_ORDER, stage_key
 from facedyn.model import build_model
 from facedyn.runs import stage_checkpoint
 from facedyn.runtime import Runtime
@@ -70,16 +71,19 @@ def test_run_folder_holds_results_a_person_can_read(reference_run):
     for column in ("video", "expression", "frame", "dynamics_true", "dynamics_pred", "synkinesis_true", "synkinesis_pred"):
         assert column in rows[0]
     assert any(float(r["dynamics_pred"]) != round(float(r["dynamics_pred"])) for r in rows)  # unrounded
-    # Each stage hands on its best epoch (select: best): recorded, and the final model is the last stage's kept one.
+    # Each stage hands on its best epoch (select: best), where a stage that starts from the previous stage's
+    # weights counts them as its epoch 0: recorded, and the final model is the last stage's kept one.
     kept = json.loads((run_dir / "training_history.json").read_text())["kept_epochs"]
     assert kept == saved["kept_epochs"] and set(kept) == set(STAGE_ORDER)
     for stage in STAGE_ORDER:
-        rows = [r for r in history if r["stage"] == stage]
-        best = min(rows, key=lambda r: r["val_loss"])
-        assert kept[stage] == best["epoch"] == saved["per_stage"][stage]["kept_epoch"]
-        assert saved["per_stage"][stage]["val_loss"] == pytest.approx(best["val_loss"], rel=1e-5)
-    final_kept = next(r for r in history if r["stage"] == "4" and r["epoch"] == kept["4"])
-    assert saved["final"]["val_loss"] == pytest.approx(final_kept["val_loss"], rel=1e-5)
+        per_stage = saved["per_stage"][stage]
+        best = min((r for r in history if r["stage"] == stage), key=lambda r: r["val_loss"])
+        start = per_stage.get("start_val_loss")
+        assert (start is None) == (cfg.stages[stage_key(stage)].init == "none")
+        from_start = start is not None and start <= best["val_loss"]  # the first of equals is kept
+        assert kept[stage] == per_stage["kept_epoch"] == (0 if from_start else best["epoch"])
+        assert per_stage["val_loss"] == pytest.approx(start if from_start else best["val_loss"], rel=1e-5)
+    assert saved["final"]["val_loss"] == pytest.approx(saved["per_stage"]["4"]["val_loss"], rel=1e-5)
     assert saved["precision"] in ("fp32", "bf16")
 
 
@@ -282,7 +286,7 @@ def _copy_run(reference_dir, target, status: str):
 def test_resume_without_last_pt_goes_on_after_the_last_finished_stage(reference_run, tmp_path):
     _, reference_dir, _, _ = reference_run
     run_dir = _copy_run(reference_dir, tmp_path / "no_last", "interrupted")
-    (run_dir / "checkpoints" / "last.pt").unlink()
+    assert not (run_dir / "checkpoints" / "last.pt").exists()  # a stage checkpoint replaces it
     stage_checkpoint(run_dir, "4").unlink()
     stage_3 = stage_checkpoint(run_dir, "3").stat().st_mtime_ns
     resumed = train_py([f"resume={run_dir}"])
@@ -305,12 +309,13 @@ def test_finished_runs_and_damaged_last_pt_stop_with_what_to_do_and_keep_their_s
     assert finished.returncode == 1 and "that run finished" in output and f"init_from={reference_dir}" in output, output
     assert (reference_dir / "metrics.json").stat().st_mtime_ns == metrics_time
     damaged = _copy_run(reference_dir, tmp_path / "damaged", "interrupted")
+    stage_checkpoint(damaged, "4").unlink()  # killed in stage 4 while writing last.pt
     last = damaged / "checkpoints" / "last.pt"
-    last.write_bytes(last.read_bytes()[:1000])
+    last.write_bytes(stage_checkpoint(damaged, "3").read_bytes()[:1000])
     process = train_py([f"resume={damaged}"])
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 1 and "Traceback" not in output, output
-    assert f"To go on after stage 4 (its checkpoint is intact), move it aside (mv {last} {last}.damaged)" in output
+    assert f"To go on after stage 3 (its checkpoint is intact), move it aside (mv {last} {last}.damaged)" in output
     assert json.loads((damaged / "run_status.json").read_text())["status"] == "interrupted"
 
 
@@ -326,12 +331,12 @@ def test_nothing_to_learn_is_refused_before_training(reference_run, tmp_path):
 def test_one_score_fully_ignored_and_a_single_validation_video_warn(reference_run, tmp_path, caplog):
     import logging
 
-    from facedyn.data import prepare_data
+    from facedyn.data import load_training_data
     from facedyn.training.objective import check_labels
 
     cfg, _, _, _ = reference_run
     data_cfg = OmegaConf.merge(cfg.data, {"labels": {"synkinesis_ignore": [0, 1, 2, 3]}, "val_fraction": 0.1})
-    data = prepare_data(data_cfg, None)
+    data = load_training_data(data_cfg, None)
     with caplog.at_level(logging.WARNING):
         check_labels(data, logging.getLogger("facedyn.test"))
     messages = " ".join(r.getMessage() for r in caplog.records)
@@ -357,10 +362,13 @@ def test_patience_stops_a_stage_and_select_last_keeps_its_last_epoch(reference_r
     # A learning rate too small to change a discrete metric: no epoch after the first is better.
     stage = ["stage=2a", f"init_from={reference_dir}", "stages.s2a.epochs=6", "stages.s2a.lr=1e-12",
              "stages.s2a.select_metric=val_acc_both", "stages.s2a.patience=2"]
-    for select, kept in (("best", 1), ("last", 3)):
+    # With select: best the starting weights are epoch 0 and, equal to every later epoch, stay the best: two
+    # epochs without a better one stop the stage. With select: last they do not compete.
+    for select, kept, epochs_run in (("best", 0, 2), ("last", 3, 3)):
         run_dir = tmp_path / select
         training.run(compose([*overrides, *stage, f"stages.s2a.select={select}"]), run_dir, overrides)
         per_stage = json.loads((run_dir / "metrics.json").read_text())["per_stage"]["2a"]
-        assert per_stage["epochs_run"] == 3 and per_stage["stopped_early"] and per_stage["kept_epoch"] == kept
+        assert per_stage["epochs_run"] == epochs_run and per_stage["stopped_early"] and per_stage["kept_epoch"] == kept
         history = json.loads((run_dir / "training_history.json").read_text())
-        assert [r["epoch"] for r in history["epochs"]] == [1, 2, 3] and history["kept_epochs"] == {"2a": kept}
+        assert [r["epoch"] for r in history["epochs"]] == list(range(1, epochs_run + 1))
+        assert history["kept_epochs"] == {"2a": kept}

@@ -7,7 +7,7 @@ def user_errors() -> tuple[type[Exception], ...]:
     """Exception types that mean bad input, not a bug. A function so that `--help` need not import torch."""
     from facedyn.assets import AssetError
     from facedyn.runs.checkpoints import CheckpointError
-    from facedyn.config import ConfigError
+    from facedyn.utils.config import ConfigError
     from facedyn.data import DataError
     from facedyn.model import WeightsUnavailable
     from facedyn.runs import RunFolderInUse

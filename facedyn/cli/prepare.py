@@ -12,7 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from facedyn.assets import AssetError
-from facedyn.config import CONF_PACKAGE
+from facedyn.conf import CONF_PACKAGE
 from facedyn.videos import PrepareError
 from facedyn.videos.config import register_configs
 from facedyn.videos.pipeline import PrepareSummary

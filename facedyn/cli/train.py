@@ -16,7 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from facedyn.cli.errors import user_errors
-from facedyn.config import CONF_PACKAGE, normalize_overrides
+from facedyn.conf import CONF_PACKAGE
+from facedyn.config import normalize_overrides
 
 log = logging.getLogger("facedyn")
 

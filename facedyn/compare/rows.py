@@ -14,7 +14,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from facedyn.config import STAGE_ORDER, override_key
+from facedyn.config import override_key
+from facedyn.training.stages import STAGE_ORDER
 from facedyn.metrics import HEADLINE_METRICS
 from facedyn.runs import owner_alive, read_run_files
 

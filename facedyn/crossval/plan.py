@@ -20,14 +20,15 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
-from facedyn.config import STAGE_ORDER, ConfigError, compose, normalize_overrides, override_stage, stage_key, \
-    stages_to_run
+from facedyn.config import compose, normalize_overrides, override_stage, stages_to_run
+from facedyn.training.stages import STAGE_ORDER, stage_key
 
 OWN_KEYS = ("folds", "share", "out")
 SHARED_DIR = "shared"
 # What the shared stages' result depends on besides their own stage settings: a variant that changes any of
 # these cannot start from them.
-SHARED_INPUTS = ("data", "seed", "model.flow", "optimizer", "scheduler", "trainer.precision", "trainer.deterministic")
+SHARED_INPUTS = ("data", "seed", "model.flow", "optimizer", "scheduler", "trainer.precision", "trainer.deterministic",
+                 "trainer.ema", "trainer.grad_clip")
 
 
 class CrossvalError(ValueError):

@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from facedyn import training
 from facedyn.runs import checkpoints
-from facedyn.config import compose, stage_key
+from facedyn.config import compose
+from facedyn.training.stages import stage_key
 from facedyn.crossval.plan import SHARED_DIR, CrossvalError, CrossvalPlan, Variant, check_shareable
 from facedyn.utils.io import atomic_write_json
 from facedyn.model import FaceDynModel

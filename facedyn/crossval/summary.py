@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facedyn.config import STAGE_ORDER
+from facedyn.training.stages import STAGE_ORDER
 from facedyn.crossval.plan import SHARED_DIR
 from facedyn.crossval.runner import PLAN_FILE, fold_dir
 from facedyn.utils.io import atomic_write_json, atomic_write_text

@@ -1,7 +1,7 @@
 """The data layer: read the clinic's dataset layout, check it, cache it, split it by video, augment it.
 
 Light on import (no torch) so that the synthetic generator and TensorFlow child processes can use its
-submodules; prepare_data and friends load on first use.
+submodules; load_training_data and friends load on first use.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from facedyn.data.errors import DataError
 from facedyn.utils.lazy import lazy_attributes
 
 _LAZY = {
-    "prepare_data": "facedyn.data.prepare",
-    "PreparedData": "facedyn.data.prepare",
+    "load_training_data": "facedyn.data.loading",
+    "TrainingData": "facedyn.data.loading",
     "DataConfig": "facedyn.data.config",
     "Samples": "facedyn.data.samples",
     "FaceDynDataset": "facedyn.data.dataset",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from facedyn.utils.choices import Choice
+from facedyn.utils.config import Choice
 from facedyn.data.synthetic.config import SyntheticConfig
 
 

@@ -35,6 +35,7 @@ from facedyn.inference.run_loader import find_newest_finished_run, load_run
 from facedyn.inference.torch_predictor import TorchPredictor
 from facedyn.utils.io import atomic_write_bytes
 from facedyn.model import FaceDynModel
+from facedyn.training.stages import FINAL_STAGE
 
 ONNX_OPSET = 17
 
@@ -72,7 +73,7 @@ class _Batch(nn.Module):
 def export(cfg: ExportConfig) -> ExportReport:
     """Export per cfg; RunError (one line) when the run cannot be used or the graph does not match."""
     start = time.perf_counter()
-    run = cfg.run or find_newest_finished_run(Path(cfg.output_dir), cfg.stage or "4")
+    run = cfg.run or find_newest_finished_run(Path(cfg.output_dir), cfg.stage or FINAL_STAGE)
     torch_predictor = load_run(run, stage=cfg.stage, batch_size=max(cfg.batch_sizes))
     out = Path(cfg.out).expanduser().resolve()
     lock = FileLock(str(out) + ".lock")

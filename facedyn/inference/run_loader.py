@@ -9,15 +9,16 @@ from typing import Optional
 from omegaconf import DictConfig, OmegaConf
 
 from facedyn.runs import checkpoints
-from facedyn.data.prepare import SPLIT_FILE
-from facedyn.config import CONF_DIR, STAGE_ORDER, ModelConfig, stage_key
+from facedyn.data.loading import SPLIT_FILE
+from facedyn.conf import CONF_DIR
+from facedyn.model.config import ModelConfig
+from facedyn.training.stages import FINAL_STAGE, STAGE_ORDER, stage_key
 from facedyn.inference.predictor import ModelInfo, RunError
 from facedyn.model import FaceDynModel, build_model
 from facedyn.runs import (BLENDSHAPES_GRAPH_FILE, CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, STATUS_FILE,
                           find_run_dirs, read_json, stage_checkpoint)
 
 log = logging.getLogger(__name__)
-FINAL_STAGE = STAGE_ORDER[-1]
 
 
 def finished_stages(run_dir: Path) -> list[str]:

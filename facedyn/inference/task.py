@@ -25,15 +25,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from facedyn.runs import plots
 from facedyn.assets import cache_dir
-from facedyn.config import ConfigError
+from facedyn.utils.config import ConfigError
 from facedyn.data import DataError
 from facedyn.data.config import DataConfig
-from facedyn.data.prepare import SPLIT_FILE, read_checked
+from facedyn.data.loading import SPLIT_FILE, read_checked
 from facedyn.data.samples import Samples
 from facedyn.inference import tables
 from facedyn.inference.config import BACKENDS, PRECISIONS
 from facedyn.inference.predictor import ModelInfo, Predictor
 from facedyn.inference.run_loader import find_newest_finished_run, load_run
+from facedyn.training.stages import FINAL_STAGE
 from facedyn.utils.io import atomic_write_json, atomic_write_text
 from facedyn.metrics import SCALE, SCORES, bland_altman, evaluate, scalar_items
 from facedyn.runs import owned, read_json
@@ -133,7 +134,7 @@ def _predictor(cfg: Any) -> Predictor:
         except ImportError:
             raise ConfigError("model=onnx: this version has no ONNX predictor (facedyn.export)") from None
         return load_onnx(cfg.onnx, batch_size=int(cfg.batch_size))
-    run_path = cfg.run or find_newest_finished_run(Path(cfg.paths.output_dir), stage or "4")
+    run_path = cfg.run or find_newest_finished_run(Path(cfg.paths.output_dir), stage or FINAL_STAGE)
     return load_run(run_path, stage=stage, device=cfg.device, batch_size=int(cfg.batch_size),
                     precision=str(cfg.precision))
 

@@ -11,7 +11,8 @@ Every run (a `train.py` run, one job of a Hydra multirun, one sweep trial) write
   blendshapes.onnx       the converted blendshape graph the run trains and is rebuilt with (its checkpoints'
                          blendshape parameters fit this graph; a later conversion may be shaped differently)
   checkpoints/stage_<s>.pt  one checkpoint per finished stage ({"model": state dict, "stage", "progress"}),
-                         the weights the stage handed on (its kept epoch); last.pt for resuming mid-stage
+                         the weights the stage handed on (its kept epoch); last.pt while a stage is in
+                         progress, for resuming it mid-stage
   predictions*.csv, *.png  results for people
   .lock                  locked (a POSIX record lock) by the one live process writing the folder; holds its
                          pid and host

@@ -56,9 +56,10 @@ def summary_text(run_dir: Path, stage_rows: list[dict], final: dict, baseline: d
     """One screen: per-stage timing and val loss, then final metrics against the training-mean baseline."""
     lines = [f"Run folder: {run_dir}", "",
              f"{'stage':<6}{'predicts':<10}{'epochs':>7}{'kept':>6}{'seconds':>9}{'train loss':>12}{'val loss':>10}"]
-    for row in stage_rows:
-        lines.append(f"{row['stage']:<6}{row['predict']:<10}{row['epochs']:>7}{row.get('kept_epoch', row['epochs']):>6}"
-                     f"{row['seconds']:>9.1f}{row['train_loss']:>12.4f}{row['val_loss']:>10.4f}")
+    for row in stage_rows:  # kept epoch 0: the stage handed on the weights it started from
+        kept = row.get("kept_epoch", row["epochs"])
+        lines.append(f"{row['stage']:<6}{row['predict']:<10}{row['epochs']:>7}{'start' if kept == 0 else kept:>6}"
+                     f"{row['seconds']:>9.1f}{format_number(row['train_loss'], '.4f', '—'):>12}{row['val_loss']:>10.4f}")
     lines += ["", f"{'validation':<34}{'model':>9}{'baseline':>10}   (baseline: predict the training mean)"]
     keys = [("val_loss", "loss (scaled MSE)")]
     for score in SCORES:

@@ -15,7 +15,8 @@ from typing import Any, Optional, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from facedyn.config import CONF_DIR, STAGE_ORDER
+from facedyn.conf import CONF_DIR
+from facedyn.training.stages import STAGE_ORDER
 
 MODES = ("staged", "joint")
 PRUNERS = ("median", "percentile", "successive_halving", "hyperband", "none")

@@ -23,7 +23,7 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
-from facedyn.config import CONF_DIR
+from facedyn.conf import CONF_DIR
 from facedyn.sweep.config import SweepConfigError
 
 log = logging.getLogger(__name__)

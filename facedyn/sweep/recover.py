@@ -15,7 +15,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState, create_trial
 
-from facedyn.config import STAGE_ORDER, override_key
+from facedyn.config import override_key
+from facedyn.training.stages import FINAL_STAGE
 from facedyn.runs import METRICS_FILE, read_run_files, stage_checkpoint
 from facedyn.sweep.config import SweepConfigError
 from facedyn.sweep.search import distributions
@@ -54,7 +55,7 @@ def recover(sweep) -> dict[str, int]:
         spaces = distributions(sweep.cfg, plan_stages)
         starts = set()
         for number in range(max(folders, default=-1) + 1):
-            trial, start = _trial(folders.get(number), spaces, sweep.cfg, STAGE_ORDER[-1] if stage == "all" else stage)
+            trial, start = _trial(folders.get(number), spaces, sweep.cfg, FINAL_STAGE if stage == "all" else stage)
             study.add_trial(trial)
             if start is not None:
                 starts.add(start)

@@ -97,7 +97,7 @@ def summarize(sweep: "Sweep", studies: dict[str, optuna.Study]) -> dict:
 def _pipeline(sweep: "Sweep") -> list[str]:
     """What makes train.py run the pipeline the sweep tuned: its stages when they are not all five, and the
     checkpoint its first stage started from."""
-    from facedyn.config import STAGE_ORDER
+    from facedyn.training.stages import STAGE_ORDER
 
     extra = []
     stages = [str(s) for s in sweep.cfg.stages]

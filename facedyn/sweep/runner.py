@@ -29,6 +29,7 @@ from facedyn.sweep.recover import recover, set_aside_damaged
 from facedyn.sweep.report import write_report
 from facedyn.sweep.search import lr_key, make_pruner, make_sampler, searched_keys
 from facedyn.sweep.storage import fail_dead_trials, open_storage, shown_url, storage_url
+from facedyn.training.stages import FINAL_STAGE
 from facedyn.sweep.trial import (
     CHECKPOINT_ATTR, DIVERGED_ATTR, INIT_FROM_ATTR, SurplusTrial, SweepError, TrialPlan, objective,
 )
@@ -207,7 +208,7 @@ def _plan(cfg: DictConfig, base: tuple[str, ...], sweep_dir: Path, stage: str, s
     searched = tuple(str(s) for s in cfg.stages) if stage == JOINT else (stage,)
     return TrialPlan(
         sweep=cfg, stage=stage, searched_stages=searched,
-        last_stage=searched[-1] if stage != JOINT else _last_stage(),
+        last_stage=searched[-1] if stage != JOINT else FINAL_STAGE,
         base_overrides=base, init_from=start,
         trials_dir=(sweep_dir / "trials" / stage).resolve(),
         budget=int(cfg.trials if cfg.mode == "joint" else cfg.trials_per_stage),
@@ -216,12 +217,6 @@ def _plan(cfg: DictConfig, base: tuple[str, ...], sweep_dir: Path, stage: str, s
 
 def _study_stages(cfg: DictConfig) -> list[str]:
     return [JOINT] if cfg.mode == "joint" else [str(s) for s in cfg.stages]
-
-
-def _last_stage() -> str:
-    from facedyn.config import STAGE_ORDER
-
-    return STAGE_ORDER[-1]
 
 
 def _agreed_start(study: optuna.Study, start: str | None) -> str | None:

@@ -15,7 +15,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import FrozenTrial, TrialState
 from omegaconf import DictConfig
 
-from facedyn.config import stage_key
+from facedyn.training.stages import stage_key
 from facedyn.sweep.config import param_key
 
 

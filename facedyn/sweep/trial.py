@@ -11,17 +11,22 @@ import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import optuna
 import torch
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
-from facedyn.config import override_stage, stage_key
+from facedyn.config import override_stage
+from facedyn.training.stages import stage_key
 from facedyn.runs import stage_checkpoint
 from facedyn.sweep.search import SURPLUS_ATTR, as_overrides, suggest
 from facedyn.sweep.storage import RUN_DIR_ATTR, this_process
+from facedyn.training.hooks.base import EpochEnd, Hook
+
+if TYPE_CHECKING:
+    from facedyn.training.loop import StageLoop
 
 CHECKPOINT_ATTR = "checkpoint"
 METRICS_ATTR = "metrics"
@@ -103,7 +108,7 @@ def train(overrides: Sequence[str], run_dir: Path, reporter: "_Reporter", tags: 
     cfg = compose(list(overrides))
     cfg.logger.tags = {**cfg.logger.tags, **tags}
     try:
-        return training.run(cfg, run_dir, overrides=list(overrides), epoch_callback=reporter)
+        return training.run(cfg, run_dir, overrides=list(overrides), hooks=[reporter])
     except KeyboardInterrupt:
         raise SweepInterrupted(130) from None
 
@@ -114,21 +119,29 @@ class Pruned(optuna.TrialPruned):
     run_status = "pruned"
 
 
-class _Reporter:
-    """epoch_callback: reports the metric as step 0, 1, 2, ... (across stages in joint mode), prunes."""
+class _Reporter(Hook):
+    """A hook of the trial's stages: reports the metric as step 0, 1, 2, ... (across stages in joint mode), prunes."""
+
+    name = "pruning"
 
     def __init__(self, trial: optuna.Trial, metric: str) -> None:
         self.trial, self.metric, self.step = trial, metric, 0
 
-    def __call__(self, stage: str, epoch: int, epoch_metrics: dict) -> None:
-        value = epoch_metrics.get(self.metric)
+    def epoch_end(self, loop: StageLoop, epoch: EpochEnd) -> None:
+        value = epoch.row.get(self.metric)
         if not _is_number(value):
             raise SweepError(f"the trainer reports no number {self.metric!r} after an epoch (it reports "
-                             f"{', '.join(sorted(epoch_metrics))}): set sweep.metric to one of those")
+                             f"{', '.join(sorted(epoch.row))}): set sweep.metric to one of those")
         self.trial.report(float(value), self.step)
         self.step += 1
         if self.trial.should_prune():
-            raise Pruned(f"stage {stage} epoch {epoch}: {self.metric}={value:.4g}")
+            raise Pruned(f"stage {loop.stage} epoch {epoch.epoch}: {self.metric}={value:.4g}")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = int(state["step"])
 
 
 def refuse_surplus(trial: optuna.Trial, budget: int) -> None:

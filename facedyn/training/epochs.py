@@ -2,45 +2,39 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from facedyn.training.objective import masked_mse
 from facedyn.model import FaceDynModel
 from facedyn.runtime import Batch, Runtime
 
 
-@dataclass
-class EpochResult:
-    loss: float
-
-
 def _progress(iterable, total: int, description: str, enabled: bool):
-    return tqdm(iterable, total=total, desc=description, leave=False, disable=not enabled, dynamic_ncols=True)
+    """A progress bar on a terminal only: a log file gets the trainer's one line per epoch, not every redraw."""
+    return tqdm(iterable, total=total, desc=description, leave=False, dynamic_ncols=True,
+                disable=not (enabled and sys.stderr.isatty()))
 
 
 def train_epoch(model: FaceDynModel, batches: Iterator[Batch], total: int, predict: str,
-                optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                weights: torch.Tensor, runtime: Runtime, description: str, heads_only: bool = False) -> EpochResult:
-    """One pass; with heads_only the batches carry precomputed branch outputs (branch_outputs()) instead of inputs."""
+                loss: Callable[[torch.Tensor, Batch], torch.Tensor], step: Callable[[torch.Tensor], None],
+                runtime: Runtime, description: str, heads_only: bool = False) -> float:
+    """One pass; `step(loss)` optimises on each batch's loss; the mean loss. With heads_only the batches carry
+    precomputed branch outputs (branch_outputs()) instead of inputs."""
     total_loss, count = 0.0, 0
     for batch in _progress(batches, total, description, runtime.progress):
         batch = runtime.to_device(batch)
         with runtime.autocast():
             pred = model.heads(batch, predict) if heads_only else model(batch, predict)
-        loss = masked_mse(pred, batch["target"], batch["target_valid"], weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        batch_loss = loss(pred, batch)
+        step(batch_loss)
         size = len(batch["target"])
-        total_loss += float(loss.detach()) * size
+        total_loss += float(batch_loss.detach()) * size
         count += size
-    return EpochResult(total_loss / max(count, 1))
+    return total_loss / max(count, 1)
 
 
 @torch.no_grad()

@@ -1,7 +1,8 @@
-"""What a stage optimises and how it is judged: its loss weights, and the validation metrics of predictions.
+"""What a stage optimises and how it is judged: one Objective (loss + metrics) for both runners, the
+per-epoch validation, the training-mean baseline and the final metrics.
 
-The one place that turns a stage's `loss_weights` into the loss's weight vector and samples into targets,
-for training (facedyn.training.epochs), per-epoch validation, the training-mean baseline and the final metrics.
+The loss is the MSE of each score scaled to [0, 1] by its range, masked where a label is ignored, weighted
+per score by the stage's `loss_weights`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import torch
 from omegaconf import DictConfig
 
 from facedyn.data.errors import DataError
-from facedyn.data.prepare import PreparedData
+from facedyn.data.loading import TrainingData
 from facedyn.data.samples import Samples
 from facedyn.metrics import SCALE, SCORES, evaluate
+from facedyn.runtime import Batch
 
 
 def scaled_targets(target: torch.Tensor) -> torch.Tensor:
@@ -29,18 +31,25 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor, we
     return (per_score * weights).sum() / weights.sum()
 
 
-def loss_weights(spec: DictConfig, device: torch.device | str = "cpu") -> torch.Tensor:
-    """(2,) weights of [dynamics, synkinesis] in the stage's loss."""
-    return torch.tensor([spec.loss_weights.dynamics, spec.loss_weights.synkinesis], dtype=torch.float32, device=device)
+class Objective:
+    """A stage's loss on a batch (training) and its loss and clinical metrics on a split (validation)."""
 
+    def __init__(self, spec: DictConfig) -> None:
+        self.weights = torch.tensor([spec.loss_weights.dynamics, spec.loss_weights.synkinesis], dtype=torch.float32)
 
-def validation_metrics(pred_norm: np.ndarray, rows: np.ndarray, samples: Samples, spec: DictConfig) -> dict:
-    """The stage's loss and the clinical metrics (facedyn.metrics.evaluate) of normalised predictions of `rows`."""
-    true, valid = samples.targets(rows)
-    loss = masked_mse(torch.from_numpy(np.asarray(pred_norm)), torch.from_numpy(true).float(),
-                      torch.from_numpy(valid).float(), loss_weights(spec))
-    metrics = evaluate(pred_norm, true, valid, samples.video[rows], samples.expression[rows])
-    return {"val_loss": float(loss), **{f"val_{k}": v for k, v in metrics.items()}}
+    def loss(self, pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return masked_mse(pred, target, valid, self.weights.to(pred.device))
+
+    def batch_loss(self, pred: torch.Tensor, batch: Batch) -> torch.Tensor:
+        return self.loss(pred, batch["target"], batch["target_valid"])
+
+    def metrics(self, pred_norm: np.ndarray, rows: np.ndarray, samples: Samples) -> dict:
+        """The loss and the clinical metrics (facedyn.metrics.evaluate) of normalised predictions of `rows`."""
+        true, valid = samples.targets(rows)
+        loss = self.loss(torch.from_numpy(np.asarray(pred_norm)), torch.from_numpy(true).float(),
+                         torch.from_numpy(valid).float())
+        metrics = evaluate(pred_norm, true, valid, samples.video[rows], samples.expression[rows])
+        return {"val_loss": float(loss), **{f"val_{k}": v for k, v in metrics.items()}}
 
 
 def training_mean_prediction(samples: Samples, train_rows: np.ndarray, count: int) -> np.ndarray:
@@ -51,11 +60,11 @@ def training_mean_prediction(samples: Samples, train_rows: np.ndarray, count: in
 
 
 def baseline_metrics(samples: Samples, train_rows: np.ndarray, val_rows: np.ndarray, spec: DictConfig) -> dict:
-    """validation_metrics() of predicting the training mean for every validation frame."""
-    return validation_metrics(training_mean_prediction(samples, train_rows, len(val_rows)), val_rows, samples, spec)
+    """The metrics of predicting the training mean for every validation frame."""
+    return Objective(spec).metrics(training_mean_prediction(samples, train_rows, len(val_rows)), val_rows, samples)
 
 
-def check_labels(data: PreparedData, log: logging.Logger) -> None:
+def check_labels(data: TrainingData, log: logging.Logger) -> None:
     """Refuse a dataset with nothing to learn; warn about a score with no label to learn from and a
     validation split too small to say anything."""
     labels = data.cfg.labels

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from facedyn.config import OptimizerConfig, SchedulerConfig
+from facedyn.training.config import OptimizerConfig, SchedulerConfig
 
 
 def make_optimizer(cfg: OptimizerConfig, parameters: list[nn.Parameter], lr: float) -> torch.optim.Optimizer:

@@ -1,9 +1,10 @@
 """Going on with an interrupted run: what last.pt and the stage checkpoints hold, and what `resume=` may change.
 
-last.pt holds the model, the optimizer and scheduler of the stage in progress, its best epoch so far and
-the run's Progress (history, per-stage metrics): with it a resumed run continues exactly where it stopped.
-Without it (a run stopped before its first checkpoint of a stage, or a stage that checkpoints only at its
-end), the run goes on after the newest finished stage: each stage checkpoint carries the Progress too.
+last.pt holds the model's weights, the run's Progress (history, per-stage metrics) and the stage loop's
+state (epoch, optimizer, lr schedule and every hook's state: facedyn.training.loop.StageLoop.state_dict):
+with it a resumed run continues exactly where it stopped. It exists while a stage is in progress; without
+it (a run stopped before its first checkpoint of a stage, or a stage that checkpoints only at its end),
+the run goes on after the newest finished stage: each stage checkpoint carries the Progress too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from facedyn.runs import checkpoints
-from facedyn.config import ConfigError, TrainConfig, stage_key
+from facedyn.config import TrainConfig
+from facedyn.training.stages import stage_key
+from facedyn.utils.config import ConfigError
 from facedyn.utils.io import atomic_write_json
 from facedyn.runs import CONFIG_FILE, HISTORY_FILE, STATUS_FILE, last_checkpoint, read_json, stage_checkpoint
 
@@ -42,20 +45,17 @@ class Progress:
 
 @dataclass
 class ResumePoint:
-    """Where a run goes on: weights, progress and, mid-stage, the stage's own state (epoch, optimizer, best)."""
+    """Where a run goes on: weights, progress and, mid-stage, the stage loop's state."""
 
     model: dict[str, torch.Tensor]
     progress: Progress
     stage: str
-    epoch: int
-    optimizer: dict = field(default_factory=dict)
-    scheduler: dict = field(default_factory=dict)
-    best: Optional[dict] = None
+    loop: Optional[dict] = None  # StageLoop.state_dict() of a stage in progress; None after a finished stage
     source: Path = Path()
 
     @property
     def mid_stage(self) -> bool:
-        return bool(self.optimizer)
+        return self.loop is not None
 
 
 def plain(obj: Any) -> Any:
@@ -68,20 +68,17 @@ def write_history(run_dir: Path, progress: Progress) -> None:
                                                "kept_epochs": {s: r.get("kept_epoch") for s, r in progress.per_stage.items()}})
 
 
-def save_last(run_dir: Path, model: torch.nn.Module, progress: Progress, stage: str, epoch: int,
-              optimizer: Optional[torch.optim.Optimizer] = None, scheduler: Any = None, best: Optional[dict] = None) -> None:
-    checkpoints.save(last_checkpoint(run_dir), {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else {},
-        "scheduler": scheduler.state_dict() if scheduler is not None else {},
-        "best": best, "stage": stage, "epoch": epoch, "progress": plain(progress.__dict__),
-    })
-    write_history(run_dir, progress)
+def save_last(run_dir: Path, model: torch.nn.Module, progress: Progress, stage: str, loop: dict) -> None:
+    """last.pt of a stage in progress: the weights, the run's progress and `loop` (StageLoop.state_dict())."""
+    checkpoints.save(last_checkpoint(run_dir), {"model": model.state_dict(), "stage": stage,
+                                                "progress": plain(progress.__dict__), "loop": loop})
 
 
 def save_stage(run_dir: Path, model: torch.nn.Module, stage: str, progress: Progress) -> None:
+    """The finished stage's checkpoint (the weights it hands on); last.pt, of the stage in progress, goes."""
     checkpoints.save(stage_checkpoint(run_dir, stage), {"model": model.state_dict(), "stage": stage,
                                                        "progress": plain(progress.__dict__)})
+    last_checkpoint(run_dir).unlink(missing_ok=True)
 
 
 def resume_point(run_dir: Path, stages: Sequence[str]) -> Optional[ResumePoint]:
@@ -98,15 +95,33 @@ def resume_point(run_dir: Path, stages: Sequence[str]) -> Optional[ResumePoint]:
             after = f"after stage {finished[-1]} (its checkpoint is intact)" if finished else "from the start"
             raise checkpoints.CheckpointError(
                 f"{exc}. To go on {after}, move it aside (mv {path} {path}.damaged) and run resume={run_dir} again") from None
-        return ResumePoint(state["model"], Progress(**state["progress"]), str(state["stage"]), int(state["epoch"]),
-                           state["optimizer"], state["scheduler"], state.get("best"), path)
+        return ResumePoint(state["model"], Progress(**state["progress"]), str(state["stage"]), _loop_state(state), path)
     for stage in reversed(stages):
         candidate = stage_checkpoint(run_dir, stage)
         if candidate.is_file():
             state = checkpoints.load(candidate)
             progress = Progress(**state["progress"]) if "progress" in state else _progress_from_history(run_dir, stages, stage)
-            return ResumePoint(state["model"], progress, stage, 0, source=candidate)
+            return ResumePoint(state["model"], progress, stage, source=candidate)
     return None
+
+
+def _loop_state(state: dict[str, Any]) -> Optional[dict]:
+    """The stage loop's state in last.pt; that of older versions (optimizer, scheduler and best epoch at the
+    top level; none after a finished stage) in today's shape."""
+    if "loop" in state:
+        return state["loop"]
+    if not state.get("optimizer"):
+        return None
+    return {"epoch": int(state["epoch"]), "optimizer": state["optimizer"], "scheduler": state["scheduler"],
+            "hooks": {"selection": state["best"]} if state.get("best") else {}}
+
+
+def refuse_finished(run_dir: Path) -> None:
+    """ConfigError when the run at run_dir finished: resuming it would rewrite its results."""
+    status = read_json(run_dir / STATUS_FILE) or {}
+    if status.get("status") == "finished":
+        raise ConfigError(f"resume={run_dir}: that run finished ({status.get('ended', 'time unknown')}); its results "
+                          f"stay as they are. To train on from it, start a new run with init_from={run_dir}")
 
 
 def _progress_from_history(run_dir: Path, stages: Sequence[str], last_done: str) -> Progress:
@@ -125,10 +140,7 @@ def resume_config(run_dir: Path, overrides: Sequence[str]) -> DictConfig:
     saved = run_dir / CONFIG_FILE
     if not saved.is_file():
         raise ConfigError(f"resume={run_dir}: no {CONFIG_FILE} there; is it a facedyn run folder?")
-    status = read_json(run_dir / STATUS_FILE) or {}
-    if status.get("status") == "finished":
-        raise ConfigError(f"resume={run_dir}: that run finished ({status.get('ended', 'time unknown')}); its results stay "
-                          f"as they are. To train on from it, start a new run with init_from={run_dir}")
+    refuse_finished(run_dir)
     try:  # onto today's schema: keys added since the run started get their defaults
         cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), OmegaConf.load(saved))
     except OmegaConfBaseException as exc:

@@ -4,7 +4,8 @@ LoaderStage feeds the model raw inputs (flow images, landmarks) from two loaders
 loaded ahead in a background thread (facedyn.data.prefetch), augmented when the stage says so.
 PrecomputedStage (`precompute_frozen: true`) runs the frozen branches once over both splits and trains the
 heads on their outputs: an epoch costs milliseconds instead of a pass through ResNet and blendshapes.
-The training loop (facedyn.training) only sees `train_pass` and `validate`.
+The stage loop (facedyn.training.loop) only sees `train_pass` and `validate`; both runners optimise the
+loop's objective through its `step`.
 """
 
 from __future__ import annotations
@@ -14,21 +15,23 @@ import math
 import time
 from dataclasses import dataclass
 from functools import partial
-from typing import Iterable, Iterator, Optional, Protocol
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Protocol
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from facedyn.config import STAGE_ORDER
+from facedyn.training.stages import stage_stream
 from facedyn.data import loader_workers, make_loader
 from facedyn.data.prefetch import Prefetcher
-from facedyn.data.prepare import PreparedData
+from facedyn.data.loading import TrainingData
 from facedyn.data.resident import ResidentData, ResidentLoader, use_resident
 from facedyn.training.epochs import precompute_branch_outputs, predict_all, tensor_batches, timed, train_epoch
 from facedyn.model import FaceDynModel
-from facedyn.training.objective import loss_weights
 from facedyn.runtime import Batch, Runtime
+
+if TYPE_CHECKING:
+    from facedyn.training.loop import StageLoop
 
 
 @dataclass
@@ -39,7 +42,7 @@ class StageContext:
     stage: str
     spec: DictConfig  # cfg.stages.s<stage>
     model: FaceDynModel
-    data: PreparedData
+    data: TrainingData
     runtime: Runtime
 
     @property
@@ -94,25 +97,26 @@ class StageContext:
                            persistent=persistent)
 
     def shuffle_epoch(self, epoch: int) -> int:
-        """The epoch number the training order and augmentation draws of (stage, epoch) come from."""
-        return STAGE_ORDER.index(self.stage) * 1000 + epoch
+        """The number the training order and augmentation draws of (stage, epoch) come from: keyed by the
+        stage's name, so adding a stage changes no other stage's draws."""
+        return stage_stream(self.stage) * 1000 + epoch
 
 
 class StageRunner(Protocol):
     precompute_seconds: float  # one-time cost before the first epoch
 
-    def train_pass(self, epoch: int, optimizer: torch.optim.Optimizer, scheduler, wait: list[float]) -> float:
-        """One training pass of `epoch`; its mean loss. Adds the time spent waiting for data to wait[0]."""
+    def train_pass(self, epoch: int, loop: "StageLoop", wait: list[float]) -> float:
+        """One training pass of `epoch` through loop.step; its mean loss. Adds the time spent waiting for data
+        to wait[0]."""
 
     def validate(self, epoch: int, wait: list[float]) -> tuple[np.ndarray, np.ndarray]:
-        """Normalised predictions of the validation split after `epoch`, and their sample rows."""
+        """Normalised predictions of the validation split after `epoch` (0: before the first), and their rows."""
 
 
 class LoaderStage:
     def __init__(self, ctx: StageContext, first_epoch: int, stack: contextlib.ExitStack):
-        self.ctx = ctx
+        self.ctx, self.first_epoch = ctx, first_epoch
         self.precompute_seconds = 0.0
-        self.weights = loss_weights(ctx.spec, ctx.runtime.device)
         train_loader = ctx.train_loader(augment=bool(ctx.spec.augment))
         val_loader = ctx.eval_loader(ctx.val_rows, persistent=True)
         # Every pass of the stage, in order, so the thread loads across pass boundaries.
@@ -121,14 +125,16 @@ class LoaderStage:
             (("validate", epoch), partial(_at_epoch, val_loader, 0)))]
         self.ahead = stack.enter_context(Prefetcher(passes, depth=ctx.cfg.data.prefetch_batches))
 
-    def train_pass(self, epoch: int, optimizer, scheduler, wait: list[float]) -> float:
+    def train_pass(self, epoch: int, loop: "StageLoop", wait: list[float]) -> float:
         ctx = self.ctx
         batches = timed(self.ahead.next_pass(("train", epoch)), time.perf_counter, wait)
-        return train_epoch(ctx.model, batches, ctx.train_batches(), ctx.spec.predict, optimizer, scheduler,
-                           self.weights, ctx.runtime, _description(ctx, epoch)).loss
+        return train_epoch(ctx.model, batches, ctx.train_batches(), ctx.spec.predict, loop.objective.batch_loss,
+                           loop.step, ctx.runtime, _description(ctx, epoch))
 
     def validate(self, epoch: int, wait: list[float]) -> tuple[np.ndarray, np.ndarray]:
         ctx = self.ctx
+        if epoch < self.first_epoch:  # the weights the stage started from: not one of the planned passes
+            return predict_split(ctx, ctx.val_rows)
         batches = timed(self.ahead.next_pass(("validate", epoch)), time.perf_counter, wait)
         return predict_all(ctx.model, batches, ctx.eval_batches(len(ctx.val_rows)), ctx.spec.predict, ctx.runtime)
 
@@ -136,7 +142,6 @@ class LoaderStage:
 class PrecomputedStage:
     def __init__(self, ctx: StageContext, first_epoch: int, stack: contextlib.ExitStack):
         self.ctx = ctx
-        self.weights = loss_weights(ctx.spec, ctx.runtime.device)
         started = time.perf_counter()
         self.train_outputs = self._outputs(ctx.train_rows)
         self.val_outputs = self._outputs(ctx.val_rows)
@@ -147,14 +152,14 @@ class PrecomputedStage:
         return precompute_branch_outputs(ctx.model, ctx.eval_loader(rows), ctx.eval_batches(len(rows)),
                                          ctx.spec.predict, ctx.runtime)
 
-    def train_pass(self, epoch: int, optimizer, scheduler, wait: list[float]) -> float:
+    def train_pass(self, epoch: int, loop: "StageLoop", wait: list[float]) -> float:
         ctx = self.ctx
         generator = torch.Generator().manual_seed(int(np.random.default_rng(
-            [ctx.cfg.seed, STAGE_ORDER.index(ctx.stage), epoch]).integers(2**62)))
+            [ctx.cfg.seed, stage_stream(ctx.stage), epoch]).integers(2**62)))
         order = torch.randperm(len(ctx.train_rows), generator=generator)
         return train_epoch(ctx.model, tensor_batches(self.train_outputs, ctx.batch_size, order), ctx.train_batches(),
-                           ctx.spec.predict, optimizer, scheduler, self.weights, ctx.runtime, _description(ctx, epoch),
-                           heads_only=True).loss
+                           ctx.spec.predict, loop.objective.batch_loss, loop.step, ctx.runtime,
+                           _description(ctx, epoch), heads_only=True)
 
     def validate(self, epoch: int, wait: list[float]) -> tuple[np.ndarray, np.ndarray]:
         ctx = self.ctx

@@ -1,4 +1,4 @@
-"""Experiment tracking (`logger=tensorboard|mlflow|none`): one tracker per run, fed by the trainer's epoch hook.
+"""Experiment tracking (`logger=tensorboard|mlflow|none`): one tracker per run, a hook of every stage.
 
 - tensorboard (default): every epoch's history row (train/val loss, val metrics, lr, seconds) as scalars
   `stage_<s>/<key>` at step = epoch, in event files under <run folder>/tensorboard/ (written with
@@ -20,12 +20,17 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable
 
 from omegaconf import DictConfig, OmegaConf
 
-from facedyn.config import LOGGERS, ConfigError, LoggerConfig
+from facedyn.training.config import LOGGERS, LoggerConfig
+from facedyn.utils.config import ConfigError
+from facedyn.training.hooks.base import EpochEnd, Hook
 from facedyn.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, OVERRIDES_FILE, STATUS_FILE, read_json
+
+if TYPE_CHECKING:
+    from facedyn.training.loop import StageLoop
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +43,11 @@ ARTIFACT_PATTERNS = (CONFIG_FILE, OVERRIDES_FILE, STATUS_FILE, HISTORY_FILE, MET
 MLFLOW_PARAMS_PER_CALL = 100  # MLflow's batch limit
 
 
-EpochHook = Callable[[str, int, dict], None]
-
-
-class Tracker:
+class Tracker(Hook):
     """No tracking; the interface the trainer calls. Subclasses implement _epoch and _close."""
 
-    def epoch(self, stage: str, epoch: int, row: dict) -> None:
-        self._guarded(self._epoch, stage, epoch, row)
+    def epoch_end(self, loop: StageLoop, epoch: EpochEnd) -> None:
+        self._guarded(self._epoch, loop.stage, epoch.epoch, epoch.row)
 
     def close(self, run_dir: Path) -> None:
         self._guarded(self._close, Path(run_dir))
@@ -79,16 +81,6 @@ def start(cfg: DictConfig, run_dir: Path) -> Tracker:
         log.warning("experiment tracking (logger=%s) could not start, training goes on without it: %s: %s",
                     settings.name, type(exc).__name__, exc)
         return Tracker()
-
-
-def chain(tracker: Tracker, callback: Optional[EpochHook]) -> EpochHook:
-    """The trainer's one epoch hook: the tracker first (so a pruned epoch is logged too), then `callback`."""
-    def hook(stage: str, epoch: int, row: dict) -> None:
-        tracker.epoch(stage, epoch, row)
-        if callback is not None:
-            callback(stage, epoch, row)
-
-    return hook
 
 
 def scalars(row: dict) -> dict[str, float]:

@@ -1,4 +1,5 @@
-"""From data settings to ready datasets: find, check, decode (or load the cache), report, split."""
+"""A run's training data: from data settings to ready datasets — find, check, decode (or load the cache),
+report, split. (Clinic videos become such a dataset through facedyn.videos, `prepare.py`.)"""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ SUBJECTS_PER_WORKER = 20  # the synthetic generator starts a process per core, a
 
 
 @dataclass
-class PreparedData:
+class TrainingData:
     cfg: DataConfig
     root: Path
     samples: Samples
@@ -197,8 +198,8 @@ def read_checked(cfg: Any, run_dir: Optional[Path], log: logging.Logger, require
     return cfg, root, result
 
 
-def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging.Logger] = None,
-                 expressions: Sequence[str] = SUNNYBROOK_EXPRESSIONS) -> PreparedData:
+def load_training_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging.Logger] = None,
+                 expressions: Sequence[str] = SUNNYBROOK_EXPRESSIONS) -> TrainingData:
     """Read and check the dataset (read_checked, labels required), split it by video.
 
     `expressions` is the model's vocabulary for the items' expression_index (model.expressions).
@@ -227,7 +228,7 @@ def prepare_data(cfg: Any, run_dir: Optional[Path] = None, log: Optional[logging
         len(split.val_videos),
         f", fold {cfg.fold} of {cfg.folds}" if cfg.folds else "",
     )
-    return PreparedData(
+    return TrainingData(
         cfg=cfg,
         root=root,
         samples=samples,

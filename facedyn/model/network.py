@@ -3,14 +3,14 @@
 All predictions are in normalised units (each score divided by its maximum grade), so the fusion layer
 can start as the plain average of the two branches and the loss weighs both scores alike.
 
-The landmark head's variants are config (conf/model/*.yaml, schema facedyn.config.ModelConfig), built here:
+The landmark head's variants are config (conf/model/*.yaml, schema facedyn.model.config.ModelConfig), built here:
   landmark_features        raw: the 104 blendshape scores (52 expression + 52 baseline, the seed's input);
                            paired: side-independent features (PairedFeatures)
   expression_conditioning  none | input (one-hot of the expression appended to the head's input) |
                            heads (one output layer per expression)
   landmark_hidden          0: one linear layer; >0: one hidden ReLU layer of this width
   fusion_expression        the expression's one-hot appended to the fusion layer's input too
-The seed's design (raw, none, 0, false) is exactly FC 104 → 2, with the seed's parameter names.
+The seed's design (model=seed: raw, none, 0, false) is exactly FC 104 → 2, with the seed's parameter names.
 
 Inputs (`forward(batch, predict)`; `required_inputs(predict)` lists the keys a model reads):
   flow_image            (N, 3, H, W) float in [0, 1], the flow image (RGB of its HSV encoding)
@@ -33,7 +33,9 @@ import torch
 from torch import nn
 
 from facedyn import blendshapes
-from facedyn.config import ConfigError, FusionInit, ModelConfig
+from facedyn.utils.config import ConfigError
+from facedyn.model.config import (PARAMETER_GROUPS, ExpressionConditioning, FusionInit, LandmarkFeatures,
+                                     ModelConfig, model_config_problem)
 from facedyn.landmarks import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
 
 log = logging.getLogger(__name__)
@@ -141,10 +143,6 @@ class PairedFeatures(nn.Module):
         return torch.cat(parts, dim=1)
 
 
-LANDMARK_FEATURES = ("raw", "paired")
-EXPRESSION_CONDITIONING = ("none", "input", "heads")
-
-
 class FaceDynModel(nn.Module):
     """Named parameter groups (`flow`, `blendshapes`, `landmark_head`, `fusion`) are what stages train."""
 
@@ -152,13 +150,9 @@ class FaceDynModel(nn.Module):
         """blendshapes_graph: the converted blendshape graph to build from (a run's own copy); None: the
         conversion of cfg.blendshapes.path, from the cache."""
         super().__init__()
-        if cfg.landmark_features not in LANDMARK_FEATURES:
-            raise ConfigError(f"model.landmark_features must be one of {LANDMARK_FEATURES}, not {cfg.landmark_features!r}")
-        if cfg.expression_conditioning not in EXPRESSION_CONDITIONING:
-            raise ConfigError(f"model.expression_conditioning must be one of {EXPRESSION_CONDITIONING}, "
-                              f"not {cfg.expression_conditioning!r}")
-        if len(set(cfg.expressions)) != len(cfg.expressions):
-            raise ConfigError(f"model.expressions lists a name twice: {list(cfg.expressions)}")
+        problem = model_config_problem(cfg)
+        if problem:
+            raise ConfigError(problem)
         self.flow = FlowBranch(cfg.flow.arch)
         self.share_blendshapes = cfg.blendshapes.share_weights
         # Loading may or may not draw random numbers (a converted graph vs. a cached copy); keep it from
@@ -169,13 +163,13 @@ class FaceDynModel(nn.Module):
                 self.blendshapes["baseline"] = blendshapes.load(cfg.blendshapes.path, blendshapes_graph)
         self.expressions = tuple(cfg.expressions)
         self.expression_slots = len(self.expressions) + 1  # the last one: any other expression
-        self.conditioning = cfg.expression_conditioning
+        self.conditioning = str(cfg.expression_conditioning)
         self.fusion_expression = cfg.fusion_expression
-        self.landmark_features = PairedFeatures() if cfg.landmark_features == "paired" else None
+        self.landmark_features = PairedFeatures() if cfg.landmark_features == LandmarkFeatures.paired else None
         features = self.landmark_features.size if self.landmark_features is not None else 2 * NUM_BLENDSHAPES
-        if self.conditioning == "input":
+        if self.conditioning == ExpressionConditioning.input:
             features += self.expression_slots
-        outputs = NUM_SCORES * (self.expression_slots if self.conditioning == "heads" else 1)
+        outputs = NUM_SCORES * (self.expression_slots if self.conditioning == ExpressionConditioning.heads else 1)
         if cfg.landmark_hidden > 0:
             self.landmark_head: nn.Module = nn.Sequential(
                 nn.Linear(features, cfg.landmark_hidden), nn.ReLU(), nn.Linear(cfg.landmark_hidden, outputs)
@@ -204,8 +198,8 @@ class FaceDynModel(nn.Module):
         return keys + (("expression_index",) if self.uses_expression(predict) else ())
 
     def parameter_groups(self) -> dict[str, nn.Module]:
-        return {"flow": self.flow, "blendshapes": self.blendshapes,
-                "landmark_head": self.landmark_head, "fusion": self.fusion}
+        """The modules named by PARAMETER_GROUPS, the names stages train by."""
+        return {name: getattr(self, name) for name in PARAMETER_GROUPS}
 
     def blendshape_features(self, expression: torch.Tensor, baseline: torch.Tensor) -> torch.Tensor:
         baseline_model = self.blendshapes["expression" if self.share_blendshapes else "baseline"]
