@@ -12,7 +12,7 @@ import sys
 
 from facedyn.cli import arguments
 from facedyn.cli.errors import user_errors
-from facedyn.sweep.config import SweepConfigError, split_args
+from facedyn.sweep.config import SweepConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,11 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = arguments(argv, __doc__)
     if argv is None:
         return 0
+    from facedyn.sweep import task
     from facedyn.sweep.trial import SweepError, SweepInterrupted
 
     try:
-        args = split_args(argv)
-        sweep_dir = _run(args.sweep, args.train_overrides, argv)
+        sweep_dir = task.run(argv)
     except SweepConfigError as exc:
         print(f"sweep.py: {exc}", file=sys.stderr)
         return 2
@@ -38,36 +38,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sweep finished: {sweep_dir / 'summary.md'}")
     print((sweep_dir / "best_overrides.txt").read_text().strip())
     return 0
-
-
-def _run(cfg, train_overrides: list[str], argv: list[str]):
-    """Check everything (config, storage) here, then run the workers where sweep.launcher says."""
-    from facedyn.sweep import launch, runner
-    from facedyn.sweep.report import write_report
-    from facedyn.sweep.trial import SweepError
-
-    launch.check_launcher(cfg)
-    sweep = runner.prepare(cfg, train_overrides)
-    if cfg.launcher == "local":
-        workers = launch.start_local(cfg, argv)
-        if not workers:
-            return runner.run(sweep)
-        failed = [code for code in launch.wait_local(workers) if code != 0]
-        if failed:
-            raise SweepError(f"{len(failed)} of the sweep's {len(workers)} worker processes failed (exit {failed}); "
-                             "their messages are above")
-        write_report(sweep)
-        return sweep.sweep_dir
-    folder = sweep.sweep_dir / "submitit"
-    for job in launch.submit(cfg, argv, folder):
-        try:
-            job.result()
-        except Exception as exc:  # submitit's FailedJobError, with the job's traceback: point at its log
-            raise SweepError(f"sweep worker job {job.job_id} failed ({type(exc).__name__}); its log: "
-                             f"{job.paths.stderr}") from None
-    write_report(sweep)
-    return sweep.sweep_dir
-
 
 
 if __name__ == "__main__":  # python -m facedyn.cli.sweep: how the local launcher starts its workers

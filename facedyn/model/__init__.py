@@ -1,4 +1,5 @@
-"""The two-branch model (network) and its config schema and vocabulary (config).
+"""The two-branch model (network: the flow branch, the landmark features, the heads and fusion) and its config
+schema and vocabulary (config).
 
 Light on import (no torch): the schema and the names stages are checked against load without the network.
 """
@@ -7,8 +8,14 @@ from __future__ import annotations
 
 from facedyn.utils.lazy import lazy_attributes
 
-_LAZY = {name: "facedyn.model.network" for name in (
-    "FaceDynModel", "FlowWeightsReport", "PairedFeatures", "WeightsUnavailable", "build_model", "NUM_SCORES")}
+_LAZY = {
+    "FaceDynModel": "facedyn.model.network",
+    "build_model": "facedyn.model.network",
+    "FlowWeightsReport": "facedyn.model.flow_branch",
+    "WeightsUnavailable": "facedyn.model.flow_branch",
+    "NUM_SCORES": "facedyn.model.flow_branch",
+    "PairedFeatures": "facedyn.model.features",
+}
 
 __all__ = [*_LAZY]
 

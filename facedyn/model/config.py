@@ -40,7 +40,7 @@ class FusionInit(Choice):
 
 class LandmarkFeatures(Choice):
     raw = "raw"  # the 104 blendshape scores (52 of the expression frame + 52 of the baseline frame)
-    paired = "paired"  # side-independent features of the Left/Right pairs (facedyn.model.network.PairedFeatures)
+    paired = "paired"  # side-independent features of the Left/Right pairs (facedyn.model.features.PairedFeatures)
 
 
 class ExpressionConditioning(Choice):

@@ -23,9 +23,6 @@ Inputs (`forward(batch, predict)`; `required_inputs(predict)` lists the keys a m
 
 from __future__ import annotations
 
-import logging
-import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -33,114 +30,12 @@ import torch
 from torch import nn
 
 from facedyn import blendshapes
+from facedyn.landmarks import NUM_BLENDSHAPES
+from facedyn.model.config import (PARAMETER_GROUPS, ExpressionConditioning, FusionInit, LandmarkFeatures, ModelConfig,
+                                  model_config_problem)
+from facedyn.model.features import PairedFeatures
+from facedyn.model.flow_branch import NUM_SCORES, FlowBranch, FlowWeightsReport, load_flow_weights
 from facedyn.utils.config import ConfigError
-from facedyn.model.config import (PARAMETER_GROUPS, ExpressionConditioning, FusionInit, LandmarkFeatures,
-                                     ModelConfig, model_config_problem)
-from facedyn.landmarks import BLENDSHAPE_NAMES, NUM_BLENDSHAPES
-
-log = logging.getLogger(__name__)
-NUM_SCORES = 2  # dynamics, synkinesis
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class WeightsUnavailable(RuntimeError):
-    """The configured pretrained weights could not be had and the config requires them."""
-
-
-@dataclass
-class FlowWeightsReport:
-    pretrained: bool
-    source: str
-
-
-class FlowBranch(nn.Module):
-    """A torchvision ResNet (model.flow.arch, ResNet-18 by design) on the optical-flow image; its output
-    layer predicts the two scores."""
-
-    def __init__(self, arch: str = "resnet18") -> None:
-        super().__init__()
-        self.arch = str(arch)
-        from torchvision.models import get_model  # here: its import costs 2.4 s, also in processes that stop early
-
-        self.net = get_model(self.arch, num_classes=NUM_SCORES)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
-
-    def forward(self, flow_image: torch.Tensor) -> torch.Tensor:
-        return self.net((flow_image - self.mean) / self.std)
-
-
-def load_flow_weights(branch: FlowBranch, weights: str, require: bool) -> FlowWeightsReport:
-    """Load ImageNet (or file) weights into the backbone, keeping the 2-score output layer fresh."""
-    if weights == "none":
-        return FlowWeightsReport(False, "none")
-    if weights == "imagenet":
-        from torchvision.models import get_model_weights
-
-        imagenet = get_model_weights(branch.arch).IMAGENET1K_V1
-        try:
-            state = imagenet.get_state_dict(progress=False)
-        except (urllib.error.URLError, OSError) as exc:
-            message = (
-                f"{branch.arch} ImageNet weights could not be downloaded ({exc}); the flow branch TRAINS FROM "
-                f"SCRATCH. To use them offline, copy {Path(imagenet.url).name} into $TORCH_HOME/hub/checkpoints "
-                "(default ~/.cache/torch/hub/checkpoints), or set model.flow.weights=/path/to/state_dict.pt; "
-                "set model.flow.require_weights=true to make this an error."
-            )
-            if require:
-                raise WeightsUnavailable(message) from None
-            log.warning("%s\n%s\n%s", "!" * 100, message, "!" * 100)
-            return FlowWeightsReport(False, "imagenet (unavailable)")
-        source = "imagenet"
-    else:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsUnavailable(f"model.flow.weights={weights}: no such file")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        source = str(path)
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    missing, unexpected = branch.net.load_state_dict(state, strict=False)
-    if unexpected or set(missing) - {"fc.weight", "fc.bias"}:
-        raise WeightsUnavailable(f"{source}: not a {branch.arch} state dict ({len(missing)} missing keys, e.g. "
-                                 f"{missing[:1]}; {len(unexpected)} unexpected, e.g. {unexpected[:1]})")
-    return FlowWeightsReport(True, source)
-
-
-def _side_pairs() -> tuple[list[int], list[int], list[int]]:
-    """Indices of MediaPipe's Left/Right blendshape pairs (left, right) and of the unpaired ones."""
-    left = [i for i, name in enumerate(BLENDSHAPE_NAMES)
-            if name.endswith("Left") and name[:-4] + "Right" in BLENDSHAPE_NAMES]
-    right = [BLENDSHAPE_NAMES.index(BLENDSHAPE_NAMES[i][:-4] + "Right") for i in left]
-    unpaired = [i for i in range(NUM_BLENDSHAPES) if i not in left and i not in right]
-    return left, right, unpaired
-
-
-class PairedFeatures(nn.Module):
-    """Features that do not depend on which side of the face is affected.
-
-    Grades are about the weaker side, and the paralysed side may be either: for each of the 20 Left/Right
-    pairs the min, max and |L − R| (the weaker side's movement, the stronger side's, the asymmetry), and
-    the 12 unpaired scores as they are; of the expression frame, the baseline frame and their difference
-    (expression − baseline: the movement itself, without the face's resting shape). A mirrored face gives
-    the same features. No parameters.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        left, right, unpaired = _side_pairs()
-        for name, idx in (("left", left), ("right", right), ("unpaired", unpaired)):
-            self.register_buffer(name, torch.tensor(idx), persistent=False)
-        self.size = 3 * (3 * len(left) + len(unpaired))
-
-    def forward(self, blendshapes: torch.Tensor) -> torch.Tensor:
-        expression, baseline = blendshapes[:, :NUM_BLENDSHAPES], blendshapes[:, NUM_BLENDSHAPES:]
-        parts = []
-        for scores in (expression, baseline, expression - baseline):
-            left, right = scores[:, self.left], scores[:, self.right]
-            parts += [torch.minimum(left, right), torch.maximum(left, right), (left - right).abs(),
-                      scores[:, self.unpaired]]
-        return torch.cat(parts, dim=1)
 
 
 class FaceDynModel(nn.Module):

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -140,25 +140,16 @@ def check_launcher(cfg: DictConfig) -> None:
     executor_params(cfg)
 
 
-def submit(cfg: DictConfig, argv: Sequence[str], folder: Path) -> list[Any]:
-    """Submit `sweep.workers` jobs of the sweep loop through submitit; returns the jobs."""
+def submit(cfg: DictConfig, argv: Sequence[str], folder: Path, job: Callable[[list[str]], Any]) -> list[Any]:
+    """Submit `sweep.workers` jobs through submitit, each calling job(<its command line>); returns the jobs."""
     import submitit
 
     cluster, params = executor_params(cfg)
     executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
     executor.update_parameters(name=f"sweep-{cfg.study_name}", **params)
     command = worker_argv(argv, launcher="local", workers="null")
-    jobs = executor.map_array(run_worker, [command] * int(cfg.workers or 1))
+    jobs = executor.map_array(job, [command] * int(cfg.workers or 1))
     log.info("submitted %d sweep workers (%s): %s; logs in %s", len(jobs), cluster,
              ", ".join(str(j.job_id) for j in jobs), folder)
     return jobs
 
-
-def run_worker(argv: list[str]) -> int:
-    """One submitted job: the sweep's command line run here; a failure is the job's failure."""
-    from facedyn.cli.sweep import main
-
-    code = main(argv)
-    if code != 0:
-        raise RuntimeError(f"sweep worker exited with status {code}; see this job's log")
-    return code
