@@ -99,8 +99,10 @@ def test_the_default_config_validates_and_every_stage_is_in_its_yaml():
 
 
 @pytest.mark.parametrize("override", ["trainer.precision=fp16", "optimizer.name=adagrad", "stages.s1.predict=both",
-                                      "data.kind=csv", "model.flow.arch=vgg"])
+                                      "data.kind=csv", "model.flow.arch=vgg", "model.landmark_features=sided",
+                                      "model.expression_conditioning=film"])
 def test_enum_fields_refuse_unknown_values_and_list_the_choices(override):
+    """At composition, before any data or weights load."""
     with pytest.raises(ConfigCompositionException) as info:
         compose([override])
     assert "expected one of" in str(info.value.__cause__)
