@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Optional
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
@@ -23,7 +24,17 @@ from omegaconf import DictConfig, OmegaConf
 from facedyn.config import compose, normalize_overrides, override_stage, stages_to_run
 from facedyn.training.stages import STAGE_ORDER, stage_key
 
-OWN_KEYS = ("folds", "share", "out")
+
+@dataclass
+class CrossvalOptions:
+    """The command's own settings; every other argument is a train.py override."""
+
+    folds: int = 5  # folds by video: every video is validated exactly once, by the fold that leaves it out
+    share: Optional[str] = None  # train the stages up to this one once per fold and start every variant from them
+    out: Optional[str] = None  # the cross-validation folder (a rerun continues it); null: <paths.output_dir>/crossval/<time>
+
+
+OWN_KEYS = tuple(f.name for f in fields(CrossvalOptions))
 SHARED_DIR = "shared"
 # What the shared stages' result depends on besides their own stage settings: a variant that changes any of
 # these cannot start from them.
@@ -100,7 +111,7 @@ def parse_args(argv: list[str]) -> CrossvalPlan:
         else:
             train.append(arg)
     try:
-        folds = int(own.get("folds", "5"))
+        folds = int(own.get("folds", CrossvalOptions.folds))
     except ValueError:
         raise CrossvalError(f"folds={own['folds']}: the number of folds must be an integer") from None
     if folds < 2:

@@ -47,10 +47,10 @@ class LabelConfig:
     lies outside the valid range (e.g. -1 for "not graded").
     """
 
-    dynamics_key: str = "dynamics"
-    synkinesis_key: str = "synkinesis"
-    dynamics_ignore: List[int] = field(default_factory=list)
-    synkinesis_ignore: List[int] = field(default_factory=list)
+    dynamics_key: str = "dynamics"  # key (or dotted path) of the dynamics grade, 0-5
+    synkinesis_key: str = "synkinesis"  # key (or dotted path) of the synkinesis grade, 0-3
+    dynamics_ignore: List[int] = field(default_factory=list)  # dynamics values that mean "not graded"
+    synkinesis_ignore: List[int] = field(default_factory=list)  # synkinesis values that mean "not graded"
 
 
 @dataclass
@@ -60,8 +60,8 @@ class BadSampleConfig:
     Either way the run stops when more than max_fraction of the samples are bad.
     """
 
-    policy: BadSamplePolicy = BadSamplePolicy.skip
-    max_fraction: float = 0.05
+    policy: BadSamplePolicy = BadSamplePolicy.skip  # skip: leave bad samples out (listed); fail: stop at the first
+    max_fraction: float = 0.05  # the run stops when more than this share of the samples is bad
 
 
 @dataclass
@@ -73,9 +73,9 @@ class LandmarkUnitsConfig:
     scales and flips of the augmentation use that frame, otherwise each sample's landmark bounding box.
     """
 
-    units: LandmarkUnits = LandmarkUnits.pixels
-    image_width: Optional[int] = None
-    image_height: Optional[int] = None
+    units: LandmarkUnits = LandmarkUnits.pixels  # pixels of the video frame, or normalised to [0, 1]
+    image_width: Optional[int] = None  # the video frame's width in pixels (required for normalised)
+    image_height: Optional[int] = None  # the video frame's height in pixels (required for normalised)
 
 
 @dataclass
@@ -93,8 +93,8 @@ class AugmentConfig:
     landmarks move with it (facedyn.data.augment.HeadMotion); all 0: off.
     """
 
-    enabled: bool = True
-    seed: int = 0
+    enabled: bool = True  # false: no augmentation in any stage
+    seed: int = 0  # seeds the augmentation's draws (per seed, epoch and sample)
     shift: float = 0.05
     scale: float = 0.05
     brightness: float = 0.1
@@ -133,20 +133,20 @@ class DataConfig:
     kind: DataKind = DataKind.synthetic
     root: Optional[str] = None  # folder: the dataset's root (required); synthetic: unused
     expressions: Optional[List[str]] = None  # None: every expression folder under root
-    image_size: int = 112
+    image_size: int = 112  # side of the flow images the model reads (pixels)
     resize_flow: bool = True  # resize flow images of another size (with a warning) instead of rejecting them
     labels: LabelConfig = field(default_factory=LabelConfig)
     bad_samples: BadSampleConfig = field(default_factory=BadSampleConfig)
     landmarks: LandmarkUnitsConfig = field(default_factory=LandmarkUnitsConfig)
-    val_fraction: float = 0.2
-    split_seed: int = 0
+    val_fraction: float = 0.2  # share of the videos held out for validation (folds: 0)
+    split_seed: int = 0  # seeds the split by video
     folds: int = 0  # 0: one train/validation split by val_fraction; n >= 2: n-fold cross-validation
     fold: int = 0  # which of the n folds is the validation side, 0..n-1
-    cache: bool = True
+    cache: bool = True  # keep the decoded dataset in one memory-mapped file set, rebuilt when the data change
     cache_dir: Optional[str] = None  # default: <facedyn cache dir>/datasets
     flow: FlowConfig = field(default_factory=FlowConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    batch_size: int = 32
+    batch_size: int = 32  # training batch size (stages.s<s>.batch_size overrides it per stage)
     num_workers: Optional[int] = None  # null: auto (facedyn.data.dataset.loader_workers)
     prefetch_batches: int = 4  # batches loaded ahead in a background thread; 0: load in the training loop
     # Keep the decoded samples in the training device's memory and augment there (facedyn.data.resident);

@@ -44,10 +44,10 @@ ONNX_OPSET = 17
 class ExportConfig:
     run: Optional[str] = None  # run folder or checkpoint; null: the newest finished run under paths.output_dir
     stage: Optional[str] = None  # null: stage 4 of a run folder, or the checkpoint's own stage
-    out: str = "facedyn.onnx"
+    out: str = "facedyn.onnx"  # the ONNX file written (atomically; a second export to it is refused)
     output_dir: str = "outputs"  # where run=null looks for runs (train.py's paths.output_dir)
     tolerance: float = 1e-4  # largest |ONNX Runtime - torch| accepted, in grades
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 7, 256])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 7, 256])  # batch sizes the check runs
 
 
 @dataclass

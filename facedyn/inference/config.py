@@ -24,11 +24,11 @@ PREDICT_CONF_PACKAGE = f"pkg://{PREDICT_CONF_MODULE}"
 class SunnybrookConfig:
     """Which expression folder holds each of Sunnybrook's five voluntary-movement items (null: not recorded)."""
 
-    brow_lift: Optional[str] = "brow_raise"
-    gentle_eye_closure: Optional[str] = "eye_close"
-    open_mouth_smile: Optional[str] = "smile"
-    snarl: Optional[str] = "snarl"
-    lip_pucker: Optional[str] = "lip_pucker"
+    brow_lift: Optional[str] = "brow_raise"  # the expression folder graded as Sunnybrook's brow lift
+    gentle_eye_closure: Optional[str] = "eye_close"  # ... as gentle eye closure
+    open_mouth_smile: Optional[str] = "smile"  # ... as open-mouth smile
+    snarl: Optional[str] = "snarl"  # ... as snarl
+    lip_pucker: Optional[str] = "lip_pucker"  # ... as lip pucker
 
 
 @dataclass
@@ -48,7 +48,7 @@ class PredictConfig:
     device: str = "auto"  # torch: auto (cuda when available) | cpu | cuda
     # torch: fp32 (exact, the same everywhere) | bf16 (autocast) | run (as the run validated: metrics.json)
     precision: str = "fp32"
-    batch_size: int = 128
+    batch_size: int = 128  # samples per model call
     sunnybrook: SunnybrookConfig = field(default_factory=SunnybrookConfig)
     report: bool = True  # write report.html
     report_max_patients: int = 200  # patients shown in detail in report.html (all are in the CSVs)

@@ -35,11 +35,11 @@ class SweepConfigError(ValueError):
 class ParamSpec:
     """One more config key to search: a float/int range (log-uniform with log=true) or a list of choices."""
 
-    type: str = "float"
-    low: Optional[float] = None
-    high: Optional[float] = None
-    log: bool = False
-    choices: Optional[list[Any]] = None
+    type: str = "float"  # float | int | categorical
+    low: Optional[float] = None  # float, int: the range's lower end
+    high: Optional[float] = None  # float, int: the range's upper end
+    log: bool = False  # float, int: draw log-uniformly
+    choices: Optional[list[Any]] = None  # categorical: the values to choose from
 
 
 @dataclass

@@ -34,7 +34,7 @@ def _default_expressions() -> Dict[str, List[str]]:
 class GradeColumns:
     """Column names of the grading sheet (one row per patient and expression)."""
 
-    patient: str = "patient"
+    patient: str = "patient"  # the patient (video) name, as the videos' file or folder names give it
     expression: str = "expression"  # read through the same name mapping as the video names
     dynamics: str = "dynamics"  # Sunnybrook voluntary movement, 0-5
     synkinesis: str = "synkinesis"  # 0-3
@@ -58,15 +58,15 @@ class FlowConfig:
     face_fill: float = 0.8  # face height / crop side, as the synthetic generator frames faces
     image_size: int = 112  # side of the saved flow image
     max_magnitude: float = 4.0  # flow (pixels at image_size) shown at full brightness, as the synthetic data
-    jpeg_quality: int = 90
+    jpeg_quality: int = 90  # of the saved flow image
 
 
 @dataclass
 class LandmarkerConfig:
     path: Optional[str] = None  # face_landmarker.task; None: FACEDYN_LANDMARKER, the cache, or a download
-    min_detection_confidence: float = 0.5
-    min_presence_confidence: float = 0.5
-    min_tracking_confidence: float = 0.5
+    min_detection_confidence: float = 0.5  # MediaPipe's face detection score a face needs
+    min_presence_confidence: float = 0.5  # MediaPipe's face presence score a face needs
+    min_tracking_confidence: float = 0.5  # below it MediaPipe detects the face anew instead of tracking it
     # Also store MediaPipe's own 52 blendshape scores of each written frame (mediapipe_blendshapes.json).
     blendshapes: bool = False
 
@@ -83,7 +83,7 @@ class PrepareConfig:
     out: str = MISSING  # dataset folder written (new, empty, or an earlier prepare.py output)
     grades: Optional[str] = None  # grading sheet (.csv or .xlsx); None: no label files (for prediction)
     layout: str = "auto"  # auto | patient/expression | expression/patient
-    extensions: List[str] = field(default_factory=lambda: ["mp4", "avi", "mov", "mkv", "m4v", "webm"])
+    extensions: List[str] = field(default_factory=lambda: ["mp4", "avi", "mov", "mkv", "m4v", "webm"])  # of the video files read
     expressions: Dict[str, List[str]] = field(default_factory=_default_expressions)  # name: [names in files]
     grade_columns: GradeColumns = field(default_factory=GradeColumns)
     selection: SelectionConfig = field(default_factory=SelectionConfig)

@@ -15,8 +15,8 @@ EXPRESSIONS = ("eye_close", "smile", "brow_raise", "snarl", "lip_pucker")
 class SyntheticConfig:
     videos: int = 80  # subjects; each is filmed once per expression
     frames_per_video: int = 3  # frames per expression clip, spread from onset to peak
-    expressions: List[str] = field(default_factory=lambda: list(EXPRESSIONS))
-    seed: int = 0
+    expressions: List[str] = field(default_factory=lambda: list(EXPRESSIONS))  # which of the five to film
+    seed: int = 0  # seeds every subject's face, grades and nuisances
     root: Optional[str] = None  # None: <cache>/datasets/synthetic-<hash of the other settings>
     image_size: int = 112  # side of the saved flow image
     render_size: int = 224  # side of the rendered frames (landmarks are in these pixels)
@@ -30,16 +30,16 @@ class SyntheticConfig:
     movement_noise: float = 0.04  # sd of the per-clip deviation from that fraction
     # Synkinesis: involuntary movement elsewhere on the paralysed side, synkinesis_by_grade[grade] of full.
     synkinesis_by_grade: List[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.8])
-    synkinesis_noise: float = 0.04
+    synkinesis_noise: float = 0.04  # sd of the per-clip deviation from that share
     # At rest the paralysed side sags: resting_droop x (5 - mean dynamics) / 4 of a full sag (2.5 mm at the mouth).
     resting_droop: float = 1.0
     peak_fraction_range: List[float] = field(default_factory=lambda: [0.6, 1.0])  # first and last frame
     subject_strength_range: List[float] = field(default_factory=lambda: [0.9, 1.1])  # healthy-side gain
     # Nuisances.
     shape_variation: float = 1.0  # scale of the per-subject face-shape deformation
-    max_yaw_deg: float = 12.0
-    max_pitch_deg: float = 8.0
-    max_roll_deg: float = 8.0
+    max_yaw_deg: float = 12.0  # largest head turn of a subject (degrees, uniform)
+    max_pitch_deg: float = 8.0  # largest head nod of a subject (degrees, uniform)
+    max_roll_deg: float = 8.0  # largest head tilt of a subject (degrees, uniform)
     head_motion_deg: float = 0.4  # sd of the head rotation between baseline and expression frame
     head_motion_px: float = 0.4  # sd of the head shift between baseline and expression frame
     landmark_noise_px: float = 0.4  # sd of the landmark detector's jitter (render pixels)
