@@ -7,7 +7,7 @@ once per sample (the model is fixed to batch 1), in a child process with the sam
 before and after torch so that a change of machine load shows as a difference between the two. Also
 prints the load average, the cached load time and the largest |torch - TFLite| on the benchmark batch.
 
-Then what the goals ask of the arithmetic: the graph's multiply-adds per sample (its 1x1 convolutions,
+Then the arithmetic: the graph's multiply-adds per sample (its 1x1 convolutions,
 counted from the ONNX graph), the rate TFLite reaches on them, and a bound that no layout built on torch's
 fp32 matrix products can beat on this machine: each convolution timed alone as the one matrix product it is with the batch folded into its
 rows (torch.mm, fp32, same threads), forward and the two products of its backward pass (input and weight
@@ -31,17 +31,13 @@ from facedyn.blendshapes import graph_for, load
 from facedyn.blendshapes.batch_axis import inferred_shapes
 from facedyn.blendshapes.reference import tflite_scores, tflite_throughput
 from facedyn.landmarks import NUM_SUBSET_LANDMARKS
+from record import Recording
 
 
 def face_like_landmarks(count: int) -> np.ndarray:
     rng = np.random.default_rng(0)
     centres = rng.uniform(300, 700, size=(count, 1, 2))
     return (centres + rng.normal(scale=60, size=(count, NUM_SUBSET_LANDMARKS, 2))).astype(np.float32)
-
-
-def load_average() -> str:
-    with open("/proc/loadavg") as fh:
-        return " ".join(fh.read().split()[:3])
 
 
 def rates(step, batch: int, repeats: int) -> list[float]:
@@ -100,6 +96,7 @@ def main() -> None:
     parser.add_argument("--threads", type=positive, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    rec = Recording(__doc__)
 
     tflite_path = blendshapes_tflite()
     load()  # converts on a cold cache; the timing below is the cached load
@@ -117,7 +114,6 @@ def main() -> None:
         model.zero_grad(set_to_none=True)
         model(points).sum().backward()
 
-    load_before = load_average()
     tflite = tflite_throughput(landmarks, tflite_path, threads=args.threads, repeats=args.repeats)
     torch_forward = rates(forward, args.batch, args.repeats)
     torch_training = rates(forward_backward, args.batch, args.repeats)
@@ -126,18 +122,15 @@ def main() -> None:
         difference = np.abs(model(points).numpy() - tflite_scores(landmarks, tflite_path)).max()
 
     median_tflite = statistics.median(tflite + tflite_after)
-    print(f"batch {args.batch}, {args.threads} threads, median of {args.repeats} runs; torch {torch.__version__}")
-    print(f"load average (1, 5, 15 min): before {load_before}, after {load_average()}")
-    print(f"cached load(): {load_seconds:.2f} s; tensorflow imported here: {'tensorflow' in sys.modules}")
-    print(f"TFLite interpreter, per sample:  {median_tflite:10,.0f} samples/s   "
-          f"(before torch {statistics.median(tflite):,.0f}, after {statistics.median(tflite_after):,.0f})")
-    for name, measured in [
-        ("torch forward", torch_forward),
-        ("torch forward+backward", torch_training),
-    ]:
-        median = statistics.median(measured)
-        print(f"{name + ':':32s} {median:10,.0f} samples/s   {median / median_tflite:5.2f}x TFLite")
-    print(f"max |torch - TFLite| on this batch: {difference:.2e}")
+    rec.note(f"batch {args.batch}, {args.threads} threads, median of {args.repeats} runs; cached load() "
+             f"{load_seconds:.2f} s; TensorFlow imported in this process: {'tensorflow' in sys.modules}; "
+             f"max |torch - TFLite| on this batch {difference:.2e}")
+    rows = [["TFLite interpreter, one sample per call", round(median_tflite), 1.0],
+            ["  of it before torch ran", round(statistics.median(tflite)), None],
+            ["  of it after torch ran", round(statistics.median(tflite_after)), None]]
+    rows += [[name, round(statistics.median(measured)), round(statistics.median(measured) / median_tflite, 2)]
+             for name, measured in (("torch forward", torch_forward), ("torch forward+backward", torch_training))]
+    rec.table("The blendshape model, samples/s (median)", ["implementation", "samples/s", "x TFLite"], rows)
 
     products = convolution_products(graph_for())
     macs = sum(rows * inputs * outputs for rows, inputs, outputs in products)
@@ -149,12 +142,18 @@ def main() -> None:
     forward_bound = batch / forward_seconds
     training_bound = batch / (forward_seconds + product_seconds(backward_shapes, args.repeats))
     square = product_seconds([(2048, 2048, 2048)], 5)
-    print(f"\narithmetic: {len(products)} 1x1 convolutions, {macs / 1e6:.1f} M multiply-adds per sample")
-    print(f"TFLite reaches {2 * macs * median_tflite / 1e9:.0f} GFLOP/s on them; torch.mm 2048x2048 fp32: "
-          f"{2 * 2048 ** 3 / square / 1e9:.0f} GFLOP/s")
-    print(f"matrix products alone (batch folded into rows, no other op): forward {forward_bound:,.0f} samples/s "
-          f"= {forward_bound / median_tflite:.2f}x TFLite; forward+backward {training_bound:,.0f} samples/s "
-          f"= {training_bound / median_tflite:.2f}x TFLite (goals: 1x, 0.5x)")
+    rec.note(f"arithmetic: {len(products)} 1x1 convolutions, {macs / 1e6:.1f} M multiply-adds per sample")
+    rec.table("The arithmetic bound", ["measure", "value"], [
+        ["TFLite's rate on the convolutions, GFLOP/s", round(2 * macs * median_tflite / 1e9)],
+        ["torch.mm 2048x2048 fp32, GFLOP/s", round(2 * 2048 ** 3 / square / 1e9)],
+        ["matrix products alone, forward, x TFLite", round(forward_bound / median_tflite, 2)],
+        ["matrix products alone, forward+backward, x TFLite", round(training_bound / median_tflite, 2)],
+    ])
+    rec.figures(tflite_samples_per_s=round(median_tflite), forward_vs_tflite=round(statistics.median(torch_forward) / median_tflite, 2),
+                training_vs_tflite=round(statistics.median(torch_training) / median_tflite, 2),
+                mega_multiply_adds=round(macs / 1e6, 1), products_forward_bound=round(forward_bound / median_tflite, 2),
+                products_training_bound=round(training_bound / median_tflite, 2), max_abs_difference=float(difference))
+    rec.save()
 
 
 if __name__ == "__main__":

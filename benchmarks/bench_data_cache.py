@@ -42,6 +42,7 @@ from facedyn.data.cache import labels_content  # noqa: E402
 from facedyn.data.layout import LABELS_FILE, SAMPLE_FILES, scan  # noqa: E402
 from facedyn.data.loading import TrainingData, load_training_data  # noqa: E402
 from facedyn.runs import HISTORY_FILE  # noqa: E402
+from record import Recording  # noqa: E402
 
 SHARED_BUNDLE = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmarker.task"
 
@@ -110,6 +111,7 @@ def main() -> None:
     parser.add_argument("--no-stage1", action="store_true", help="measure the dataset load only")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the stage-1 runs")
     args = parser.parse_args()
+    rec = Recording(__doc__)
     if not os.environ.get("FACEDYN_LANDMARKER") and SHARED_BUNDLE.is_file():
         os.environ["FACEDYN_LANDMARKER"] = str(SHARED_BUNDLE)
 
@@ -120,8 +122,9 @@ def main() -> None:
         started = time.perf_counter()
         data = _timed(cfg)[2]  # generates the synthetic dataset on first use; reads every file once
         root, n = data.root, len(data.samples)
-        print(f"dataset: {root} ({n} samples, {len(set(data.samples.video))} videos); first read {time.perf_counter() - started:.1f} s")
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+        rec.note(f"dataset: {'the default synthetic dataset' if not args.root else root} ({n} samples, "
+                 f"{len(set(data.samples.video))} videos); first read {time.perf_counter() - started:.1f} s; "
+                 f"{torch.get_num_threads()} torch threads")
 
         figures = {"cold, files cached by the OS": _medians(cfg, args.repeats)}
         if _evict_from_page_cache(root):
@@ -130,30 +133,28 @@ def main() -> None:
         figures["first run (decode + write)"] = _timed(cfg)[:2]
         figures["warm (cache)"] = warm = _medians(cfg, args.repeats)
 
-        print(f"\nload of {n} samples, median of {args.repeats} (first run: once); wall and CPU time of this process:")
-        for name, (wall, cpu) in figures.items():
-            print(f"  {name:30s}: {wall * 1e3:8.1f} ms wall {cpu * 1e3:8.1f} ms CPU")
         scans = [_timed_scan(root) for _ in range(args.repeats)]
-        print(f"  of warm, listing + stat of all {len(SAMPLE_FILES) * n} sample files (the cache key): "
-              f"{statistics.median(w for w, _ in scans) * 1e3:.1f} ms wall {statistics.median(c for _, c in scans) * 1e3:.1f} ms CPU")
         labels = [_timed_label_key(root) for _ in range(args.repeats)]
-        label_wall = statistics.median(w for w, _ in labels)
-        print(f"  of warm, reading + hashing the {n} labels files (the key's content part): {label_wall * 1e3:.1f} ms wall "
-              f"{statistics.median(c for _, c in labels) * 1e3:.1f} ms CPU; warm with a size+mtime key only: "
-              f"{(warm[0] - label_wall) * 1e3:.1f} ms wall")
-        for name in ("cold, files cached by the OS", "cold, files not cached by OS"):
-            if name in figures:
-                print(f"  warm vs {name}: {figures[name][0] / warm[0]:.1f}x (wall), {figures[name][1] / warm[1]:.1f}x (CPU); goal >= 20x")
+        rows = [[name, round(wall * 1e3, 1), round(cpu * 1e3, 1), round(figures[name][0] / warm[0], 1)]
+                for name, (wall, cpu) in figures.items()]
+        rows += [[f"of warm: listing and stat of the {len(SAMPLE_FILES) * n} sample files (the key)",
+                  round(statistics.median(w for w, _ in scans) * 1e3, 1), round(statistics.median(c for _, c in scans) * 1e3, 1), None],
+                 [f"of warm: reading and hashing the {n} labels files (the key's content part)",
+                  round(statistics.median(w for w, _ in labels) * 1e3, 1), round(statistics.median(c for _, c in labels) * 1e3, 1), None]]
+        rec.table(f"Loading {n} samples, median of {args.repeats} (first run: once), this process",
+                  ["load", "ms wall", "ms CPU", "x warm (wall)"], rows)
 
-    if args.no_stage1:
-        return
-    print(f"\nstage 1, {args.epochs} epochs per run, overrides: {' '.join(args.overrides) or 'none'}")
-    in_the_loop = ["data.prefetch_batches=0", "data.num_workers=0"]
-    for name, extra in (("loading in the training loop", in_the_loop), ("as configured", [])):
-        seconds, waits, device = _stage1_epochs([*args.overrides, *extra], args.epochs)
-        shares = [w / s for w, s in zip(waits, seconds)]
-        print(f"  {name:28s} ({device}): median epoch {statistics.median(seconds):6.2f} s, waiting for batches "
-              f"median {statistics.median(shares):6.2%} (per epoch: {', '.join(f'{x:.2%}' for x in shares)})")
+    if not args.no_stage1:
+        in_the_loop = ["data.prefetch_batches=0", "data.num_workers=0"]
+        rows = []
+        for name, extra in (("loading in the training loop", in_the_loop), ("as configured", [])):
+            seconds, waits, device = _stage1_epochs([*args.overrides, *extra], args.epochs)
+            shares = [w / s for w, s in zip(waits, seconds)]
+            rows.append([name, device, round(statistics.median(seconds), 2), f"{statistics.median(shares):.2%}",
+                         ", ".join(f"{x:.2%}" for x in shares)])
+        rec.table(f"Stage 1, {args.epochs} epochs per run (overrides: {' '.join(args.overrides) or 'none'})",
+                  ["loading", "device", "median epoch s", "waiting for batches", "per epoch"], rows)
+    rec.save()
 
 
 if __name__ == "__main__":

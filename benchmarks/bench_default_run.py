@@ -8,8 +8,8 @@ folder: the synthetic dataset is generated and decoded, the blendshape model con
 then a profile from the run's own records: start-up (imports, config), data (generation, decoding, split),
 model (build, blendshape conversion), each stage's training passes, validation passes, precomputing of
 frozen branches, and the rest of the stage (checkpoint writes, loader start-up), then the end of the run
-(final predictions, metrics, plots). Ends with the run's video-level quality against the goal of issue 15
-(MAE ≤ 0.5 dynamics, ≤ 0.4 synkinesis). `--warm CACHE` reuses (and fills) a cache folder instead: the second
+(final predictions, metrics, plots). Ends with the run's validation figures, the final model against
+predicting the training mean. `--warm CACHE` reuses (and fills) a cache folder instead: the second
 run of a machine. `--keep DIR` keeps the run folder (e.g. for bench_predict.py --run DIR). Extra
 arguments are train.py overrides. The machine's load average is printed too: a figure taken beside other
 work is not the machine's.
@@ -35,9 +35,17 @@ sys.path.insert(0, str(REPO))
 
 from facedyn.runs import stage_checkpoint  # noqa: E402
 from facedyn.training.stages import FINAL_STAGE  # noqa: E402
+from record import Recording  # noqa: E402
 
 LOG_TIME = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[[^]]*\]\[\w+\] - (.*)$")
-GOALS = {"dynamics": 0.5, "synkinesis": 0.4}
+# The validation figures the README's results table shows: (label, key in metrics.json's final / baseline).
+QUALITY = [("val loss", "val_loss"),
+           ("dynamics MAE, video level", "val_video_mae_dynamics"),
+           ("synkinesis MAE, video level", "val_video_mae_synkinesis"),
+           ("dynamics ICC(2,1), video level", "val_video_icc_dynamics"),
+           ("synkinesis ICC(2,1), video level", "val_video_icc_synkinesis"),
+           ("dynamics QWK, video level", "val_video_qwk_dynamics"),
+           ("synkinesis QWK, video level", "val_video_qwk_synkinesis")]
 
 
 def log_events(log_file: Path) -> list[tuple[float, str]]:
@@ -61,13 +69,13 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="write the run folder here (a new folder) and keep it")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()
+    rec = Recording(__doc__)
     with tempfile.TemporaryDirectory() as tmp:
         cache = args.warm or Path(tmp) / "cache"
         run_dir = args.keep.resolve() if args.keep else Path(tmp) / "run"
         env = {**os.environ, "FACEDYN_CACHE_DIR": str(cache)}
         command = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}",
                    f"paths.output_dir={tmp}/outputs", "trainer.progress=false", *args.overrides]
-        load_before = os.getloadavg()[0]
         started = time.time()
         result = subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True)
         ended = time.time()
@@ -103,19 +111,21 @@ def main() -> None:
                     (f"stage {stage}: checkpoints, prediction files, loader start", block - train - val - precompute)]
     profile.append(("end: last checkpoints, final predictions, metrics, plots, exit", ended - done[order[-1]]))
 
-    print(f"python train.py {' '.join(args.overrides)} ({'warm cache' if args.warm else 'empty cache'}): "
-          f"{wall:.1f} s wall = {int(wall // 60)} min {wall % 60:.0f} s")
-    print(f"machine: {os.cpu_count()} cores, load average {load_before:.2f} before / {os.getloadavg()[0]:.2f} after; "
-          f"precision {metrics['precision']} on {metrics['device']}; torch {torch.__version__}")
-    print(f"{'part':<66}{'seconds':>9}{'share':>8}")
-    for name, seconds in profile:
-        print(f"{name:<66}{seconds:>9.1f}{seconds / wall:>8.1%}")
-    print(f"{'(sum of the parts)':<66}{sum(s for _, s in profile):>9.1f}")
-    final = metrics["final"]
-    for score, goal in GOALS.items():
-        mae = final[f"val_video_mae_{score}"]
-        print(f"video-level MAE {score}: {mae:.3f} (goal <= {goal}: {'met' if mae <= goal else 'NOT met'}); "
-              f"ICC(2,1) {final[f'val_video_icc_{score}']:.3f}")
+    rec.note(f"python train.py {' '.join(args.overrides)} ({'warm cache' if args.warm else 'empty cache'}): "
+             f"{wall:.1f} s wall = {int(wall // 60)} min {wall % 60:.0f} s; precision {metrics['precision']} on "
+             f"{metrics['device']}; {metrics['train_samples']} training / {metrics['val_samples']} validation samples")
+    rec.table("Where the time goes", ["part", "seconds", "share"],
+              [[name, round(seconds, 1), f"{seconds / wall:.1%}"] for name, seconds in profile]
+              + [["(sum of the parts)", round(sum(s for _, s in profile), 1), ""]])
+    final, baseline = metrics["final"], metrics["baseline"]
+    rec.table("Validation split, final model against predicting the training mean", ["figure", "model", "training mean"],
+              [[label, round(final[key], 4), round(baseline[key], 4) if baseline.get(key) is not None else None]
+               for label, key in QUALITY if key in final])
+    rec.figures(wall_seconds=round(wall, 1), precision=metrics["precision"], device=metrics["device"],
+                warm_cache=bool(args.warm), overrides=args.overrides,
+                final={key: final[key] for _, key in QUALITY if key in final},
+                baseline={key: baseline.get(key) for _, key in QUALITY if key in final})
+    rec.save()
 
 
 if __name__ == "__main__":

@@ -11,8 +11,7 @@ exit and, per stage, training and validation samples/s and the share of the stag
 for data (the training loop's own records: training_history.json). `--host` also times stage 1 with
 data.on_device=false (loader workers, pinned batches copied over) for comparison. Extra arguments are
 train.py overrides (e.g. data.batch_size=256). `--device cpu` runs it all on the CPU: a dry run of the
-script, not a GPU figure. Goals (issue 15): stage 1 ≥ 15,000 training samples/s on one H200, the whole
-default run ≤ 15 s.
+script, not a GPU figure, and not recorded. Without a CUDA device it says so and measures nothing.
 
 --blendshapes: the torch blendshape module on CUDA: the largest |GPU - CPU| of the 52 scores in fp32 and
 under bf16 autocast, and the median samples/s of forward and forward + backward per batch size.
@@ -32,10 +31,9 @@ from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from record import REPO, Recording  # noqa: E402
 
-GOALS = {"stage 1 training samples/s": 15_000, "default run seconds": 15}
+sys.path.insert(0, str(REPO))
 
 
 def train_py(run_dir: Path, outputs: Path, cache: Path, overrides: list[str]) -> float:
@@ -67,17 +65,16 @@ def stage_figures(run_dir: Path) -> list[dict]:
     return rows
 
 
-def print_run(title: str, wall: float, run_dir: Path) -> list[dict]:
+def print_run(rec: Recording, title: str, wall: float, run_dir: Path) -> list[dict]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     final = metrics["final"]
-    print(f"{title}: {wall:.1f} s wall ({metrics['seconds']:.1f} s in the trainer), {metrics['device']}, "
-          f"{metrics['precision']}; video MAE dynamics {final.get('val_video_mae_dynamics', float('nan')):.3f}, "
-          f"synkinesis {final.get('val_video_mae_synkinesis', float('nan')):.3f}")
     rows = stage_figures(run_dir)
-    print(f"  {'stage':5s} {'epochs':>6s} {'seconds':>8s} {'train/s':>9s} {'val/s':>9s} {'waiting':>8s}")
-    for row in rows:
-        print(f"  {row['stage']:5s} {row['epochs']:6d} {row['seconds']:8.2f} {row['train_per_s']:9,.0f} "
-              f"{row['val_per_s']:9,.0f} {row['wait_share']:8.1%}")
+    rec.table(f"{title}: {wall:.1f} s wall ({metrics['seconds']:.1f} s in the trainer), {metrics['device']}, "
+              f"{metrics['precision']}; video MAE dynamics {final.get('val_video_mae_dynamics', float('nan')):.3f}, "
+              f"synkinesis {final.get('val_video_mae_synkinesis', float('nan')):.3f}",
+              ["stage", "epochs", "seconds", "training samples/s", "validation samples/s", "waiting for data"],
+              [[r["stage"], r["epochs"], round(r["seconds"], 2), round(r["train_per_s"]), round(r["val_per_s"]),
+                f"{r['wait_share']:.1%}"] for r in rows])
     return rows
 
 
@@ -90,22 +87,22 @@ def bench_run(args: argparse.Namespace) -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         print("bench_gpu.py: no CUDA device here; nothing measured (--device cpu for a dry run on the CPU)")
         return
-    if args.device == "cuda":
-        print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+    rec = Recording(__doc__)
     overrides = [f"trainer.device={args.device}", *args.overrides]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         cache = args.cache or work / "cache"
         wall = train_py(work / "warm-up", work / "outputs", cache, [*stage_1_only(overrides), "stages.s1.epochs=1"])
-        print(f"warm-up run (dataset, its cache, blendshape conversion unless cached): {wall:.1f} s")
+        rec.note(f"warm-up run (dataset, its cache, blendshape conversion unless cached): {wall:.1f} s")
         wall = train_py(work / "run", work / "outputs", cache, overrides)
-        rows = print_run("default run", wall, work / "run")
+        rows = print_run(rec, "default run", wall, work / "run")
         stage_1 = next(row for row in rows if row["stage"] == "1")
-        print(f"goals: stage 1 {stage_1['train_per_s']:,.0f} training samples/s (goal ≥ "
-              f"{GOALS['stage 1 training samples/s']:,}), whole run {wall:.1f} s (goal ≤ {GOALS['default run seconds']} s)")
+        rec.figures(wall_seconds=round(wall, 1), stage_1_training_samples_per_s=round(stage_1["train_per_s"]))
         if args.host:
             wall = train_py(work / "host", work / "outputs", cache, [*stage_1_only(overrides), "data.on_device=false"])
-            print_run("stage 1 with data.on_device=false (the host loading path)", wall, work / "host")
+            print_run(rec, "stage 1 with data.on_device=false (the host loading path)", wall, work / "host")
+    if args.device == "cuda":
+        rec.save()
 
 
 def cuda_rates(step, batch: int, repeats: int) -> list[float]:
@@ -132,10 +129,10 @@ def bench_blendshapes(args: argparse.Namespace) -> None:
     from facedyn.blendshapes import load
 
     device = torch.device("cuda")
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
+    rec = Recording(__doc__, name="bench_gpu_blendshapes")
     start = time.perf_counter()
     cpu_model = load()
-    print(f"cached load(): {time.perf_counter() - start:.2f} s; tensorflow imported: {'tensorflow' in sys.modules}")
+    rec.note(f"cached load(): {time.perf_counter() - start:.2f} s; tensorflow imported: {'tensorflow' in sys.modules}")
     gpu_model = load().to(device)
     points = torch.from_numpy(face_like_landmarks(max(args.batches)))
     with torch.no_grad():
@@ -143,13 +140,14 @@ def bench_blendshapes(args: argparse.Namespace) -> None:
         fp32 = gpu_model(points.to(device)).cpu()
         with torch.autocast("cuda", dtype=torch.bfloat16):
             bf16 = gpu_model(points.to(device)).float().cpu()
-    print(f"max |GPU fp32 - CPU| over {len(points)} faces: {(fp32 - expected).abs().max():.2e}; "
-          f"bf16 autocast: {(bf16 - expected).abs().max():.2e}")
+    rec.note(f"max |GPU fp32 - CPU| over {len(points)} faces: {(fp32 - expected).abs().max():.2e}; "
+             f"bf16 autocast: {(bf16 - expected).abs().max():.2e}")
     loss = gpu_model(points[:8].to(device)).sum()
     loss.backward()
     with_grad = sum(p.grad is not None for p in gpu_model.parameters())
-    print(f"parameters with a gradient on the GPU: {with_grad} of {len(list(gpu_model.parameters()))}")
+    rec.note(f"parameters with a gradient on the GPU: {with_grad} of {len(list(gpu_model.parameters()))}")
 
+    rows = []
     for batch in args.batches:
         on_device = points[:batch].to(device)
 
@@ -162,8 +160,9 @@ def bench_blendshapes(args: argparse.Namespace) -> None:
             gpu_model(on_device).sum().backward()
 
         for name, step in (("forward", forward), ("forward+backward", forward_backward)):
-            rate = statistics.median(cuda_rates(step, batch, args.repeats))
-            print(f"batch {batch:5d} {name:17s}: {rate:12,.0f} samples/s")
+            rows.append([batch, name, round(statistics.median(cuda_rates(step, batch, args.repeats)))])
+    rec.table("The blendshape module on the GPU, samples/s (median)", ["batch", "pass", "samples/s"], rows)
+    rec.save()
 
 
 def main() -> None:

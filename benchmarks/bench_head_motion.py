@@ -26,6 +26,7 @@ from facedyn.data.config import DataConfig  # noqa: E402
 from facedyn.data.head_motion import CompensationSettings, compensate_images  # noqa: E402
 from facedyn.data.reader import ReaderSettings, read_samples  # noqa: E402
 from facedyn.data.synthetic import ensure_dataset, preset  # noqa: E402
+from record import Recording  # noqa: E402
 
 SHARED_BUNDLE = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_landmarker.task"
 
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--model", default="similarity", choices=("similarity", "affine"))
     parser.add_argument("--refine", default="on", choices=("on", "off"), help="data.flow.head_motion_refine")
     args = parser.parse_args()
+    rec = Recording(__doc__)
     if "FACEDYN_LANDMARKER" not in os.environ and SHARED_BUNDLE.exists():
         os.environ["FACEDYN_LANDMARKER"] = str(SHARED_BUNDLE)
     datasets = {
@@ -43,9 +45,8 @@ def main() -> None:
         "hard, still head": preset("hard", videos=args.videos, head_motion_deg=0.0, head_motion_px=0.0),
         "default": preset("default", videos=args.videos),
     }
-    print(f"{args.videos} subjects x 5 expressions x 3 frames each; model={args.model}, refine={args.refine}; load {os.getloadavg()[0]:.2f}")
-    print(f"{'dataset':<18} {'crop':<9} {'crop R^2':>8} {'box':>22} {'global motion px: before':>25} {'landmark fit':>12} {'after':>6} "
-          f"{'rot deg':>7} {'shift px':>8} {'s':>5}")
+    rec.note(f"{args.videos} subjects x 5 expressions x 3 frames each; model={args.model}, refine={args.refine}")
+    rows = []
     for name, cfg in datasets.items():
         root = ensure_dataset(cfg, workers=os.cpu_count() or 1)
         samples = read_samples(layout.scan(root), ReaderSettings.from_config(DataConfig())).samples
@@ -55,9 +56,14 @@ def main() -> None:
             started = time.perf_counter()
             report = compensate_images(samples.flow.copy(), samples.baseline_landmarks, samples.expression_landmarks, settings)
             box = "" if report.crop_box is None else "side {:.3f} at ({:+.3f}, {:+.3f})".format(*report.crop_box)
-            print(f"{name:<18} {crop:<9} {report.crop_fit_r2:>8.3f} {box:>22} {report.global_motion_before_px:>25.3f} "
-                  f"{report.global_motion_landmark_fit_px:>12.3f} {report.global_motion_after_px:>6.3f} {report.rotation_deg_median:>7.2f} {report.shift_px_median:>8.2f} "
-                  f"{time.perf_counter() - started:>5.1f}")
+            rows.append([name, crop, round(report.crop_fit_r2, 3), box, round(report.global_motion_before_px, 3),
+                         round(report.global_motion_landmark_fit_px, 3), round(report.global_motion_after_px, 3),
+                         round(report.rotation_deg_median, 2), round(report.shift_px_median, 2),
+                         round(time.perf_counter() - started, 1)])
+    rec.table("Global motion left in the flow images (px of the 112-px image)",
+              ["dataset", "crop", "crop R^2", "box", "before", "landmark fit", "after", "rotation deg", "shift px",
+               "seconds"], rows)
+    rec.save()
 
 
 if __name__ == "__main__":

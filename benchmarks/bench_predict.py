@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/bench_predict.py [--run RUN] [--batch 256] [--repeats 7] [--threads 2]
 
-Exports the run (default: the newest finished run under outputs/) with `python -m facedyn.export`'s code
-into a temporary file, then times predictor.predict on `batch` of the run's validation samples (repeated
+Exports the run (default: the newest finished run under outputs/; where there is none, as on a fresh
+clone, a tiny run is trained first into a temporary folder, which says nothing of accuracy but times the
+same model) with `python -m facedyn.export`'s code into a temporary file, then times predictor.predict on `batch` of the run's validation samples (repeated
 up to `batch`) with both backends, alternating them so that a change of machine load hits both. Prints
 the exported file's size, the load average and the largest difference of the two, in grades.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,12 +24,24 @@ import torch
 
 from facedyn.export import load_onnx
 from facedyn.export.graph import ExportConfig, export, validation_samples
-from facedyn.inference import find_newest_finished_run, load_run
+from facedyn.inference import RunError, find_newest_finished_run, load_run
+from record import REPO, Recording
+
+# A run trained in about a minute: 10 synthetic subjects, one or two epochs per stage, no ImageNet download.
+TINY_RUN = ["data.synthetic.videos=10", "data.synthetic.frames_per_video=2", "model.flow.weights=none",
+            "trainer.progress=false", "stages.s1.epochs=1", "stages.s2a.epochs=2", "stages.s2b.epochs=1",
+            "stages.s3.epochs=2", "stages.s4.epochs=1"]
 
 
-def load_average() -> str:
-    with open("/proc/loadavg") as fh:
-        return " ".join(fh.read().split()[:3])
+def tiny_run(folder: Path) -> Path:
+    """Train TINY_RUN into folder/run (the synthetic data and caches inside folder too)."""
+    run_dir = folder / "run"
+    command = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={run_dir}", f"paths.output_dir={folder}",
+               f"data.synthetic.root={folder / 'dataset'}", f"data.cache_dir={folder / 'cache'}", *TINY_RUN]
+    result = subprocess.run(command, cwd=folder, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"training the tiny run failed ({result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    return run_dir
 
 
 def main() -> None:
@@ -36,13 +51,23 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    run = args.run or find_newest_finished_run(Path("outputs"))
-
-    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="facedyn-bench-") as folder:
-        report = export(ExportConfig(run=str(run), out=str(Path(folder) / "facedyn.onnx")))
-        onnx_predictor = load_onnx(report.out, batch_size=args.batch, threads=args.threads)
+        run = args.run
+        if run is None:
+            try:
+                run = find_newest_finished_run(Path("outputs"))
+            except RunError:
+                print("no finished run under outputs/: training a tiny one to time (a minute or two) ...", flush=True)
+                run = tiny_run(Path(folder))
+        measure(Path(run), args, Path(folder), "a tiny run trained for the benchmark" if args.run is None
+                and Path(run).is_relative_to(folder) else str(run))
+
+
+def measure(run: Path, args: argparse.Namespace, folder: Path, label: str) -> None:
+    torch.set_num_threads(args.threads)
+    rec = Recording(__doc__)
+    report = export(ExportConfig(run=str(run), out=str(folder / "facedyn.onnx")))
+    onnx_predictor = load_onnx(report.out, batch_size=args.batch, threads=args.threads)
     torch_predictor = load_run(run, batch_size=args.batch)
     samples = validation_samples(torch_predictor, args.batch)
     inputs = (samples.flow[: args.batch], samples.expression_landmarks[: args.batch],
@@ -59,15 +84,16 @@ def main() -> None:
             timings[name].append(args.batch / (time.perf_counter() - start))
     difference = np.abs(onnx_predictor.predict(*inputs) - torch_predictor.predict(*inputs)).max()
 
-    print(f"run {run}: batch {args.batch}, {args.threads} threads, median of {args.repeats} runs; torch {torch.__version__}")
-    print(f"load average (1, 5, 15 min): before {load_before}, after {load_average()}")
-    print(f"exported graph: {report.megabytes:.1f} MB (max |ONNX - torch| at export: "
-          f"{max(report.max_abs_difference.values()):.1e} grades)")
+    rec.note(f"{label}: batch {args.batch}, {args.threads} threads, median of {args.repeats} runs")
+    rec.note(f"exported graph: {report.megabytes:.1f} MB; max |ONNX Runtime - torch| {difference:.1e} grades on this "
+             f"batch, {max(report.max_abs_difference.values()):.1e} at export")
     torch_rate = statistics.median(timings["torch eager"])
-    for name, rates in timings.items():
-        median = statistics.median(rates)
-        print(f"{name + ':':16s} {median:8,.0f} samples/s   {median / torch_rate:5.2f}x torch eager")
-    print(f"max |ONNX Runtime - torch| on this batch: {difference:.1e} grades")
+    rec.table("Prediction on CPU, samples/s (median)", ["backend", "samples/s", "x torch eager"],
+              [[name, round(statistics.median(rates)), round(statistics.median(rates) / torch_rate, 2)]
+               for name, rates in timings.items()])
+    rec.figures(megabytes=round(report.megabytes, 1), max_abs_difference=float(difference),
+                onnx_vs_torch=round(statistics.median(timings["ONNX Runtime"]) / torch_rate, 2))
+    rec.save()
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ if not os.environ.get("FACEDYN_LANDMARKER") and SHARED_BUNDLE.is_file():
 from facedyn.data.flow_encoding import FLOW_METHODS, compute_flow  # noqa: E402
 from facedyn.videos.clip import TIMED_STEPS  # noqa: E402
 from facedyn.videos.pipeline import prepare  # noqa: E402
+from record import Recording  # noqa: E402
 from tests.face_videos import (APEX_FRAME, CLOSE_LEFT_EYE, FACE_CENTRE, SMILE_RIGHT, FaceClip,  # noqa: E402
                                amplitude)
 
@@ -47,26 +48,26 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def bench_pipeline(root: Path, clips: int, frames: int, workers: int, size: tuple[int, int]) -> None:
+def bench_pipeline(rec: Recording, root: Path, clips: int, frames: int, workers: int, size: tuple[int, int]) -> None:
     videos = root / "videos"
     maker = FaceClip(*size)
     for i in range(clips):
         expression, warp = ("smile", SMILE_RIGHT) if i % 2 == 0 else ("eye_close", CLOSE_LEFT_EYE)
         maker.write(videos / f"p{i:02d}" / f"{expression}.mp4", warp, head_motion=i % 4 >= 2, frames=frames)
-    load_before = Path("/proc/loadavg").read_text().strip()
     cpu, started = _cpu_seconds(), time.perf_counter()
     summary = prepare({"videos": str(videos), "out": str(root / "dataset"), "workers": workers, "progress": False})
     wall, cpu = time.perf_counter() - started, _cpu_seconds() - cpu
-    load_after = Path("/proc/loadavg").read_text().strip()
     busy = sum(summary.step_seconds.values())
-    print(f"{len(summary.ok)}/{clips} clips ok, {summary.frames} frames of {size[0]}x{size[1]}, {workers} workers, "
-          f"{summary.samples} samples")
-    print(f"wall {wall:.1f} s: {summary.frames / wall:.1f} frames/s (wall)")
-    print(f"CPU {cpu:.1f} s: {summary.frames / (cpu / workers):.1f} frames/s (CPU, {workers} cores to itself)")
-    print("per step, summed over workers: " + ", ".join(
-        f"{step} {summary.step_seconds[step]:.1f} s ({summary.step_seconds[step] / busy:.0%}, "
-        f"{1000 * summary.step_seconds[step] / summary.frames:.1f} ms/frame)" for step in TIMED_STEPS))
-    print(f"loadavg before: {load_before}; after: {load_after}; CPUs: {os.cpu_count()}")
+    rec.note(f"{len(summary.ok)}/{clips} clips ok, {summary.frames} frames of {size[0]}x{size[1]}, {workers} workers, "
+             f"{summary.samples} samples")
+    rec.table("prepare(): frames per second", ["measure", "seconds", "frames/s"], [
+        ["wall time of the whole call", round(wall, 1), round(summary.frames / wall, 1)],
+        [f"CPU time / {workers} workers (the cores to itself)", round(cpu / workers, 1), round(summary.frames / (cpu / workers), 1)]])
+    rec.table("Where the time goes, summed over workers", ["step", "seconds", "share", "ms per frame"],
+              [[step, round(summary.step_seconds[step], 1), f"{summary.step_seconds[step] / busy:.0%}",
+                round(1000 * summary.step_seconds[step] / summary.frames, 1)] for step in TIMED_STEPS])
+    rec.figures(frames_per_second_wall=round(summary.frames / wall, 1),
+                frames_per_second_cpu=round(summary.frames / (cpu / workers), 1))
 
 
 def _true_flow(maker: FaceClip, t: int, warp: tuple) -> np.ndarray:
@@ -77,7 +78,7 @@ def _true_flow(maker: FaceClip, t: int, warp: tuple) -> np.ndarray:
     return amplitude(t) * weight[..., None] * np.array(vector, np.float32) * maker.scale
 
 
-def bench_flow_methods(size: tuple[int, int], repeats: int = 5) -> None:
+def bench_flow_methods(rec: Recording, size: tuple[int, int], repeats: int = 5) -> None:
     maker = FaceClip(*size)
     baseline, apex = maker.frame(0, SMILE_RIGHT), maker.frame(APEX_FRAME, SMILE_RIGHT)
     truth = _true_flow(maker, APEX_FRAME, SMILE_RIGHT)
@@ -90,8 +91,7 @@ def bench_flow_methods(size: tuple[int, int], repeats: int = 5) -> None:
             for f in (baseline, apex)]
     true = cv2.warpAffine(truth, matrix, (side, side), flags=cv2.INTER_LINEAR) * k
     moving = np.linalg.norm(true, axis=-1) > 0.5
-    print(f"flow on {side}x{side} registered face crops of a smile (max true movement "
-          f"{np.linalg.norm(true, axis=-1).max():.1f} px):")
+    rows = []
     for method in FLOW_METHODS:
         times = []
         for _ in range(repeats):
@@ -99,8 +99,11 @@ def bench_flow_methods(size: tuple[int, int], repeats: int = 5) -> None:
             flow = compute_flow(grey[0], grey[1], method)
             times.append(time.perf_counter() - started)
         error = np.linalg.norm(flow - true, axis=-1)
-        print(f"  {method:9s} {1000 * np.median(times):6.1f} ms/pair; end-point error {error[moving].mean():.2f} px "
-              f"where the face moves ({moving.mean():.0%} of the crop), {error[~moving].mean():.2f} px elsewhere")
+        rows.append([method, round(1000 * float(np.median(times)), 1), round(float(error[moving].mean()), 2),
+                     round(float(error[~moving].mean()), 2)])
+    rec.table(f"Optical flow on {side}x{side} registered face crops of a smile (largest true movement "
+              f"{np.linalg.norm(true, axis=-1).max():.1f} px; the face moves in {moving.mean():.0%} of the crop)",
+              ["method", "ms per pair", "end-point error where it moves, px", "elsewhere, px"], rows)
 
 
 def main() -> None:
@@ -111,9 +114,11 @@ def main() -> None:
     parser.add_argument("--size", default="640x480")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
+    rec = Recording(__doc__)
     with tempfile.TemporaryDirectory(prefix="bench_prepare_") as tmp:
-        bench_pipeline(Path(tmp), args.clips, args.frames, args.workers, size)
-    bench_flow_methods(size)
+        bench_pipeline(rec, Path(tmp), args.clips, args.frames, args.workers, size)
+    bench_flow_methods(rec, size)
+    rec.save()
 
 
 if __name__ == "__main__":

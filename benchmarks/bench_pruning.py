@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from facedyn.sweep import runner  # noqa: E402
 from facedyn.sweep.config import split_args  # noqa: E402
+from record import Recording  # noqa: E402
 
 GOAL_SAVING = 0.30
 
@@ -80,6 +81,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rec = Recording(__doc__)
 
     arms = {
         "no_pruning": run_arm("no_pruning", args, ["sweep.pruner.name=none"], args.out),
@@ -90,27 +92,26 @@ def main() -> int:
     }
     base = arms["no_pruning"]
     same_lrs = all(arm["stages"][s]["lrs"] == base["stages"][s]["lrs"] for arm in arms.values() for s in args.stages)
-    print(f"\nPruning benchmark: stages {' '.join(args.stages)}, {args.trials} trials per stage, random sampler "
-          f"seed {args.seed} (same lr per trial in every arm: {same_lrs})")
-    print(f"  median: MedianPruner(n_startup_trials={args.startup}, n_warmup_steps={args.warmup}); plateau: "
-          f"PatientPruner(patience={args.patience}, min_delta={args.min_delta})")
-    print(f"{'stage':<7}{'arm':<12}{'epochs':>8}{'median/trial':>14}{'pruned':>8}{'best val loss':>15}")
-    for stage in args.stages:
-        for name, arm in arms.items():
-            s = arm["stages"][stage]
-            print(f"{stage:<7}{name:<12}{s['epochs']:>8}{s['median_epochs']:>14}{s['pruned']:>8}{s['best']:>15.6f}")
+    rec.note(f"stages {' '.join(args.stages)}, {args.trials} trials per stage, random sampler seed {args.seed} "
+             f"(same lr per trial in every arm: {same_lrs}); median: MedianPruner(n_startup_trials={args.startup}, "
+             f"n_warmup_steps={args.warmup}); plateau: PatientPruner(patience={args.patience}, min_delta={args.min_delta})")
+    rec.table("Epochs trained and the best found, per stage and arm",
+              ["stage", "arm", "epochs", "median per trial", "pruned", "best val loss"],
+              [[stage, name, s["epochs"], s["median_epochs"], s["pruned"], round(s["best"], 6)]
+               for stage in args.stages for name, arm in arms.items() for s in [arm["stages"][stage]]])
     last = args.stages[-1]
     epochs_base = sum(s["epochs"] for s in base["stages"].values())
+    rows = []
     for name in ("median", "plateau"):
         arm = arms[name]
         epochs = sum(s["epochs"] for s in arm["stages"].values())
-        saving = 1 - epochs / epochs_base
         best, best_base = arm["stages"][last]["best"], base["stages"][last]["best"]
-        met = saving >= GOAL_SAVING and best <= best_base
-        print(f"\n{name}: {epochs} epochs against {epochs_base} (ratio {epochs / epochs_base:.2f}, {saving:.0%} fewer); "
-              f"wall {arm['seconds']:.0f} s against {base['seconds']:.0f} s (ratio {arm['seconds'] / base['seconds']:.2f})")
-        print(f"{name}: best val loss (stage {last}) {best:.6f} against {best_base:.6f}; goal (>= {GOAL_SAVING:.0%} "
-              f"fewer epochs at an equal-or-better best): {'met' if met else 'NOT met'}")
+        met = 1 - epochs / epochs_base >= GOAL_SAVING and best <= best_base
+        rows.append([name, f"{1 - epochs / epochs_base:.0%}", round(arm["seconds"] / base["seconds"], 2),
+                     round(best, 6), round(best_base, 6), "yes" if met else "no"])
+    rec.table(f"Against no pruning (goal: at least {GOAL_SAVING:.0%} fewer epochs at an equal or better best val loss)",
+              ["arm", "fewer epochs", "wall time ratio", f"best (stage {last})", "best without pruning", "goal met"], rows)
+    rec.save()
     return 0
 
 

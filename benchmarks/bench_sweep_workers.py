@@ -18,12 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def load_average() -> str:
-    with open("/proc/loadavg") as fh:
-        return " ".join(fh.read().split()[:3])
+from record import REPO, Recording
 
 
 def sweep(root: Path, workers: int, args: argparse.Namespace) -> float:
@@ -52,14 +47,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         args.cache = Path(tmp) / "cache"
         sweep(Path(tmp) / "warm-up", 1, argparse.Namespace(**{**vars(args), "trials": 1, "epochs": 1}))
-        before = load_average()
+        rec = Recording(__doc__)
         one = sweep(Path(tmp) / "one", 1, args)
         many = sweep(Path(tmp) / "many", args.workers, args)
-        after = load_average()
-    print(f"sweep of {args.trials} trials x {args.epochs} epochs of stage {args.stage}, tiny synthetic data")
-    for workers, seconds in ((1, one), (args.workers, many)):
-        print(f"  {workers} worker(s): {seconds:7.1f} s wall, {3600 * args.trials / seconds:7.1f} trials/hour")
-    print(f"  ratio 1/{args.workers} workers: {one / many:.2f}x; load average before {before}, after {after}")
+    rec.table(f"A sweep of {args.trials} trials x {args.epochs} epochs of stage {args.stage}, tiny synthetic data",
+              ["workers", "seconds", "trials per hour"],
+              [[workers, round(seconds, 1), round(3600 * args.trials / seconds, 1)] for workers, seconds in ((1, one), (args.workers, many))])
+    rec.figures(speed_up=round(one / many, 2))
+    rec.note(f"{args.workers} workers against 1: {one / many:.2f}x")
+    rec.save()
 
 
 if __name__ == "__main__":

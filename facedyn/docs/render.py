@@ -1,0 +1,192 @@
+"""Tables of measured figures in the docs and README.md, rendered from the JSON their commands wrote.
+
+    python -m facedyn.docs.render [--check]
+
+A page holds hand-written prose and generated blocks, `<!-- generated: NAME -->` … `<!-- /generated -->`;
+this fills each block from committed JSON and links the JSON it came from:
+
+  benchmarks          docs/data/benchmarks/<script>.json, as benchmarks/record.py writes them
+  benchmark-scripts   the scripts in benchmarks/ and the first line of each one's docstring
+  crossval            docs/data/crossval/<name>.json, the crossval.json of `python -m facedyn.crossval`
+  default-run         docs/data/benchmarks/bench_default_run.json: `python train.py`'s validation figures
+
+Each table keeps the rows and columns its command prints, so rerunning the command shown above a table
+gives a table of the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from facedyn.docs.pages import DOCS, REPO, fill_blocks, report, table, write_or_check
+
+DATA = DOCS / "data"
+BENCHMARKS = DATA / "benchmarks"
+CROSSVAL = DATA / "crossval"
+COMMAND = "python -m facedyn.docs.render"
+# Pages with generated blocks (relative to the repository root).
+PAGES = ("README.md", "docs/benchmarks.md", "docs/results.md")
+# Overrides that say where files go or how fast a run is, not what it learns: left out of a shown command.
+PLACE_AND_PACE = ("paths.output_dir", "data.cache_dir", "data.synthetic.root", "trainer.progress", "trainer.threads",
+                  "data.num_workers", "data.prefetch_batches")
+
+
+def link(json_path: Path, page: Path) -> str:
+    """A relative link from `page` to the JSON file a table was rendered from."""
+    return f"[`{json_path.name}`]({Path(os.path.relpath(json_path, page.parent)).as_posix()})"
+
+
+# ---- benchmarks ---------------------------------------------------------------------------------------------------
+
+def machine_line(data: dict) -> str:
+    m = data["machine"]
+    cpu = m["cpu"]
+    parts = [f"{cpu['model']}, {cpu['cores']} cores" + (f" ({', '.join(cpu['flags'])})" if cpu.get("flags") else "")]
+    if m.get("memory_gib"):
+        parts.append(f"{m['memory_gib']} GiB")
+    if m.get("gpu"):
+        parts.append(m["gpu"])
+    if m.get("torch"):
+        parts.append(f"torch {m['torch']}")
+    parts.append(f"Python {m['python']}")
+    before, after = data["load_before"][0], data.get("load_after", [None])[0]
+    parts.append(f"load average {before} before, {after} after")
+    code = data["code"]
+    if code.get("commit"):
+        parts.append(f"commit {code['commit'][:10]}" + (" with local changes" if code.get("modified") else ""))
+    parts.append(data["started"][:10])
+    return "; ".join(parts)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value)
+
+
+def benchmark_section(path: Path, page: Path) -> str:
+    data = json.loads(path.read_text())
+    text = [f"### `{data['benchmark']}` {{#{data['benchmark']}}}", "", data["description"], "",
+            f"```bash\n{data['command']}\n```", "",
+            f"Measured on {machine_line(data)}. Data: {link(path, page)}.", ""]
+    for note in data["notes"]:
+        text += [note, ""]
+    for t in data["tables"]:
+        text += [f"**{t['title']}**", "", table(t["columns"], [[_cell(v) for v in row] for row in t["rows"]])]
+    return "\n".join(text)
+
+
+def benchmarks_block(page: Path) -> str:
+    files = sorted(BENCHMARKS.glob("*.json"))
+    if not files:
+        return "No benchmark results are committed.\n"
+    return "\n".join(benchmark_section(path, page) for path in files)
+
+
+def script_summary(path: Path) -> str:
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+def scripts_block(page: Path) -> str:
+    rows = []
+    for path in sorted((REPO / "benchmarks").glob("*.py")):
+        if path.name.startswith(("bench_", "cv_")):
+            published = BENCHMARKS / f"{path.stem}.json"
+            rows.append([f"`benchmarks/{path.name}`", script_summary(path),
+                         f"[below](#{path.stem})" if published.is_file() else "—"])
+    return table(["script", "measures", "result"], rows)
+
+
+# ---- cross-validation -----------------------------------------------------------------------------------------------
+
+def _plain_override(override: str) -> str:
+    return override.replace("'", "")  # stage=['1','2a'] as Hydra normalises it → stage=[1,2a]
+
+
+def crossval_command(summary: dict) -> str:
+    """The `python -m facedyn.crossval` command line that makes a table of this shape (paths left out)."""
+    args = [f"folds={summary['folds']}"]
+    if summary.get("shared_stages"):
+        args.append(f"share={summary['shared_stages'][-1]}")
+    args += [_plain_override(o) for o in summary["common"] if o.split("=")[0].lstrip("+~") not in PLACE_AND_PACE]
+    sweeps: dict[str, list[str]] = {}
+    for variant in summary["variants"].values():
+        for override in variant["overrides"]:
+            key, _, value = _plain_override(override).partition("=")
+            if value not in sweeps.setdefault(key, []):
+                sweeps[key].append(value)
+    args += [f"{key}={','.join(values)}" for key, values in sweeps.items()]
+    return "python -m facedyn.crossval " + " ".join(shlex.quote(a) for a in args)
+
+
+def crossval_section(path: Path, page: Path) -> str:
+    from facedyn.crossval.summary import markdown
+
+    summary = json.loads(path.read_text())
+    shown = {**summary, "common": [o for o in summary["common"] if o.split("=")[0].lstrip("+~") not in PLACE_AND_PACE]}
+    body = markdown(shown).split("\n", 1)[1].lstrip("\n")  # the command's own table, without its title
+    title = path.stem.replace("_", " ").replace("-", " ")
+    return "\n".join([f"### {title[:1].upper()}{title[1:]}", "",
+                      f"```bash\n{crossval_command(summary)}\n```", "",
+                      f"{summary['folds']} folds by video. Data: {link(path, page)}.", "", body])
+
+
+def crossval_block(page: Path) -> str:
+    files = sorted(CROSSVAL.glob("*.json"))
+    if not files:
+        return "No cross-validation results are committed.\n"
+    return "\n".join(crossval_section(path, page) for path in files)
+
+
+# ---- the default run ---------------------------------------------------------------------------------------------
+
+def default_run_block(page: Path) -> str:
+    path = BENCHMARKS / "bench_default_run.json"
+    if not path.is_file():
+        return "No result of the default run is committed.\n"
+    data = json.loads(path.read_text())
+    quality = next(t for t in data["tables"] if t["title"].startswith("Validation split"))
+    figures = data["figures"]
+    minutes, seconds = divmod(round(figures["wall_seconds"]), 60)
+    return "\n".join([
+        table(quality["columns"], [[_cell(v) for v in row] for row in quality["rows"]]),
+        f"One run of `python train.py` from an empty cache: {minutes} min {seconds} s on "
+        f"{data['machine']['cpu']['model']} ({data['machine']['cpu']['cores']} cores, {figures['precision']}), "
+        f"load average {data['load_before'][0]} before. Data: {link(path, page)}; the same table: "
+        f"`python benchmarks/bench_default_run.py`.", ""])
+
+
+BLOCKS: dict[str, Callable[[Path], str]] = {
+    "benchmarks": benchmarks_block,
+    "benchmark-scripts": scripts_block,
+    "crossval": crossval_block,
+    "default-run": default_run_block,
+}
+
+
+def render(page: Path) -> str:
+    return fill_blocks(page.read_text(), {name: make(page) for name, make in BLOCKS.items()}, str(page))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if a committed page is out of date")
+    args = parser.parse_args(argv)
+    pages = {REPO / page: render(REPO / page) for page in PAGES}
+    return report(write_or_check(pages, args.check), args.check, COMMAND)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
