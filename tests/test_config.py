@@ -37,7 +37,7 @@ def test_design_learning_rates_and_freezing():
     assert set(stages["4"].trainable) == set(PARAMETER_GROUPS)
     # Every stage that trains the pretrained blendshape graph fine-tunes at the smallest lr (Adam moves every
     # weight by ~lr per step: 1e-3 wrecked it in 2b, 1e-4 in stage 4 made the fused model worse than stage 3's,
-    # README "Choosing the landmark head" and "Stage 4's learning rate").
+    # docs/design.md, "The learning rates").
     assert stages["4"].lr <= stages["2b"].lr < stages["1"].lr
 
 
@@ -123,17 +123,3 @@ def test_data_yaml_files_hold_only_what_differs_from_the_schema():
                 if line and not line.startswith("#")]
         assert set(keys) <= {"kind", "root"}, keys
     assert compose(["data=folder", "data.root=/d"]).data.val_fraction == compose([]).data.val_fraction
-
-
-def test_the_readme_stage_table_is_what_the_stage_files_say():
-    readme = (CONF_DIR.parents[1] / "README.md").read_text()
-    header = "| stage | trains | loss on | lr | epochs | kept epoch | notes |"
-    rows = readme[readme.index(header):].splitlines()[2:2 + len(STAGE_ORDER)]
-    cfg = compose([])
-    for stage, row in zip(STAGE_ORDER, rows):
-        cells = [c.strip() for c in row.strip("|").split("|")]
-        spec = cfg.stages[stage_key(stage)]
-        assert cells[0] == stage
-        assert cells[1] == ", ".join(spec.trainable) and cells[2] == str(spec.predict)
-        assert float(cells[3]) == spec.lr and int(cells[4]) == spec.epochs
-        assert cells[5] == (f"best {spec.select_metric}" if spec.select == "best" else "last")

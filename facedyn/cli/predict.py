@@ -3,7 +3,7 @@
 
 A thin Hydra entry point; the work is facedyn.inference.task.run(). Outputs in outputs/predictions/<time>/
 (predictions.csv, predictions_video.csv, patients.csv, report.html, and with labels metrics.json and
-Bland–Altman plots). See README.md.
+Bland–Altman plots). See docs/prediction.md.
 """
 
 from __future__ import annotations

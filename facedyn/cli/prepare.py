@@ -1,7 +1,7 @@
 """Turn a clinic's recordings and grading sheet into the training layout: `facedyn-prepare` (or `python
 prepare.py`) `videos=/data/clips grades=/data/grades.csv out=/data/dataset`.
 
-A thin Hydra entry point; the work is facedyn.videos.prepare(). See README.md for the layout and the report.
+A thin Hydra entry point; the work is facedyn.videos.prepare(). See docs/preparing-videos.md for the layout and the report.
 """
 
 from __future__ import annotations

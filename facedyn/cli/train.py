@@ -1,7 +1,7 @@
 """Train facedyn: `facedyn-train` (or `python train.py`) runs all five stages; `facedyn-train stage=2b optimizer.lr=1e-3` one.
 
 A thin Hydra entry point; the work is facedyn.training.run(). The configs come from the installed package
-(pkg://facedyn.conf), so the command works from any folder. See README.md for the commands.
+(pkg://facedyn.conf), so the command works from any folder. See docs/training.md for the commands.
 """
 
 from __future__ import annotations

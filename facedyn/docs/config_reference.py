@@ -435,9 +435,9 @@ def render() -> str:
         parts.append(f"## {command.title} {{#{command.anchor}}}\n\n```\n{command.usage}\n```\n")
         if command.anchor == "training":
             defaults = OmegaConf.load(CONF_DIR / "train.yaml").defaults
-            parts.append("### Config groups\n\nPick one option per group as `group=option`; an option's file holds only "
+            parts.append("### Config groups {#training-groups}\n\nPick one option per group as `group=option`; an option's file holds only "
                          "what differs from the schema's defaults.\n\n" + groups_markdown(CONF_DIR, list(defaults)))
-            parts.append("### Stages (`stages.s<stage>.*`)\n\nOne column per stage of `stage=all`, from "
+            parts.append("### Stages (`stages.s<stage>.*`) {#training-stages}\n\nOne column per stage of `stage=all`, from "
                          "`facedyn/conf/stage/<stage>.yaml`; set one as `stages.s2b.lr=3e-4`.\n\n" + stage_matrix(cfg))
         for section in walk(cfg, yaml=yaml, skip=("stages",), refer=command.refer):
             if section.rows:

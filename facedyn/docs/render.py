@@ -5,10 +5,11 @@
 A page holds hand-written prose and generated blocks, `<!-- generated: NAME -->` … `<!-- /generated -->`;
 this fills each block from committed JSON and links the JSON it came from:
 
-  benchmarks          docs/data/benchmarks/<script>.json, as benchmarks/record.py writes them
-  benchmark-scripts   the scripts in benchmarks/ and the first line of each one's docstring
+  benchmarks          per script in benchmarks/: its docstring's summary and usage, and
+                      docs/data/benchmarks/<script>.json as benchmarks/record.py writes it
   crossval            docs/data/crossval/<name>.json, the crossval.json of `python -m facedyn.crossval`
   default-run         docs/data/benchmarks/bench_default_run.json: `python train.py`'s validation figures
+  stages              the default pipeline's stages as facedyn/conf/stage/*.yaml set them
 
 Each table keeps the rows and columns its command prints, so rerunning the command shown above a table
 gives a table of the same shape.
@@ -32,7 +33,7 @@ BENCHMARKS = DATA / "benchmarks"
 CROSSVAL = DATA / "crossval"
 COMMAND = "python -m facedyn.docs.render"
 # Pages with generated blocks (relative to the repository root).
-PAGES = ("README.md", "docs/benchmarks.md", "docs/results.md")
+PAGES = ("README.md", "docs/benchmarks.md", "docs/results.md", "docs/training.md")
 # Overrides that say where files go or how fast a run is, not what it learns: left out of a shown command.
 PLACE_AND_PACE = ("paths.output_dir", "data.cache_dir", "data.synthetic.root", "trainer.progress", "trainer.threads",
                   "data.num_workers", "data.prefetch_batches")
@@ -75,11 +76,9 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def benchmark_section(path: Path, page: Path) -> str:
+def benchmark_result(path: Path, page: Path) -> str:
     data = json.loads(path.read_text())
-    text = [f"### `{data['benchmark']}` {{#{data['benchmark']}}}", "", data["description"], "",
-            f"```bash\n{data['command']}\n```", "",
-            f"Measured on {machine_line(data)}. Data: {link(path, page)}.", ""]
+    text = [f"Measured with `{data['command']}` on {machine_line(data)}. Data: {link(path, page)}.", ""]
     for note in data["notes"]:
         text += [note, ""]
     for t in data["tables"]:
@@ -87,26 +86,28 @@ def benchmark_section(path: Path, page: Path) -> str:
     return "\n".join(text)
 
 
-def benchmarks_block(page: Path) -> str:
-    files = sorted(BENCHMARKS.glob("*.json"))
-    if not files:
-        return "No benchmark results are committed.\n"
-    return "\n".join(benchmark_section(path, page) for path in files)
-
-
-def script_summary(path: Path) -> str:
+def script_doc(path: Path) -> tuple[str, str]:
+    """(summary, usage) of a benchmark script: its docstring's first paragraph, and its indented command line."""
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
-    return " ".join(doc.split("\n\n")[0].split())
+    paragraphs = doc.split("\n\n")
+    usage = next((p.strip() for p in paragraphs[1:] if p.startswith("    ") and "benchmarks/" in p), "")
+    return " ".join(paragraphs[0].split()), usage
 
 
-def scripts_block(page: Path) -> str:
-    rows = []
-    for path in sorted((REPO / "benchmarks").glob("*.py")):
-        if path.name.startswith(("bench_", "cv_")):
-            published = BENCHMARKS / f"{path.stem}.json"
-            rows.append([f"`benchmarks/{path.name}`", script_summary(path),
-                         f"[below](#{path.stem})" if published.is_file() else "—"])
-    return table(["script", "measures", "result"], rows)
+def benchmarks_block(page: Path) -> str:
+    """One section per script in benchmarks/: what it measures, how to run it, and its committed result."""
+    sections = []
+    for script in sorted((REPO / "benchmarks").glob("*.py")):
+        if not script.name.startswith(("bench_", "cv_")):
+            continue
+        summary, usage = script_doc(script)
+        result = BENCHMARKS / f"{script.stem}.json"
+        text = [f"### `{script.name}` {{#{script.stem}}}", "", summary, ""]
+        text += [f"```bash\n{usage}\n```", ""] if usage else []
+        text.append(benchmark_result(result, page) if result.is_file() else
+                    f"No result committed (`docs/data/benchmarks/{result.name}`).\n")
+        sections.append("\n".join(text))
+    return "\n".join(sections)
 
 
 # ---- cross-validation -----------------------------------------------------------------------------------------------
@@ -168,11 +169,30 @@ def default_run_block(page: Path) -> str:
         f"`python benchmarks/bench_default_run.py`.", ""])
 
 
+# ---- the stages -------------------------------------------------------------------------------------------------
+
+def stages_block(page: Path) -> str:
+    from facedyn.config import CONF_DIR, STAGE_ORDER, compose, stage_key
+    from facedyn.docs.config_reference import leading_comment
+
+    cfg = compose([])
+    rows = []
+    for stage in STAGE_ORDER:
+        spec = cfg.stages[stage_key(stage)]
+        kept = f"best {spec.select_metric}" if str(spec.select) == "best" else "last"
+        notes = [f"lr warm-up over the first {spec.warmup_fraction:.0%} of its steps"] if spec.warmup_fraction else []
+        notes += ["frozen branches computed once"] if spec.precompute_frozen else []
+        notes += ["augmented"] if spec.augment else []
+        rows.append([f"`{stage}`", ", ".join(spec.trainable), str(spec.predict), f"{spec.lr:g}", spec.epochs, kept,
+                     "; ".join(notes), leading_comment(CONF_DIR / "stage" / f"{stage}.yaml").split(": ", 1)[-1]])
+    return table(["stage", "trains", "loss on", "lr", "epochs", "hands on", "notes", "what it is"], rows)
+
+
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "benchmarks": benchmarks_block,
-    "benchmark-scripts": scripts_block,
     "crossval": crossval_block,
     "default-run": default_run_block,
+    "stages": stages_block,
 }
 
 
