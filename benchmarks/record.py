@@ -121,14 +121,13 @@ class Recording:
     def figures(self, **values: Any) -> None:
         self.data["figures"].update({k: _plain(v) for k, v in values.items()})
 
-    def save(self) -> Path:
+    def save(self, folder: Path = RESULTS) -> Path:
         self.data["load_after"] = load_average()
         self.data["ended"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        path = RESULTS / f"{self.name}.json"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.name}.json"
         path.write_text(json.dumps(self.data, indent=1) + "\n")
-        load = self.data
-        print(f"\nload average (1 min) {load['load_before'][0]} before, {load['load_after'][0]} after; "
+        print(f"\nload average (1 min) {self.data['load_before'][0]} before, {self.data['load_after'][0]} after; "
               f"{self.data['machine']['cpu']['model']}, {self.data['machine']['cpu']['cores']} cores; written to {path}")
         return path
 
