@@ -42,12 +42,18 @@ def _comment_text(lines: list[str]) -> str:
     return " ".join(line.strip().lstrip("#").strip() for line in lines).strip()
 
 
+def class_source(cls: type) -> str:
+    try:
+        return textwrap.dedent(inspect.getsource(cls))
+    except (OSError, TypeError):  # a class without source (built in, or made at run time)
+        return ""
+
+
 @cache
 def field_comments(cls: type) -> dict[str, str]:
     """{field: meaning} from the comments in `cls`'s source: on the field's line, else right above it."""
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
+    source = class_source(cls)
+    if not source:
         return {}
     comments: dict[int, str] = {}  # line number → comment text
     code_lines: set[int] = set()
@@ -148,12 +154,8 @@ def enum_meaning(hint: Any) -> str:
 
 @cache
 def _member_comments(cls: type) -> dict[str, str]:
-    try:
-        source = textwrap.dedent(inspect.getsource(cls))
-    except (OSError, TypeError):
-        return {}
     found = {}
-    for line in source.splitlines():
+    for line in class_source(cls).splitlines():
         match = re.match(r"^\s+(\w+)\s*=.*?#\s*(.*)$", line)
         if match:
             found[match[1]] = match[2].strip()
