@@ -30,7 +30,7 @@ from facedyn.utils.config import ConfigError
 
 @dataclass
 class PathsConfig:
-    output_dir: str = "outputs"
+    output_dir: str = "outputs"  # runs, multiruns, sweeps, cross-validations and predictions go under it
 
 
 @dataclass
@@ -43,7 +43,7 @@ class TrainConfig:
     paths: PathsConfig = field(default_factory=PathsConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     stages: Dict[str, StageConfig] = field(default_factory=dict)
-    seed: int = 0
+    seed: int = 0  # seeds the model's initialisation, the batch order and the augmentation
     name: Optional[str] = None  # appended to the run folder's name
     init_from: Optional[str] = None  # run folder or checkpoint the first stage starts from
     resume: Optional[str] = None  # run folder of an interrupted run to continue

@@ -397,7 +397,7 @@ def _export() -> DictConfig:
 
 
 def commands() -> list[Command]:
-    from facedyn.config import CONF_DIR
+    from facedyn.conf import CONF_DIR
 
     return [
         Command("Training: `train.py`", "training", "python train.py [group=option ...] [key=value ...]", _train),
@@ -427,7 +427,7 @@ given) and meaning. Set any of them on the command line as `key=value`; see
 
 
 def render() -> str:
-    from facedyn.config import CONF_DIR
+    from facedyn.conf import CONF_DIR
 
     parts = [INTRO]
     parts.append("Commands: " + ", ".join(f"[{c.title.split(':')[0]}](#{c.anchor})" for c in commands()) + ".\n")

@@ -179,7 +179,9 @@ def default_run_block(page: Path) -> str:
 # ---- the stages -------------------------------------------------------------------------------------------------
 
 def stages_block(page: Path) -> str:
-    from facedyn.config import CONF_DIR, STAGE_ORDER, compose, stage_key
+    from facedyn.conf import CONF_DIR
+    from facedyn.config import compose
+    from facedyn.training.stages import STAGE_ORDER, stage_key
     from facedyn.docs.config_reference import leading_comment
 
     cfg = compose([])

@@ -15,8 +15,8 @@ from facedyn.utils.config import Choice, ConfigError, one_of, positive
 
 @dataclass
 class LossWeights:
-    dynamics: float = 1.0
-    synkinesis: float = 1.0
+    dynamics: float = 1.0  # weight of the dynamics score's scaled MSE in the stage's loss
+    synkinesis: float = 1.0  # weight of the synkinesis score's scaled MSE in the stage's loss
 
 
 class StageInit(Choice):
@@ -36,15 +36,15 @@ class CheckpointEvery(Choice):
 
 @dataclass
 class StageConfig:
-    name: str = MISSING
+    name: str = MISSING  # the stage's name (1, 2a, 2b, 3, 4): its key under stages is s<name>
     after: Optional[str] = None  # the stage this one follows in the pipeline (and, with init=previous, starts from)
     trainable: List[str] = MISSING  # parameter groups, from PARAMETER_GROUPS; all others are frozen
-    predict: Predict = MISSING
-    lr: float = MISSING
-    epochs: int = MISSING
+    predict: Predict = MISSING  # which prediction the loss and the stage's metrics are computed on
+    lr: float = MISSING  # peak learning rate (optimizer.lr, when set, overrides it)
+    epochs: int = MISSING  # passes over the training data
     init: StageInit = StageInit.previous
     loss_weights: LossWeights = field(default_factory=LossWeights)
-    augment: bool = True
+    augment: bool = True  # augment the training data (data.augment.*) in this stage
     # Compute the frozen branches' outputs once per stage (on un-augmented data, so augment must be false)
     # and train the heads on them; only possible when every trainable group is a head (HEAD_GROUPS).
     precompute_frozen: bool = False
@@ -64,9 +64,9 @@ class OptimizerName(Choice):
 
 @dataclass
 class OptimizerConfig:
-    name: OptimizerName = OptimizerName.adam
+    name: OptimizerName = OptimizerName.adam  # torch.optim's Adam, AdamW or SGD
     lr: Optional[float] = None  # when set, overrides the lr of every stage that runs
-    weight_decay: float = 0.0
+    weight_decay: float = 0.0  # L2 penalty (adam, sgd) or decoupled weight decay (adamw)
     momentum: float = 0.9  # sgd
     betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam, adamw
 
@@ -79,7 +79,7 @@ class SchedulerName(Choice):
 @dataclass
 class SchedulerConfig:
     name: SchedulerName = SchedulerName.cosine  # stepped every batch
-    min_factor: float = 0.1
+    min_factor: float = 0.1  # cosine: the lr a stage ends at, as a share of its peak lr
 
 
 class Device(Choice):
@@ -100,9 +100,9 @@ class TrainerConfig:
     precision: Precision = Precision.auto
     channels_last: bool = True  # on cuda
     threads: int = 0  # torch CPU threads; 0: torch's default
-    eval_batch_size: int = 128
+    eval_batch_size: int = 128  # batch size of validation and prediction passes
     progress: bool = True  # progress bars per epoch, on a terminal (a log gets one line per epoch either way)
-    deterministic: bool = True
+    deterministic: bool = True  # torch's deterministic algorithms: the same seed gives the same run
     # Evaluate, select and hand on an exponential moving average of the weights with this decay (e.g. 0.999;
     # its warm-up follows the step count: decay min(ema, (1 + steps) / (10 + steps))); null: the weights themselves.
     ema: Optional[float] = None
