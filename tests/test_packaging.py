@@ -47,7 +47,7 @@ def test_an_installed_facedyn_composes_and_its_console_script_starts_elsewhere(i
     site = installed / "site"
     env = {"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     probe = subprocess.run(
-        [sys.executable, "-c", "from facedyn.config import CONF_DIR, compose; "
+        [sys.executable, "-c", "from facedyn.conf import CONF_DIR; from facedyn.config import compose; "
          "print(CONF_DIR); print(compose(['stage=2b', 'optimizer.lr=0.5']).stages.s2b.name)"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr
