@@ -26,6 +26,8 @@ def _summary_lines(summary: PrepareSummary) -> list[str]:
     lines = [f"{len(summary.outcomes)} clip(s): {len(ok)} prepared, {len(skipped)} skipped "
              f"({summary.reused} unchanged since the last run); {summary.samples} sample(s) in {summary.out}"]
     lines += [f"  skipped {o.relative}: {o.reason}" for o in skipped]
+    lines += [f"  {o.relative}: note: {o.note} (rest-phase noise {o.rest_noise:g} inter-ocular distances)"
+              for o in ok if o.note]
     lines += [f"  graded but no video: {patient} {expression}" for patient, expression in summary.grades_without_video]
     lines.append(f"report: {summary.report}")
     lines += [f"contact sheet: {path}" for path in summary.contact_sheets]

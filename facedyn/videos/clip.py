@@ -33,6 +33,7 @@ MEDIAPIPE_BLENDSHAPES_FILE = "mediapipe_blendshapes.json"
 TIMED_STEPS = ("decode", "landmarks", "flow", "writing")
 TILE = 160  # contact-sheet cell side
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
+NO_MOVEMENT = "no movement above noise"  # still prepared: no movement is a grade of its own
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,9 @@ class ClipOutcome:
     baseline_frame: Optional[int] = None
     apex_frame: Optional[int] = None
     frames: list[int] = field(default_factory=list)
-    apex_movement: Optional[float] = None  # mean landmark movement at the apex, inter-ocular distances
+    apex_movement: Optional[float] = None  # landmark movement at the apex beyond the noise, inter-ocular distances
+    rest_noise: Optional[float] = None  # the landmarks' wander during the rest phase, inter-ocular distances
+    note: str = ""  # what a person should know about a prepared clip, e.g. NO_MOVEMENT
     labelled: bool = False
     samples: list[str] = field(default_factory=list)  # "<expression>/<patient>_<frame>"
     fingerprint: str = ""
@@ -258,6 +261,8 @@ def _process(job: ClipJob, outcome: ClipOutcome, timer: _Timer) -> None:
     selection = choose_frames(scan.landmarks, scan.counts == 1, job.cfg.selection)
     outcome.baseline_frame, outcome.apex_frame = selection.baseline, selection.apex
     outcome.frames, outcome.apex_movement = list(selection.frames), round(selection.apex_movement, 4)
+    outcome.rest_noise = round(selection.rest_noise, 4)
+    outcome.note = "" if selection.moved else NO_MOVEMENT
     images = _frames_at(job.video, {selection.baseline, *selection.frames}, timer)
     missing = sorted({selection.baseline, *selection.frames} - set(images))
     if missing:

@@ -46,6 +46,8 @@ class SelectionConfig:
     frames: int = 3  # expression frames per clip, around the apex
     near_apex: float = 0.8  # chosen frames move at least this share of the apex's displacement
     rest_fraction: float = 0.2  # the rest phase ends where the movement first reaches this share of the apex
+    # ...but not before this many frames (a quarter of the clip at most): its noise level needs them
+    min_rest: int = 8
 
 
 @dataclass
@@ -145,6 +147,7 @@ def check(cfg: PrepareConfig) -> None:
         "selection.frames": cfg.selection.frames < 1 and "must be at least 1",
         "selection.near_apex": not 0 < cfg.selection.near_apex <= 1 and "must be in (0, 1]",
         "selection.rest_fraction": not 0 < cfg.selection.rest_fraction < 1 and "must be in (0, 1)",
+        "selection.min_rest": cfg.selection.min_rest < 1 and "must be at least 1",
         "flow.method": cfg.flow.method not in FLOW_METHODS and f"must be one of {', '.join(FLOW_METHODS)}",
         "flow.crop_size": cfg.flow.crop_size < cfg.flow.image_size and "must be at least flow.image_size",
         "flow.image_size": cfg.flow.image_size < 16 and "must be at least 16",

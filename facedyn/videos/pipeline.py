@@ -34,7 +34,7 @@ from facedyn.videos.grades import Grade, read_grades
 from facedyn.videos.report import write_contact_sheets, write_report
 
 log = logging.getLogger("facedyn")
-PIPELINE_VERSION = 1  # bump when the samples written for the same clip and settings change
+PIPELINE_VERSION = 2  # bump when the samples written for the same clip and settings change
 MARKER = "prepare.json"
 WORKER_LOG = "workers.log"  # what MediaPipe and FFmpeg print in the workers
 

@@ -16,17 +16,17 @@ from facedyn.videos.grades import Grade
 
 REPORT_FILE = "prepare_report.csv"
 CONTACT_SHEET_PREFIX = "contact_sheet_"
-COLUMNS = ("video", "patient", "expression", "status", "reason", "frames_read", "one_face_share",
-           "baseline_frame", "apex_frame", "chosen_frames", "apex_movement", "samples", "labelled")
+COLUMNS = ("video", "patient", "expression", "status", "reason", "note", "frames_read", "one_face_share",
+           "baseline_frame", "apex_frame", "chosen_frames", "apex_movement", "rest_noise", "samples", "labelled")
 _CAPTION = 18
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def _row(outcome: ClipOutcome) -> list[object]:
-    return [outcome.relative, outcome.patient, outcome.expression, outcome.status, outcome.reason,
+    return [outcome.relative, outcome.patient, outcome.expression, outcome.status, outcome.reason, outcome.note,
             outcome.frames_read, f"{outcome.one_face_share:.4f}", _blank(outcome.baseline_frame),
             _blank(outcome.apex_frame), " ".join(map(str, outcome.frames)), _blank(outcome.apex_movement),
-            len(outcome.samples), "yes" if outcome.labelled else "no"]
+            _blank(outcome.rest_noise), len(outcome.samples), "yes" if outcome.labelled else "no"]
 
 
 def _blank(value: Optional[object]) -> object:
@@ -42,8 +42,8 @@ def write_report(out: Path, outcomes: Sequence[ClipOutcome],
     for outcome in sorted(outcomes, key=lambda o: (o.expression or "", o.patient, o.relative)):
         writer.writerow(_row(outcome))
     for (patient, expression), grade in sorted(grades_without_video.items()):
-        writer.writerow(["", patient, expression, "no_video", f"graded ({grade.row}) but no video found",
-                         0, "", "", "", "", "", 0, "no"])
+        writer.writerow(["", patient, expression, "no_video", f"graded ({grade.row}) but no video found", "",
+                         0, "", "", "", "", "", "", 0, "no"])
     target = out / REPORT_FILE
     atomic_write_text(target, buffer.getvalue())
     return target
@@ -74,7 +74,8 @@ def write_contact_sheets(out: Path, outcomes: Sequence[ClipOutcome], grades: Map
             top = _CAPTION + row * (TILE + _CAPTION)
             grade = grades.get((outcome.patient, expression))
             graded = f"d{grade.dynamics} s{grade.synkinesis}" if grade else "not graded"
-            _text(sheet, f"{outcome.patient}  {graded}  frames {outcome.baseline_frame} -> {outcome.apex_frame}",
+            note = f"  ({outcome.note})" if outcome.note else ""
+            _text(sheet, f"{outcome.patient}  {graded}  frames {outcome.baseline_frame} -> {outcome.apex_frame}{note}",
                   (4, top + 13))
             tile = cv2.imread(str(record_path(out, expression, outcome.patient, ".png")), cv2.IMREAD_COLOR)
             if tile is not None and tile.shape == (TILE, width, 3):
