@@ -25,7 +25,7 @@ from facedyn.data.layout import BASELINE_LANDMARKS_FILE, EXPRESSION_LANDMARKS_FI
 from facedyn.utils.io import atomic_write_bytes, atomic_write_json
 from facedyn.landmarks import BLENDSHAPE_NAMES, LANDMARK_SUBSET_IDXS, NUM_MESH_LANDMARKS
 from facedyn.videos.config import PrepareConfig
-from facedyn.videos.registration import RegisteredPair, apply, flow_image, register_pair
+from facedyn.videos.registration import RegisteredPair, apply, flow_image, noise_floor, register_pair
 from facedyn.videos.selection import Selection, SelectionError, choose_frames
 
 RECORDS_DIR = ".prepare"  # hidden: the reader skips it
@@ -61,8 +61,9 @@ class ClipOutcome:
     baseline_frame: Optional[int] = None
     apex_frame: Optional[int] = None
     frames: list[int] = field(default_factory=list)
-    apex_movement: Optional[float] = None  # landmark movement at the apex beyond the noise, inter-ocular distances
+    apex_movement: Optional[float] = None  # peak landmark movement beyond the noise, inter-ocular distances
     rest_noise: Optional[float] = None  # the landmarks' wander during the rest phase, inter-ocular distances
+    flow_noise: Optional[float] = None  # flow between two rest frames (px at the flow image's size), zeroed below
     note: str = ""  # what a person should know about a prepared clip, e.g. NO_MOVEMENT
     labelled: bool = False
     samples: list[str] = field(default_factory=list)  # "<expression>/<patient>_<frame>"
@@ -263,14 +264,21 @@ def _process(job: ClipJob, outcome: ClipOutcome, timer: _Timer) -> None:
     outcome.frames, outcome.apex_movement = list(selection.frames), round(selection.apex_movement, 4)
     outcome.rest_noise = round(selection.rest_noise, 4)
     outcome.note = "" if selection.moved else NO_MOVEMENT
-    images = _frames_at(job.video, {selection.baseline, *selection.frames}, timer)
-    missing = sorted({selection.baseline, *selection.frames} - set(images))
+    partner = selection.rest_partner if job.cfg.flow.noise_floor else None
+    wanted = {selection.baseline, *selection.frames, *([] if partner is None else [partner])}
+    images = _frames_at(job.video, wanted, timer)
+    missing = sorted(wanted - set(images))
     if missing:
         raise SelectionError(f"frame(s) {missing} could not be decoded a second time")
     base = scan.landmarks[selection.baseline]
+    floor = 0.0
+    if partner is not None:
+        floor = noise_floor(register_pair(images[selection.baseline], images[partner], base, scan.landmarks[partner],
+                                          job.cfg.flow), job.cfg.flow)
+        outcome.flow_noise = round(floor * job.cfg.flow.image_size / job.cfg.flow.crop_size, 4)
     for frame in selection.frames:
         pair = register_pair(images[selection.baseline], images[frame], base, scan.landmarks[frame], job.cfg.flow)
-        flow_rgb = flow_image(pair, job.cfg.flow)
+        flow_rgb = flow_image(pair, job.cfg.flow, floor)
         timer.lap("flow")
         outcome.samples.append(_write_sample(job, frame, flow_rgb, selection, scan))
         if frame == selection.apex:

@@ -56,6 +56,9 @@ class FlowConfig:
     # (benchmarks/bench_prepare.py): end-point error 0.61 vs 0.83 px where the face moves, half the time.
     method: str = "dis"
     register: bool = True  # cancel head motion with a similarity fitted on points expressions do not move
+    # Zero the flow weaker than what two rest-phase frames show (the clip's own noise: resampling after
+    # camera motion, compression); a still, clean clip has a floor of ~0 and keeps its flow as it is.
+    noise_floor: bool = True
     crop_size: int = 224  # side of the face crops the flow is computed on (the synthetic render size)
     face_fill: float = 0.8  # face height / crop side, as the synthetic generator frames faces
     image_size: int = 112  # side of the saved flow image

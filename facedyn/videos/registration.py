@@ -21,6 +21,7 @@ from facedyn.videos.config import FlowConfig
 # Mouth, cheeks, lids, brows and nose wings are left out: they are what the expressions move.
 STABLE_POINTS = (168, 6, 197, 195, 5, 33, 133, 362, 263, 127, 356, 234, 454)
 KEEP_SHARE, TRIM_ROUNDS = 0.6, 4  # residual head motion: refit on the 60 % of the face that fits best
+NOISE_PERCENTILE = 99.9  # the flow noise floor: this percentile of the rest pair's flow inside the face
 
 
 def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -115,11 +116,31 @@ def residual_head_motion(flow: np.ndarray, face: np.ndarray) -> np.ndarray:
     return (apply(matrix, pixels) - pixels).astype(np.float32)
 
 
-def flow_image(pair: RegisteredPair, cfg: FlowConfig) -> np.ndarray:
-    """The (image_size, image_size, 3) uint8 RGB HSV flow image baseline -> expression, as the synthetic data;
-    with `cfg.register`, the head motion the landmark registration left is taken out of the flow too."""
+def registered_flow(pair: RegisteredPair, cfg: FlowConfig) -> np.ndarray:
+    """(crop_size, crop_size, 2) flow baseline -> expression in crop pixels; with `cfg.register`, the head
+    motion the landmark registration left is taken out too."""
     flow = compute_flow(cv2.cvtColor(pair.baseline, cv2.COLOR_BGR2GRAY),
                         cv2.cvtColor(pair.expression, cv2.COLOR_BGR2GRAY), cfg.method)
     if cfg.register:
         flow = flow - residual_head_motion(flow, pair.face)
+    return flow
+
+
+def noise_floor(rest_pair: RegisteredPair, cfg: FlowConfig) -> float:
+    """The flow (crop pixels) that two frames of the rest phase show inside the face: no expression moves
+    between them, so what DIS finds there is the clip's noise — resampling after camera motion, compression,
+    sensor noise. NOISE_PERCENTILE of its magnitude inside the baseline landmarks' hull."""
+    flow = registered_flow(rest_pair, cfg)
+    inside = np.zeros(flow.shape[:2], np.uint8)
+    cv2.fillConvexPoly(inside, cv2.convexHull(rest_pair.face.astype(np.float32)).astype(np.int32), 1)
+    magnitude = np.linalg.norm(flow, axis=-1)[inside > 0]
+    return float(np.percentile(magnitude, NOISE_PERCENTILE)) if magnitude.size else 0.0
+
+
+def flow_image(pair: RegisteredPair, cfg: FlowConfig, floor: float = 0.0) -> np.ndarray:
+    """The (image_size, image_size, 3) uint8 RGB HSV flow image baseline -> expression, as the synthetic data;
+    flow weaker than `floor` (crop pixels: the clip's noise, see noise_floor) is set to zero."""
+    flow = registered_flow(pair, cfg)
+    if floor > 0:
+        flow[np.linalg.norm(flow, axis=-1) < floor] = 0.0
     return encode_flow(resize_flow(flow, cfg.image_size), cfg.max_magnitude)

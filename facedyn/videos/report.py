@@ -17,7 +17,7 @@ from facedyn.videos.grades import Grade
 REPORT_FILE = "prepare_report.csv"
 CONTACT_SHEET_PREFIX = "contact_sheet_"
 COLUMNS = ("video", "patient", "expression", "status", "reason", "note", "frames_read", "one_face_share",
-           "baseline_frame", "apex_frame", "chosen_frames", "apex_movement", "rest_noise", "samples", "labelled")
+           "baseline_frame", "apex_frame", "chosen_frames", "apex_movement", "rest_noise", "flow_noise", "samples", "labelled")
 _CAPTION = 18
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -26,7 +26,7 @@ def _row(outcome: ClipOutcome) -> list[object]:
     return [outcome.relative, outcome.patient, outcome.expression, outcome.status, outcome.reason, outcome.note,
             outcome.frames_read, f"{outcome.one_face_share:.4f}", _blank(outcome.baseline_frame),
             _blank(outcome.apex_frame), " ".join(map(str, outcome.frames)), _blank(outcome.apex_movement),
-            _blank(outcome.rest_noise), len(outcome.samples), "yes" if outcome.labelled else "no"]
+            _blank(outcome.rest_noise), _blank(outcome.flow_noise), len(outcome.samples), "yes" if outcome.labelled else "no"]
 
 
 def _blank(value: Optional[object]) -> object:
@@ -43,7 +43,7 @@ def write_report(out: Path, outcomes: Sequence[ClipOutcome],
         writer.writerow(_row(outcome))
     for (patient, expression), grade in sorted(grades_without_video.items()):
         writer.writerow(["", patient, expression, "no_video", f"graded ({grade.row}) but no video found", "",
-                         0, "", "", "", "", "", "", 0, "no"])
+                         0, "", "", "", "", "", "", "", 0, "no"])
     target = out / REPORT_FILE
     atomic_write_text(target, buffer.getvalue())
     return target

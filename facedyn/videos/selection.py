@@ -53,13 +53,10 @@ class Selection:
     baseline: int
     apex: int
     frames: tuple[int, ...]  # the expression frames, ascending, the apex among them
-    apex_movement: float  # landmark movement at the apex beyond the rest-phase noise, inter-ocular distances
+    apex_movement: float  # the peak of the landmark movement beyond the rest-phase noise, inter-ocular distances
     rest_noise: float  # what the most-moving landmarks wander during the rest phase, inter-ocular distances
-
-    @property
-    def moved(self) -> bool:
-        """Whether the movement rose above the rest phase's noise (False: the face did not move)."""
-        return self.apex_movement > ABOVE_NOISE * self.rest_noise
+    rest_partner: Optional[int]  # the rest frame farthest in time from the baseline (None: the rest is one frame)
+    moved: bool  # whether the movement rose above the rest phase's noise (False: the face did not move)
 
 
 def _interocular(points: np.ndarray) -> float:
@@ -157,7 +154,8 @@ def choose_frames(landmarks: np.ndarray, valid: np.ndarray, cfg: SelectionConfig
     points follow a closing lid in steps and then hold, so the peak is a plateau: the apex is the middle
     of the stretch around the peak that moves at least APEX_PLATEAU of it. The expression frames are
     spread evenly over the stretch around the apex that moves at least near_apex of the apex's movement,
-    the apex always among them; a shorter stretch gives fewer frames.
+    the apex always among them; a shorter stretch gives fewer frames. A clip without movement above its
+    noise (Selection.moved) has its frames spread over the whole clip.
     """
     if not valid.any():
         raise SelectionError("no frame shows exactly one face")
@@ -172,7 +170,11 @@ def choose_frames(landmarks: np.ndarray, valid: np.ndarray, cfg: SelectionConfig
     movement[baseline] = np.nan  # the baseline is no expression frame
     if np.all(np.isnan(movement)):
         raise SelectionError("no frame with one face besides the baseline")
-    moved = _smooth(movement, half=2)
+    smoothed = _smooth(movement, half=2)
+    above_noise = bool(np.nanmax(smoothed) > ABOVE_NOISE * rest_noise)
+    # Without movement above noise the curve is noise: every frame is as good an apex as any, and the
+    # frames are spread over the whole clip.
+    moved = smoothed if above_noise else np.where(np.isnan(smoothed), np.nan, 0.0)
     plateau = _stretch(moved, int(np.nanargmax(moved)), APEX_PLATEAU)
     middle = (plateau[0] + plateau[-1]) / 2
     apex = min(plateau, key=lambda t: (abs(t - middle), t))
@@ -183,4 +185,5 @@ def choose_frames(landmarks: np.ndarray, valid: np.ndarray, cfg: SelectionConfig
         frames = {near[int(round(i))] for i in np.linspace(0, len(near) - 1, cfg.frames)}
         frames.remove(min(frames, key=lambda t: (abs(t - apex), t)))
         frames.add(apex)
-    return Selection(baseline, apex, tuple(sorted(frames)), float(moved[apex]), rest_noise)
+    partner = max((t for t in rest if t != baseline), key=lambda t: (abs(t - baseline), t), default=None)
+    return Selection(baseline, apex, tuple(sorted(frames)), float(np.nanmax(smoothed)), rest_noise, partner, above_noise)
