@@ -56,26 +56,63 @@ def register_configs() -> None:
 register_configs()
 # hydra.run.dir: an interrupted run resumes in its own folder; a new one gets a folder no other run has
 # (two runs started in the same second get <time> and <time>_2).
+def _new_folder(path: str) -> str:
+    """claim_new_folder for the resolvers; a folder that cannot be made ends the program with one line
+    (a resolver's exception would reach the user as a screen of Hydra's interpolation traceback)."""
+    try:
+        return claim_new_folder(path)
+    except OSError as exc:
+        raise SystemExit(f"error: cannot create the output folder {path} ({exc.strerror or exc}); start from a "
+                         f"folder you can write to or set paths.output_dir=/a/writable/folder") from None
+
+
 if not OmegaConf.has_resolver("facedyn_run_dir"):
-    OmegaConf.register_new_resolver("facedyn_run_dir", lambda resume, new: resume if resume else claim_new_folder(new))
-    OmegaConf.register_new_resolver("facedyn_new_dir", claim_new_folder)
+    OmegaConf.register_new_resolver("facedyn_run_dir", lambda resume, new: resume if resume else _new_folder(new))
+    OmegaConf.register_new_resolver("facedyn_new_dir", _new_folder)
     OmegaConf.register_new_resolver("facedyn_suffix", lambda name: f"_{name}" if name else "")
 
 
 _NUMERIC_STAGE = re.compile(r"^(?P<key>[~+]*stage)=(?P<open>\[?)(?P<values>[\w,]+)(?P<close>\]?)$")
 
 
+_PLAIN_VALUE = re.compile(r"^(?P<key>[~+]*[\w.@/-]+)=(?P<value>[^'\"\[\]{}(),\\]+)$")
+
+
 def normalize_overrides(overrides: Sequence[str]) -> list[str]:
     """Quote stage names in `stage=1`, `stage=1,2a` (a multirun) and `stage=[2a,2b,3]` (several stages in
-    one run): Hydra reads `1` as an int and refuses it as a group option."""
+    one run): Hydra reads `1` as an int and refuses it as a group option. Quote a plain value with a
+    letter beyond ASCII (`videos=/data/Müller`): Hydra's grammar reads such letters only inside quotes."""
     normalized = []
     for override in overrides:
         match = _NUMERIC_STAGE.match(override)
+        plain = _PLAIN_VALUE.match(override)
         if match and bool(match["open"]) == bool(match["close"]):
             values = ",".join(f"'{value}'" for value in match["values"].split(","))
             override = f"{match['key']}={match['open']}{values}{match['close']}"
+        elif plain and not plain["value"].isascii():
+            override = f"{plain['key']}='{plain['value']}'"
         normalized.append(override)
     return normalized
+
+
+def command_line_overrides(arguments: Sequence[str]) -> list[str]:
+    """The entry points' `key=value` arguments, normalised (normalize_overrides); one that Hydra's grammar
+    cannot read ends the program with one line saying how to quote it, not Hydra's four-line parser error."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    overrides = normalize_overrides(arguments)
+    parser = OverridesParser.create()
+    for given, override in zip(arguments, overrides):
+        if given.startswith("-") or "=" not in given:
+            continue  # Hydra's own flags and their values (--cfg job, --multirun, ...)
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException:
+            key, _, value = given.partition("=")
+            raise SystemExit(f"error: cannot read the setting {given!r}; put its value in quotes, as in "
+                             f"{key}='{value}' (with the shell's quotes around it all: \"{key}='{value}'\")") from None
+    return overrides
 
 
 def override_key(override: str) -> str:

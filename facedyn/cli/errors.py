@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
+from pathlib import Path
+
 
 def user_errors() -> tuple[type[Exception], ...]:
     """Exception types that mean bad input, not a bug. A function so that `--help` need not import torch."""
@@ -13,3 +17,35 @@ def user_errors() -> tuple[type[Exception], ...]:
     from facedyn.runs import RunFolderInUse
 
     return AssetError, CheckpointError, ConfigError, DataError, RunFolderInUse, WeightsUnavailable
+
+
+def _file_handlers(folder: Path) -> list[logging.FileHandler]:
+    return [h for h in logging.getLogger().handlers
+            if isinstance(h, logging.FileHandler) and Path(h.baseFilename).parent == folder.resolve()]
+
+
+def record_in_log_files(folder: Path, message: str) -> None:
+    """Write an error into the log files in `folder` only: the console shows it once, as SystemExit's line."""
+    record = logging.getLogger("facedyn").makeRecord("facedyn", logging.ERROR, __file__, 0, message, None, None)
+    for handler in _file_handlers(folder):
+        handler.handle(record)
+
+
+def discard_refused_folder(folder: Path, stop: Path) -> None:
+    """Remove the output folder Hydra made for a run that was refused before writing anything but its log
+    (and lock), and the parents up to `stop` that it leaves empty: a refusal leaves nothing behind."""
+    folder = folder.resolve()
+    if not folder.is_dir() or any(p.name not in {"predict.log", ".lock"} for p in folder.iterdir()):
+        return
+    for handler in _file_handlers(folder):
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    shutil.rmtree(folder, ignore_errors=True)
+    stop = stop.resolve()
+    for parent in folder.parents:
+        if parent == stop.parent or not parent.is_relative_to(stop):
+            break
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break

@@ -15,8 +15,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from facedyn.cli.errors import user_errors
-from facedyn.config import normalize_overrides
+from facedyn.cli.errors import discard_refused_folder, user_errors
+from facedyn.config import command_line_overrides
 from facedyn.inference.config import PREDICT_CONF_PACKAGE, register_configs
 
 register_configs()
@@ -31,6 +31,7 @@ def _predict(cfg: DictConfig) -> None:
     try:
         summary = task.run(cfg, out_dir)
     except (*user_errors(), RunError, PrepareError) as exc:
+        discard_refused_folder(out_dir, Path(cfg.paths.output_dir))
         raise SystemExit(f"error: {exc}") from None
     except KeyboardInterrupt:  # nothing to resume: every file is written whole or not at all
         raise SystemExit(130) from None
@@ -39,5 +40,5 @@ def _predict(cfg: DictConfig) -> None:
 
 def main() -> None:
     """Console-script entry: Hydra's command line, with `stage=3` quoted as Hydra needs it."""
-    sys.argv = [sys.argv[0], *normalize_overrides(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *command_line_overrides(sys.argv[1:])]
     _predict()

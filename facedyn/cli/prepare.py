@@ -7,12 +7,14 @@ A thin Hydra entry point; the work is facedyn.videos.prepare(). See docs/prepari
 from __future__ import annotations
 
 import logging
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from facedyn.assets import AssetError
 from facedyn.conf import CONF_PACKAGE
+from facedyn.config import command_line_overrides
 from facedyn.videos import PrepareError
 from facedyn.videos.config import register_configs
 from facedyn.videos.pipeline import PrepareSummary
@@ -40,13 +42,12 @@ def _summary_lines(summary: PrepareSummary) -> list[str]:
 
 
 @hydra.main(config_path=CONF_PACKAGE, config_name="prepare", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def _prepare(cfg: DictConfig) -> None:
     from facedyn.videos import prepare
 
     try:
         summary = prepare(cfg)
-    except (PrepareError, AssetError) as exc:
-        log.error("%s", exc)
+    except (PrepareError, AssetError) as exc:  # one line, printed once (not also logged)
         raise SystemExit(f"error: {exc}") from None
     except KeyboardInterrupt:  # finished clips are complete on disk; a rerun skips them
         log.warning("interrupted; finished clips are kept: run the same command again to go on")
@@ -56,3 +57,8 @@ def main(cfg: DictConfig) -> None:
     if summary.samples == 0:
         raise SystemExit(f"error: nothing usable was produced from videos={cfg.videos}; see {summary.report}")
 
+
+def main() -> None:
+    """Console-script entry: Hydra's command line, a path with letters beyond ASCII quoted as Hydra needs it."""
+    sys.argv = [sys.argv[0], *command_line_overrides(sys.argv[1:])]
+    _prepare()

@@ -15,9 +15,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from facedyn.cli.errors import user_errors
+from facedyn.cli.errors import record_in_log_files, user_errors
 from facedyn.conf import CONF_PACKAGE
-from facedyn.config import normalize_overrides
+from facedyn.config import command_line_overrides
 
 log = logging.getLogger("facedyn")
 
@@ -47,8 +47,8 @@ def _train(cfg: DictConfig) -> None:
     except RunFolderInUse as exc:  # the folder's train.log belongs to the run that holds it: say it here only
         _detach_file_logs(run_dir)
         raise SystemExit(f"error: {exc}") from None
-    except user_errors() as exc:
-        log.error("%s", exc)
+    except user_errors() as exc:  # in train.log too, on the console once
+        record_in_log_files(run_dir, str(exc))
         raise SystemExit(f"error: {exc}") from None
     except KeyboardInterrupt as exc:  # every finished epoch is saved; say how to go on, no traceback
         what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
@@ -71,5 +71,5 @@ def main() -> None:
     problem = hydra_launcher_problem(sys.argv[1:])
     if problem:
         raise SystemExit(f"train.py: {problem}")
-    sys.argv = [sys.argv[0], *normalize_overrides(sys.argv[1:])]
+    sys.argv = [sys.argv[0], *command_line_overrides(sys.argv[1:])]
     _train()

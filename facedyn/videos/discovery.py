@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -27,9 +28,20 @@ class Clip:
     given_expression: str  # the name in the file system
 
 
+def nfc(name: str) -> str:
+    """A name in Unicode's composed form: macOS writes "ë" in file names as "e" + a combining diaeresis
+    (NFD), a spreadsheet as one letter (NFC); both must be the same patient."""
+    return unicodedata.normalize("NFC", name)
+
+
 def normalize_name(name: str) -> str:
-    """Names compare case-folded, with runs of spaces, hyphens and dots read as one "_"."""
-    return re.sub(r"[\s\-.]+", "_", name.strip()).casefold()
+    """Expression names compare composed (NFC) and case-folded, with runs of spaces, hyphens and dots read as "_"."""
+    return re.sub(r"[\s\-.]+", "_", nfc(name).strip()).casefold()
+
+
+def clip_key(patient: str, expression: Optional[str]) -> tuple[str, Optional[str]]:
+    """What matches a clip with its grade (and finds duplicates): the patient composed and case-folded."""
+    return nfc(patient).strip().casefold(), expression
 
 
 class ExpressionNames:
@@ -66,7 +78,7 @@ def _clips(root: Path, layout: str, names: ExpressionNames, extensions: set[str]
     clips = []
     for folder in (e for e in _entries(root) if e.is_dir()):
         for path in _video_files(Path(folder.path), extensions):
-            outer, inner = folder.name, path.stem
+            outer, inner = nfc(folder.name), nfc(path.stem)
             patient, given = (outer, inner) if layout == PATIENT_FIRST else (inner, outer)
             clips.append(Clip(path, path.relative_to(root).as_posix(), patient, names.canonical(given), given))
     return clips

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional
 
 from facedyn.data.reader import DYNAMICS_RANGE, SYNKINESIS_RANGE
 from facedyn.videos.config import GradeColumns
-from facedyn.videos.discovery import ExpressionNames
+from facedyn.videos.discovery import ExpressionNames, clip_key, nfc
 from facedyn.videos.errors import PrepareError
 
 
@@ -82,6 +82,7 @@ def read_grades(path: str | Path, columns: GradeColumns, names: ExpressionNames)
     header: Optional[dict[str, int]] = None
     wanted = (columns.patient, columns.expression, columns.dynamics, columns.synkinesis)
     grades: dict[tuple[str, str], Grade] = {}
+    rows_of: dict[tuple[str, Optional[str]], str] = {}  # by clip_key: the row that graded it
     for number, row in rows:
         cells = [str(cell).strip() for cell in row]
         if not any(cells):
@@ -96,7 +97,7 @@ def read_grades(path: str | Path, columns: GradeColumns, names: ExpressionNames)
             continue
         where = f"grades={path} row {number}"
         value = {name: row[header[name]] if header[name] < len(row) else "" for name in wanted}
-        patient, given = str(value[columns.patient]).strip(), str(value[columns.expression]).strip()
+        patient, given = nfc(str(value[columns.patient]).strip()), str(value[columns.expression]).strip()
         if not patient:
             raise PrepareError(f"{where}: {columns.patient} is empty")
         expression = names.canonical(given)
@@ -105,10 +106,11 @@ def read_grades(path: str | Path, columns: GradeColumns, names: ExpressionNames)
         grade = Grade(_grade(value[columns.dynamics], columns.dynamics, DYNAMICS_RANGE, where),
                       _grade(value[columns.synkinesis], columns.synkinesis, SYNKINESIS_RANGE, where),
                       f"{path.name} row {number}")
-        key = (patient, expression)
-        if key in grades:
-            raise PrepareError(f"{where}: {patient} {expression} is graded twice (also {grades[key].row})")
-        grades[key] = grade
+        key = clip_key(patient, expression)
+        if key in rows_of:
+            raise PrepareError(f"{where}: {patient} {expression} is graded twice (also {rows_of[key]})")
+        rows_of[key] = grade.row
+        grades[(patient, expression)] = grade
     if header is None:
         raise PrepareError(f"grades={path}: the sheet is empty")
     return grades

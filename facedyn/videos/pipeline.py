@@ -28,7 +28,7 @@ from facedyn.assets import landmarker_bundle, sha256_of
 from facedyn.utils.io import atomic_write_json
 from facedyn.videos.clip import RECORDS_DIR, TIMED_STEPS, ClipJob, ClipOutcome, init_worker, process_clip, record_path
 from facedyn.videos.config import PrepareConfig, as_config
-from facedyn.videos.discovery import Clip, ExpressionNames, find_clips
+from facedyn.videos.discovery import Clip, ExpressionNames, clip_key, find_clips
 from facedyn.videos.errors import PrepareError
 from facedyn.videos.grades import Grade, read_grades
 from facedyn.videos.report import write_contact_sheets, write_report
@@ -141,18 +141,19 @@ def _plan(cfg: PrepareConfig, out: Path, clips: list[Clip], grades: dict[tuple[s
     """The clips to process, the outcomes already known (unmapped, duplicates, reused), and how many reused."""
     settings = _settings(cfg, bundle)
     jobs, known, reused = [], [], 0
-    first_of: dict[tuple[str, str], Clip] = {}
+    graded = {clip_key(*key): grade for key, grade in grades.items()}
+    first_of: dict[tuple[str, Optional[str]], Clip] = {}
     for clip in clips:
         if clip.expression is None:
             known.append(_skipped(clip, f"expression name {clip.given_expression!r} is not in the expressions "
                                         f"mapping (add it: expressions.<expression>=[...])"))
             continue
-        key = (clip.patient, clip.expression)
+        key = clip_key(clip.patient, clip.expression)
         if key in first_of:
             known.append(_skipped(clip, f"another clip of {clip.patient} {clip.expression}: {first_of[key].relative}"))
             continue
         first_of[key] = clip
-        labels = grades[key].labels() if key in grades else None
+        labels = graded[key].labels() if key in graded else None
         fingerprint = _fingerprint(clip, labels, settings)
         outcome = _reusable(out, clip, fingerprint)
         if outcome is not None:
@@ -213,7 +214,11 @@ def prepare(cfg: Any) -> PrepareSummary:
     grades = read_grades(cfg.grades, cfg.grade_columns, ExpressionNames(cfg.expressions)) if cfg.grades else {}
     _check_out(out)
     bundle = landmarker_bundle(cfg.landmarker.path)
-    (out / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
+    try:
+        (out / RECORDS_DIR).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PrepareError(f"out={out}: cannot create the dataset folder there ({exc.strerror or exc}); "
+                           f"choose a folder you can write to") from None
     lock = FileLock(str(out / RECORDS_DIR / "lock"))
     try:
         lock.acquire(timeout=0)
@@ -228,8 +233,8 @@ def prepare(cfg: Any) -> PrepareSummary:
                  len(jobs), reused)
         done = _run(jobs, cfg, out / RECORDS_DIR / WORKER_LOG)
         outcomes += done
-        present = {(o.patient, o.expression) for o in outcomes}
-        without_video = {key: grade for key, grade in grades.items() if key not in present}
+        present = {clip_key(o.patient, o.expression) for o in outcomes}
+        without_video = {key: grade for key, grade in grades.items() if clip_key(*key) not in present}
         report = write_report(out, outcomes, without_video)
         sheets = write_contact_sheets(out, outcomes, grades, cfg.flow.max_magnitude)
     finally:
