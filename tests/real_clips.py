@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -132,7 +133,10 @@ def write_h264(path: Path, frames: list[np.ndarray], fps: float = FPS, crf: int 
 
 
 def write_clip(path: Path, face: str, eye_closure: bool = True, camera_sway: bool = False,
-               frames: int = FRAMES) -> Path:
+               frames: int = FRAMES, turn: Optional[int] = None) -> Path:
+    """A clip of `face`; `turn` (a cv2.ROTATE_* code) turns every frame, as a portrait clip shows when its
+    rotation tag was lost."""
     portrait = PORTRAITS[face]
     photo = portrait.photo()
-    return write_h264(path, [render(portrait, photo, t, eye_closure, camera_sway) for t in range(frames)])
+    images = [render(portrait, photo, t, eye_closure, camera_sway) for t in range(frames)]
+    return write_h264(path, images if turn is None else [cv2.rotate(image, turn) for image in images])

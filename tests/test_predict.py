@@ -157,3 +157,36 @@ def test_videos_are_prepared_then_predicted(tiny_trained_run, tmp_path, landmark
     assert summary["labelled"] and (out / "prepare_report.csv").is_file()
     patients = {p["video"]: p for p in _rows(out / "patients.csv")}
     assert patients["p1"]["open_mouth_smile_movement"] != "" and patients["p1"]["voluntary_movement_score"] == ""
+
+
+def test_clips_that_cannot_be_graded_are_named_everywhere(tiny_trained_run, tmp_path, landmarker_task):
+    """videos= on a folder where some clips are skipped: every clip asked for is in the console, predict.log,
+    patients.csv and report.html, graded or with the reason it is not."""
+    from tests.face_videos import SMILE_RIGHT, FaceClip, two_faces_video
+
+    clips = tmp_path / "clips"
+    FaceClip().write(clips / "p1" / "smile.mp4", SMILE_RIGHT)
+    (clips / "p1" / "snarl.mp4").write_bytes(b"")
+    (clips / "p2").mkdir()
+    (clips / "p2" / "smile.mp4").write_text("patient refused filming\n")
+    two_faces_video(clips / "p3" / "smile.avi")
+    out = tmp_path / "predictions"
+    result = _predict_py(f"run={tiny_trained_run}", f"videos={clips}", f"prepare.out={tmp_path / 'prepared'}",
+                         "prepare.workers=1", "prepare.progress=false", f"hydra.run.dir={out}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    reasons = {("p1", "snarl"): "p1/snarl.mp4): empty file (0 bytes)",
+               ("p2", "smile"): "p2/smile.mp4): not a video file (no known video container at its start)",
+               ("p3", "smile"): "p3/smile.avi): exactly one face in only 0% of frames"}
+    log = (out / "predict.log").read_text()
+    for (patient, expression), reason in reasons.items():
+        assert f"not graded: {patient} {expression} ({reason}" in result.stdout + result.stderr
+        assert f"not graded: {patient} {expression} ({reason}" in log
+    patients = {p["video"]: p for p in _rows(out / "patients.csv")}
+    assert set(patients) == {"p1", "p2", "p3"}
+    assert patients["p1"]["open_mouth_smile_movement"] != "" and "snarl (p1/snarl.mp4): empty file" in patients["p1"]["not_graded"]
+    assert patients["p2"]["open_mouth_smile_movement"] == "" and "not a video file" in patients["p2"]["not_graded"]
+    report = (out / "report.html").read_text()
+    assert "Not graded, to check" in report
+    for reason in reasons.values():
+        assert reason.partition("): ")[2] in report
+    assert "3 clip(s) not graded" in result.stdout

@@ -91,3 +91,25 @@ def test_a_second_writer_of_one_prediction_folder_is_refused(tmp_path):
             task.run(cfg, out)
     with pytest.raises(RunError, match="no such run folder"):  # free again: on to the next check
         task.run(cfg, out)
+
+
+def test_clips_that_were_not_graded_are_in_patients_csv_with_the_reason():
+    from facedyn.inference.tables import NotGraded
+
+    samples = _samples([("p1", "smile", "0001", None, None)])
+    skipped = [NotGraded("p1", "snarl", "p1/snarl.mp4", "empty file (0 bytes)"),
+               NotGraded("p2", "smile", "p2/smile.avi", "exactly one face in only 0% of frames")]
+    patients = patient_rows(video_grades(samples, np.array([[3.0, 1.0]])), MAPPING, skipped)
+    table = {r["video"]: r for r in _read(patients_csv(patients, labelled=False))}
+    assert table["p1"]["open_mouth_smile_movement"] == "3"
+    assert table["p1"]["not_graded"] == "snarl (p1/snarl.mp4): empty file (0 bytes)"
+    assert table["p2"]["open_mouth_smile_movement"] == ""  # none of p2's clips was graded: still a row
+    assert table["p2"]["not_graded"] == "smile (p2/smile.avi): exactly one face in only 0% of frames"
+
+
+def test_frames_that_disagree_are_flagged():
+    samples = _samples([("p1", "smile", f"000{i}", None, None) for i in range(3)]
+                       + [("p2", "smile", f"000{i}", None, None) for i in range(3)])
+    grades = np.array([[2.44, 1.0], [1.46, 1.0], [8.45, 1.0], [2.4, 1.0], [2.6, 1.2], [2.5, 0.9]])  # p1 lay sideways
+    rows = {r["video"]: r for r in _read(videos_csv(video_grades(samples, grades)))}
+    assert rows["p1"]["frames_disagree"] == "yes" and rows["p2"]["frames_disagree"] == ""

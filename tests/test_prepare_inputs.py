@@ -142,3 +142,23 @@ def test_out_must_be_new_empty_or_an_earlier_output(tmp_path):
     with pytest.raises(PrepareError, match="is not empty and holds no earlier prepare.py output"):
         prepare({"videos": str(videos), "out": str(precious), "progress": False})
     assert [p.name for p in precious.iterdir()] == ["chapter1.tex"]
+
+
+def test_names_match_whether_composed_or_not_and_in_any_case(tmp_path):
+    """A folder named on macOS (NFD: "e" + combining diaeresis) and the sheet's name (NFC) are one patient."""
+    import unicodedata
+
+    from facedyn.videos.discovery import clip_key
+
+    decomposed = unicodedata.normalize("NFD", "Zoë Müller")
+    videos = _touch(tmp_path / "videos", f"{decomposed}/smile.mp4")
+    (clip,), _ = find_clips(videos, "auto", MAPPING, EXTENSIONS)
+    sheet = tmp_path / "grades.csv"
+    sheet.write_text("patient,expression,dynamics,synkinesis\nzoë müller,smile,3,1\n", encoding="utf-8")
+    grades = read_grades(sheet, GradeColumns(), ExpressionNames(MAPPING))
+    assert clip.patient == "Zoë Müller"  # composed, as the samples will be named
+    assert {clip_key(*key) for key in grades} == {clip_key(clip.patient, clip.expression)}
+    sheet.write_text("patient,expression,dynamics,synkinesis\nZoë Müller,smile,3,1\n"
+                     f"{decomposed.upper()},smile,4,1\n", encoding="utf-8")
+    with pytest.raises(PrepareError, match="graded twice"):
+        read_grades(sheet, GradeColumns(), ExpressionNames(MAPPING))

@@ -12,6 +12,7 @@ import csv
 import os
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 
 import cv2
@@ -26,6 +27,7 @@ from tests.real_clips import APEX_FRAME, PORTRAITS, write_clip
 FACES = tuple(PORTRAITS)
 CLIPS = {"still": dict(eye_closure=True, camera_sway=False), "sway": dict(eye_closure=True, camera_sway=True),
          "sway_only": dict(eye_closure=False, camera_sway=True)}
+SIDEWAYS = "Zoë Müller"  # a portrait clip whose rotation tag was lost, in a folder named on macOS (NFD)
 
 
 @pytest.fixture(scope="module")
@@ -34,9 +36,14 @@ def prepared(tmp_path_factory, landmarker_task) -> tuple[Path, dict[str, dict[st
     for face in FACES:
         for kind, motion in CLIPS.items():
             write_clip(root / "videos" / f"{face}-{kind}" / "eye_close.mp4", face, **motion)
+    write_clip(root / "videos" / unicodedata.normalize("NFD", SIDEWAYS) / "eye_close.mp4", "astronaut",
+               turn=cv2.ROTATE_90_CLOCKWISE)
+    grades = root / "grades.csv"
+    grades.write_text(f"patient,expression,dynamics,synkinesis\n{SIDEWAYS.lower()},eye_close,5,0\n")  # NFC
     out = root / "dataset"
     result = subprocess.run([sys.executable, str(REPO / "prepare.py"), f"videos={root / 'videos'}", f"out={out}",
-                             "progress=false", "workers=2"], cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                             f"grades={grades}", "progress=false", "workers=2"], cwd=REPO,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     assert result.returncode == 0, result.stdout
     with open(out / "prepare_report.csv") as fh:
@@ -103,3 +110,16 @@ def test_flow_is_on_the_closed_eyes_side(prepared, face, kind):
     moved, other = value[:, half:].mean(), value[:, :half].mean()  # the subject's left is the image's right
     print(f"{face} {kind}: flow brightness on the closed eye's side {moved:.2f}, other side {other:.2f}")
     assert moved >= 1.5 * other
+
+
+def test_a_face_on_its_side_is_turned_upright_and_a_decomposed_name_finds_its_grade(prepared):
+    out, report, stdout = prepared
+    row = report[SIDEWAYS]  # named composed (NFC) in the report and the samples
+    assert row["note"] == "turned 90° counter-clockwise: the face lay on its side", row
+    assert abs(int(row["apex_frame"]) - APEX_FRAME) <= 2, row
+    assert row["labelled"] == "yes" and "no_video" not in {r["status"] for r in report.values()}
+    assert "graded but no video" not in stdout
+    sample = out / "eye_close" / f"{SIDEWAYS}_{row['apex_frame']}"
+    landmarks = np.load(sample / "expression_landmarks.npy")
+    right, left = landmarks[12], landmarks[109]  # mesh points 33 and 362 of the 146: the eye line is level
+    assert abs(left[1] - right[1]) < 0.1 * abs(left[0] - right[0]) and left[0] > right[0]

@@ -12,14 +12,14 @@ import base64
 import datetime as dt
 import html
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import cv2
 import numpy as np
 
 from facedyn.data.samples import Samples
 from facedyn.inference.predictor import ModelInfo
-from facedyn.inference.tables import SUNNYBROOK_ITEMS, PatientRow, VideoGrades
+from facedyn.inference.tables import SUNNYBROOK_ITEMS, NotGraded, PatientRow, VideoGrades
 from facedyn.utils.io import atomic_write_text
 from facedyn.metrics import MAX_GRADE, SCORES
 
@@ -167,9 +167,25 @@ def _patient_section(video: str, groups: list[int], table: VideoGrades, samples:
     return f'<h3 id="p-{_e(video)}">{_e(video)}</h3><p>{subtotal}</p><div class="cards">{"".join(cards)}</div>'
 
 
+def _not_graded_section(not_graded: Sequence[NotGraded], table: VideoGrades) -> str:
+    """Every clip asked for that has no grade, with the reason, and the grades whose frames disagree."""
+    rows = [f"<tr><td class='name'>{_e(c.video)}</td><td>{_e(c.expression)}</td><td>not graded</td>"
+            f"<td style='text-align:left'>{_e(c.file)}: {_e(c.reason)}</td></tr>" for c in not_graded]
+    for g in np.flatnonzero(table.disagreeing):
+        video, expression = table.keys[g]
+        rows.append(f"<tr><td class='name'>{_e(video)}</td><td>{_e(expression)}</td><td>check</td>"
+                    f"<td style='text-align:left'>its {int(table.frames[g])} frames disagree: dynamics "
+                    f"{table.mean[g, 0]:.2f} ± {table.sd[g, 0]:.2f}, synkinesis {table.mean[g, 1]:.2f} ± "
+                    f"{table.sd[g, 1]:.2f}; do not trust this grade before looking at the clip</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2 id='not-graded'>Not graded, to check</h2><table id='not-graded-table'><tr><th>patient</th>"
+            f"<th>expression</th><th></th><th>why</th></tr>{''.join(rows)}</table>")
+
+
 def write_report(path: Path, samples: Samples, table: VideoGrades, patients: list[PatientRow],
                  agreement: dict, metrics: dict, info: ModelInfo, source: str, bad_samples: int,
-                 mapping: dict[str, Optional[str]], max_patients: int) -> None:
+                 mapping: dict[str, Optional[str]], max_patients: int, not_graded: Sequence[NotGraded] = ()) -> None:
     labelled = bool(agreement)
     groups_of: dict[str, list[int]] = {}
     for g, (video, _) in enumerate(table.keys):
@@ -186,7 +202,7 @@ def write_report(path: Path, samples: Samples, table: VideoGrades, patients: lis
         "1–5 per expression; a predicted grade below 1 counts as 1) and synkinesis (0–3). The Sunnybrook composite "
         "score (voluntary movement − resting symmetry − synkinesis) needs the clinician's resting-symmetry grade. "
         "A subtotal is left empty (—) unless all five expressions were recorded.</div>",
-        "<h2>Patients</h2>", _summary_table(patients, labelled),
+        "<h2>Patients</h2>", _summary_table(patients, labelled), _not_graded_section(not_graded, table),
     ]
     if labelled:
         parts.append(_agreement_section(agreement, metrics, path.parent))
@@ -197,6 +213,7 @@ def write_report(path: Path, samples: Samples, table: VideoGrades, patients: lis
         parts.append(f"<p class='meta'>The first {len(shown)} of {len(patients)} patients (report_max_patients); "
                      "all are in patients.csv.</p>")
     for patient in shown:
-        parts.append(_patient_section(patient.video, groups_of[patient.video], table, samples, patient, item_of))
+        if patient.video in groups_of:  # a patient none of whose clips was graded is in the section above
+            parts.append(_patient_section(patient.video, groups_of[patient.video], table, samples, patient, item_of))
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts))

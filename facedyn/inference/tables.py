@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -14,6 +14,22 @@ from facedyn.metrics import SCORES, aggregate_by_video, rounded, video_groups
 # Sunnybrook's voluntary-movement items in the order of its form; each graded 1 (none) – 5 (complete).
 SUNNYBROOK_ITEMS: tuple[str, ...] = ("brow_lift", "gentle_eye_closure", "open_mouth_smile", "snarl", "lip_pucker")
 SUNNYBROOK_MIN_MOVEMENT = 1
+# A video's frames disagree when their grades spread by more than one grade (standard deviation): the
+# frames show different things (a face on its side, a wrong frame), and the mean grade is not to be trusted.
+DISAGREEING_SD = 1.0
+
+
+@dataclass(frozen=True)
+class NotGraded:
+    """A clip that was asked for but could not be graded, and why (prepare.py's reason)."""
+
+    video: str  # the patient, as the samples name it
+    expression: str
+    file: str  # the clip, relative to the videos folder
+    reason: str
+
+    def text(self) -> str:
+        return f"{self.expression} ({self.file}): {self.reason}"
 
 
 @dataclass
@@ -32,6 +48,11 @@ class VideoGrades:
     def grades(self) -> np.ndarray:
         """(G, 2) rounded and clipped mean grades."""
         return np.stack([rounded(self.mean[:, c], s) for c, s in enumerate(SCORES)], axis=1)
+
+    @property
+    def disagreeing(self) -> np.ndarray:
+        """(G,) whether a group's frames disagree (DISAGREEING_SD) on either score."""
+        return (self.sd > DISAGREEING_SD).any(axis=1)
 
 
 def video_grades(samples: Samples, grades: np.ndarray) -> VideoGrades:
@@ -71,6 +92,7 @@ def videos_csv(table: VideoGrades) -> str:
     header = ["video", "expression", "frames"]
     for score in SCORES:
         header += [f"{score}_mean", f"{score}_sd", f"{score}_grade", f"{score}_true"]
+    header.append("frames_disagree")
     grades = table.grades
     rows = []
     for g, (video, expression) in enumerate(table.keys):
@@ -78,6 +100,7 @@ def videos_csv(table: VideoGrades) -> str:
         for c in range(2):
             row += [f"{table.mean[g, c]:.6f}", f"{table.sd[g, c]:.6f}", int(grades[g, c]),
                     _label(table.true[g, c], table.valid[g, c])]
+        row.append("yes" if table.disagreeing[g] else "")
         rows.append(row)
     return csv_text(rows, header)
 
@@ -91,6 +114,7 @@ class PatientRow:
     synkinesis: Optional[int]  # Σ synkinesis over the five items; None unless all five are there
     voluntary_movement_true: Optional[int]
     synkinesis_true: Optional[int]
+    not_graded: tuple[NotGraded, ...] = ()  # this patient's clips that could not be graded
 
 
 def _subtotals(items: dict[str, Optional[tuple[int, int]]]) -> tuple[Optional[int], Optional[int]]:
@@ -100,13 +124,15 @@ def _subtotals(items: dict[str, Optional[tuple[int, int]]]) -> tuple[Optional[in
     return 4 * sum(g[0] for g in graded), sum(g[1] for g in graded)
 
 
-def patient_rows(table: VideoGrades, mapping: dict[str, Optional[str]]) -> list[PatientRow]:
-    """One row per video (patient). Predicted movement grades are clipped to Sunnybrook's 1–5; a label of 0
-    (outside Sunnybrook's scale) or an unlabelled expression leaves the true item, and its subtotal, empty."""
+def patient_rows(table: VideoGrades, mapping: dict[str, Optional[str]],
+                 not_graded: Sequence[NotGraded] = ()) -> list[PatientRow]:
+    """One row per video (patient), also for a patient none of whose clips could be graded. Predicted
+    movement grades are clipped to Sunnybrook's 1–5; a label of 0 (outside Sunnybrook's scale) or an
+    unlabelled expression leaves the true item, and its subtotal, empty."""
     by_key = {key: g for g, key in enumerate(table.keys)}
     grades = table.grades
     rows = []
-    for video in dict.fromkeys(video for video, _ in table.keys):
+    for video in dict.fromkeys([*(video for video, _ in table.keys), *(clip.video for clip in not_graded)]):
         items: dict[str, Optional[tuple[int, int]]] = {}
         true_items: dict[str, Optional[tuple[int, int]]] = {}
         for item in SUNNYBROOK_ITEMS:
@@ -119,7 +145,8 @@ def patient_rows(table: VideoGrades, mapping: dict[str, Optional[str]]) -> list[
             true_items[item] = (int(table.true[g, 0]), int(table.true[g, 1])) if labelled else None
         movement, synkinesis = _subtotals(items)
         movement_true, synkinesis_true = _subtotals(true_items)
-        rows.append(PatientRow(video, items, true_items, movement, synkinesis, movement_true, synkinesis_true))
+        rows.append(PatientRow(video, items, true_items, movement, synkinesis, movement_true, synkinesis_true,
+                               tuple(clip for clip in not_graded if clip.video == video)))
     return rows
 
 
@@ -129,7 +156,8 @@ def _cell(value: Optional[int]) -> str:
 
 def patients_csv(rows: list[PatientRow], labelled: bool) -> str:
     """patients.csv: per patient the five items' grades and Sunnybrook's voluntary-movement (4 × Σ, 20–100)
-    and synkinesis (Σ, 0–15) subtotals; with labels also the true ones."""
+    and synkinesis (Σ, 0–15) subtotals; where clips could not be graded, which and why (`not_graded`); with
+    labels also the true ones."""
     header = ["video"]
     for item in SUNNYBROOK_ITEMS:
         header += [f"{item}_movement", f"{item}_synkinesis"]
@@ -138,6 +166,7 @@ def patients_csv(rows: list[PatientRow], labelled: bool) -> str:
         for item in SUNNYBROOK_ITEMS:
             header += [f"{item}_movement_true", f"{item}_synkinesis_true"]
         header += ["voluntary_movement_score_true", "synkinesis_score_true"]
+    header.append("not_graded")
     lines = []
     for row in rows:
         line = [row.video]
@@ -150,6 +179,7 @@ def patients_csv(rows: list[PatientRow], labelled: bool) -> str:
                 line += [_cell(row.true_items[item][0] if row.true_items[item] else None),
                          _cell(row.true_items[item][1] if row.true_items[item] else None)]
             line += [_cell(row.voluntary_movement_true), _cell(row.synkinesis_true)]
+        line.append("; ".join(clip.text() for clip in row.not_graded))
         lines.append(line)
     return csv_text(lines, header)
 

@@ -48,6 +48,7 @@ class PredictionData:
     root: Path
     bad: int
     source: str  # what was predicted, in words
+    not_graded: list[tables.NotGraded]  # with videos=: the clips prepare.py skipped, and why
 
 
 def run(cfg: Any, out_dir: str | os.PathLike) -> dict:
@@ -75,7 +76,14 @@ def _run(cfg: Any, out_dir: Path) -> dict:
 
     video_table = tables.video_grades(s, grades)
     mapping = OmegaConf.to_container(cfg.sunnybrook) if OmegaConf.is_config(cfg.sunnybrook) else dict(cfg.sunnybrook)
-    patients = tables.patient_rows(video_table, mapping)
+    patients = tables.patient_rows(video_table, mapping, data.not_graded)
+    for clip in data.not_graded:
+        log.warning("not graded: %s %s", clip.video, clip.text())
+    disagreeing = np.flatnonzero(video_table.disagreeing)
+    for g in disagreeing:
+        frames = np.flatnonzero(video_table.group_of_row == g)
+        log.warning("check %s %s: its frames disagree (dynamics per frame %s)", *video_table.keys[g],
+                    ", ".join(f"{grades[i, 0]:.2f}" for i in frames))
     labelled = bool(s.dynamics_valid.any() or s.synkinesis_valid.any())
     atomic_write_text(out_dir / "predictions.csv", tables.frames_csv(s, grades))
     atomic_write_text(out_dir / "predictions_video.csv", tables.videos_csv(video_table))
@@ -96,8 +104,9 @@ def _run(cfg: Any, out_dir: Path) -> dict:
         from facedyn.inference.report import write_report
 
         write_report(out_dir / "report.html", s, video_table, patients, agreement, metrics, info,
-                     data.source, data.bad, mapping, int(cfg.report_max_patients))
+                     data.source, data.bad, mapping, int(cfg.report_max_patients), data.not_graded)
     summary = {"out_dir": str(out_dir), "samples": int(len(s)), "videos": len(patients), "bad_samples": data.bad,
+               "not_graded": len(data.not_graded), "frames_disagree": len(disagreeing),
                "labelled": labelled, "seconds": time.perf_counter() - started,
                "prediction_seconds": prediction_seconds, "agreement": agreement, **scalar_items(metrics)}
     log.info("predictions of %d samples, %d patients in %s", len(s), len(patients), out_dir)
@@ -171,8 +180,9 @@ def _data_settings(cfg: Any, info: ModelInfo, root: Optional[str]) -> tuple[Dict
         raise DataError(f"invalid data settings: {str(exc).splitlines()[0]}") from None
 
 
-def _prepared_videos(cfg: Any, out_dir: Path) -> str:
-    """videos=<folder>: prepare the clips (facedyn.videos) into a cache folder; returns the dataset root."""
+def _prepared_videos(cfg: Any, out_dir: Path) -> tuple[str, list[tables.NotGraded]]:
+    """videos=<folder>: prepare the clips (facedyn.videos) into a cache folder; returns the dataset root and
+    the clips that were skipped, with prepare.py's reasons."""
     from facedyn.videos import PrepareConfig, prepare
 
     videos = Path(cfg.videos).expanduser().resolve()
@@ -190,12 +200,12 @@ def _prepared_videos(cfg: Any, out_dir: Path) -> str:
         shutil.copyfile(summary.report, out_dir / "prepare_report.csv")
     if not summary.samples:
         raise DataError(f"videos={cfg.videos}: no usable clip (see {out_dir / 'prepare_report.csv'})")
-    return str(summary.out)
+    return str(summary.out), [tables.NotGraded(o.patient, o.expression, o.relative, o.reason) for o in summary.skipped]
 
 
 def _data(cfg: Any, predictor: Predictor, out_dir: Path) -> PredictionData:
     info = predictor.info
-    root = _prepared_videos(cfg, out_dir) if cfg.videos else None
+    root, not_graded = _prepared_videos(cfg, out_dir) if cfg.videos else (None, [])
     settings, own = _data_settings(cfg, info, root)
     if own and info.run_dir is None:
         raise DataError("data.root is not set; point it at the dataset folder: data.root=/path/to/dataset")
@@ -222,7 +232,7 @@ def _data(cfg: Any, predictor: Predictor, out_dir: Path) -> PredictionData:
             raise DataError(
                 f"{data_root} holds expression(s) {', '.join(unknown)} that the run ({info.run_dir}) was not trained "
                 f"on (it knows {', '.join(info.expressions)}); pick known ones with data.expressions=[…]")
-    return PredictionData(samples, data_root, len(result.bad), source)
+    return PredictionData(samples, data_root, len(result.bad), source, not_graded)
 
 
 def summary_text(summary: dict) -> str:
@@ -236,4 +246,7 @@ def summary_text(summary: dict) -> str:
                      f"MAE {a['mae']:.3f}  exact {a['exact']:.2f}  within one {a['within_one']:.2f}  (n = {a['n']})")
     if not summary["labelled"]:
         lines.append("  no labels: agreement not computed")
+    if summary.get("not_graded") or summary.get("frames_disagree"):
+        lines.append(f"  {summary['not_graded']} clip(s) not graded, {summary['frames_disagree']} with frames that "
+                     f"disagree: listed above and in report.html (Not graded, to check)")
     return "\n".join(lines)

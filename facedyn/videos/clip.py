@@ -26,7 +26,7 @@ from facedyn.utils.io import atomic_write_bytes, atomic_write_json
 from facedyn.landmarks import BLENDSHAPE_NAMES, LANDMARK_SUBSET_IDXS, NUM_MESH_LANDMARKS
 from facedyn.videos.config import PrepareConfig
 from facedyn.videos.registration import RegisteredPair, apply, flow_image, noise_floor, register_pair
-from facedyn.videos.selection import Selection, SelectionError, choose_frames
+from facedyn.videos.selection import EYE_CENTRES, Selection, SelectionError, choose_frames
 
 RECORDS_DIR = ".prepare"  # hidden: the reader skips it
 MEDIAPIPE_BLENDSHAPES_FILE = "mediapipe_blendshapes.json"
@@ -34,6 +34,12 @@ TIMED_STEPS = ("decode", "landmarks", "flow", "writing")
 TILE = 160  # contact-sheet cell side
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 NO_MOVEMENT = "no movement above noise"  # still prepared: no movement is a grade of its own
+# A face whose eye line is turned by more than 45° lies on its side (a portrait clip whose rotation tag was
+# lost) or upside down: its frames are turned upright before anything else. Per quarter turn of the eye
+# line (pointing down the image, left, up): the cv2.rotate code that turns it back, and the report's note.
+UPRIGHT = {1: (cv2.ROTATE_90_COUNTERCLOCKWISE, "turned 90° counter-clockwise: the face lay on its side"),
+           2: (cv2.ROTATE_180, "turned 180°: the face was upside down"),
+           3: (cv2.ROTATE_90_CLOCKWISE, "turned 90° clockwise: the face lay on its side")}
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,7 @@ class ClipOutcome:
     rest_noise: Optional[float] = None  # the landmarks' wander during the rest phase, inter-ocular distances
     flow_noise: Optional[float] = None  # flow between two rest frames (px at the flow image's size), zeroed below
     note: str = ""  # what a person should know about a prepared clip, e.g. NO_MOVEMENT
+    turned: int = 0  # the face's roll in quarter turns (UPRIGHT); landmarks and flow are of the upright frames
     labelled: bool = False
     samples: list[str] = field(default_factory=list)  # "<expression>/<patient>_<frame>"
     fingerprint: str = ""
@@ -109,7 +116,22 @@ class _Scan:
     blendshapes: Optional[np.ndarray]  # (T, 52) MediaPipe's scores, when asked for
 
 
-def _scan(job: ClipJob, capture: cv2.VideoCapture, timer: _Timer) -> _Scan:
+def _upright(frame: np.ndarray, turned: int) -> np.ndarray:
+    return frame if turned == 0 else cv2.rotate(frame, UPRIGHT[turned][0])
+
+
+def roll_quarters(landmarks: np.ndarray) -> int:
+    """How many quarter turns the faces' eye line (median over frames with one face) lies from upright:
+    0 upright, 1 eye line pointing down the image, 2 upside down, 3 pointing up."""
+    valid = ~np.isnan(landmarks[:, 0, 0])
+    if not valid.any():
+        return 0
+    right, left = (landmarks[valid][:, list(pair)].mean(axis=1) for pair in EYE_CENTRES)
+    line = np.median(left - right, axis=0)
+    return int(round(np.degrees(np.arctan2(line[1], line[0])) / 90.0)) % 4
+
+
+def _scan(job: ClipJob, capture: cv2.VideoCapture, timer: _Timer, turned: int = 0) -> _Scan:
     from facedyn.videos.landmarker import VideoLandmarker
 
     reported = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
@@ -122,7 +144,7 @@ def _scan(job: ClipJob, capture: cv2.VideoCapture, timer: _Timer) -> _Scan:
             ok, frame = capture.read()
             if not ok:
                 break
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            rgb = cv2.cvtColor(_upright(frame, turned), cv2.COLOR_BGR2RGB)
             timer.lap("decode")
             faces = landmarker.detect(rgb, round(len(counts) * 1000.0 / fps))
             counts.append(faces.count)
@@ -162,7 +184,7 @@ def _quality_problem(scan: _Scan, cfg: PrepareConfig) -> Optional[str]:
     return None
 
 
-def _frames_at(path: str, wanted: set[int], timer: _Timer) -> dict[int, np.ndarray]:
+def _frames_at(path: str, wanted: set[int], timer: _Timer, turned: int = 0) -> dict[int, np.ndarray]:
     """The BGR frames at the `wanted` indices, decoded again (cheaper in memory than keeping every frame)."""
     capture = _open(path)
     frames: dict[int, np.ndarray] = {}
@@ -175,7 +197,7 @@ def _frames_at(path: str, wanted: set[int], timer: _Timer) -> dict[int, np.ndarr
             if index in wanted:
                 ok, frame = capture.retrieve()
                 if ok:
-                    frames[index] = frame
+                    frames[index] = _upright(frame, turned)
     finally:
         capture.release()
     timer.lap("decode")
@@ -244,16 +266,24 @@ def _unreadable_reason(path: str) -> str:
     return f"damaged or truncated {container} file: it cannot be opened (its index is missing or broken)"
 
 
-def _process(job: ClipJob, outcome: ClipOutcome, timer: _Timer) -> None:
-    if os.path.getsize(job.video) == 0:
-        raise SelectionError("empty file (0 bytes)")
+def _scan_clip(job: ClipJob, timer: _Timer, turned: int = 0) -> _Scan:
     capture = _open(job.video)
     if capture is None:
         raise SelectionError(_unreadable_reason(job.video))
     try:
-        scan = _scan(job, capture, timer)
+        return _scan(job, capture, timer, turned)
     finally:
         capture.release()
+
+
+def _process(job: ClipJob, outcome: ClipOutcome, timer: _Timer) -> None:
+    if os.path.getsize(job.video) == 0:
+        raise SelectionError("empty file (0 bytes)")
+    scan = _scan_clip(job, timer)
+    turned = roll_quarters(scan.landmarks)
+    if turned:  # found again on the upright frames: MediaPipe places a face on its side poorly
+        scan = _scan_clip(job, timer, turned)
+        outcome.turned = turned
     outcome.frames_read = scan.frames
     outcome.one_face_share = round(float(np.mean(scan.counts == 1)), 4) if scan.frames else 0.0
     problem = _quality_problem(scan, job.cfg)
@@ -263,10 +293,12 @@ def _process(job: ClipJob, outcome: ClipOutcome, timer: _Timer) -> None:
     outcome.baseline_frame, outcome.apex_frame = selection.baseline, selection.apex
     outcome.frames, outcome.apex_movement = list(selection.frames), round(selection.apex_movement, 4)
     outcome.rest_noise = round(selection.rest_noise, 4)
-    outcome.note = "" if selection.moved else NO_MOVEMENT
+    notes = [UPRIGHT[turned][1] if turned else "",
+             "" if selection.moved else NO_MOVEMENT]
+    outcome.note = "; ".join(note for note in notes if note)
     partner = selection.rest_partner if job.cfg.flow.noise_floor else None
     wanted = {selection.baseline, *selection.frames, *([] if partner is None else [partner])}
-    images = _frames_at(job.video, wanted, timer)
+    images = _frames_at(job.video, wanted, timer, turned)
     missing = sorted(wanted - set(images))
     if missing:
         raise SelectionError(f"frame(s) {missing} could not be decoded a second time")

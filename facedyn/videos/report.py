@@ -59,7 +59,7 @@ def write_contact_sheets(out: Path, outcomes: Sequence[ClipOutcome], grades: Map
     """out/contact_sheet_<expression>.png: per clip prepared, its baseline and apex face crops with the
     landmarks drawn, and the apex's flow image; sheets of expressions without a clip are removed."""
     written = []
-    graded = {clip_key(*key): grade for key, grade in grades.items()}
+    grade_of = {clip_key(*key): grade for key, grade in grades.items()}
     by_expression: dict[str, list[ClipOutcome]] = {}
     for outcome in outcomes:
         if outcome.status == "ok":
@@ -74,7 +74,7 @@ def write_contact_sheets(out: Path, outcomes: Sequence[ClipOutcome], grades: Map
         _text(sheet, f"{expression}: baseline | apex (registered) | flow", (4, 13))
         for row, outcome in enumerate(clips):
             top = _CAPTION + row * (TILE + _CAPTION)
-            grade = graded.get(clip_key(outcome.patient, expression))
+            grade = grade_of.get(clip_key(outcome.patient, expression))
             graded = f"d{grade.dynamics} s{grade.synkinesis}" if grade else "not graded"
             note = f"  ({outcome.note})" if outcome.note else ""
             _text(sheet, f"{outcome.patient}  {graded}  frames {outcome.baseline_frame} -> {outcome.apex_frame}{note}",

@@ -55,7 +55,7 @@ class Selection:
     frames: tuple[int, ...]  # the expression frames, ascending, the apex among them
     apex_movement: float  # the peak of the landmark movement beyond the rest-phase noise, inter-ocular distances
     rest_noise: float  # what the most-moving landmarks wander during the rest phase, inter-ocular distances
-    rest_partner: Optional[int]  # the rest frame farthest in time from the baseline (None: the rest is one frame)
+    rest_partner: Optional[int]  # a second typical rest frame, for the flow's noise (None: the rest is one frame)
     moved: bool  # whether the movement rose above the rest phase's noise (False: the face did not move)
 
 
@@ -134,6 +134,18 @@ def choose_baseline(aligned: np.ndarray, valid: np.ndarray, rest: list[int], cfg
     return rest[int(np.argmin(distance))]
 
 
+def _rest_partner(distances: np.ndarray, rest: list[int], baseline: int) -> Optional[int]:
+    """A second rest frame to measure the flow's noise against the baseline with: among the rest frames
+    closer to the rest shape than their median (the rest phase's last frames may already start the
+    expression), the one farthest in time from the baseline. None when the rest is one frame."""
+    others = [t for t in rest if t != baseline]
+    if not others:
+        return None
+    spread = distances[others].mean(axis=1)
+    typical = [t for t, d in zip(others, spread) if d <= np.median(spread)]
+    return max(typical, key=lambda t: (abs(t - baseline), t))
+
+
 def _stretch(values: np.ndarray, around: int, share: float) -> list[int]:
     """The frames of the run around `around` whose values reach `share` of its value; a frame without a
     face (NaN) inside the run neither ends it nor belongs to it."""
@@ -185,5 +197,5 @@ def choose_frames(landmarks: np.ndarray, valid: np.ndarray, cfg: SelectionConfig
         frames = {near[int(round(i))] for i in np.linspace(0, len(near) - 1, cfg.frames)}
         frames.remove(min(frames, key=lambda t: (abs(t - apex), t)))
         frames.add(apex)
-    partner = max((t for t in rest if t != baseline), key=lambda t: (abs(t - baseline), t), default=None)
+    partner = _rest_partner(distances, rest, baseline)
     return Selection(baseline, apex, tuple(sorted(frames)), float(np.nanmax(smoothed)), rest_noise, partner, above_noise)
