@@ -108,7 +108,8 @@ def _summary_table(patients: list[PatientRow], labelled: bool) -> str:
         subtotal = f"<td>{_cell(row.voluntary_movement)}</td><td>{_cell(row.synkinesis)}</td>"
         if labelled:
             subtotal += f'<td class="true">{_cell(row.voluntary_movement_true)}</td><td class="true">{_cell(row.synkinesis_true)}</td>'
-        rows.append(f'<tr><td class="name"><a href="#p-{_e(row.video)}">{_e(row.video)}</a></td>{"".join(cells)}{subtotal}</tr>')
+        target = "not-graded" if row.not_graded and all(v is None for v in row.items.values()) else f"p-{row.video}"
+        rows.append(f'<tr><td class="name"><a href="#{_e(target)}">{_e(row.video)}</a></td>{"".join(cells)}{subtotal}</tr>')
     true_head = "<th>true voluntary movement</th><th>true synkinesis</th>" if labelled else ""
     return (f'<table id="patients"><tr><th>patient</th>{head}<th>voluntary movement<br>(20–100)</th>'
             f"<th>synkinesis<br>(0–15)</th>{true_head}</tr>{''.join(rows)}</table>")
