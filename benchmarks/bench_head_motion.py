@@ -52,7 +52,7 @@ def main() -> None:
         samples = read_samples(layout.scan(root), ReaderSettings.from_config(DataConfig())).samples
         for crop in ("frame", "face_box"):
             settings = CompensationSettings(args.model, crop, args.refine == "on", cfg.max_flow_magnitude,
-                                            cfg.image_size, (float(cfg.render_size),) * 2)
+                                            cfg.image_size, (float(cfg.render_size),) * 2, cfg.flow_mask)
             started = time.perf_counter()
             report = compensate_images(samples.flow.copy(), samples.baseline_landmarks, samples.expression_landmarks, settings)
             box = "" if report.crop_box is None else "side {:.3f} at ({:+.3f}, {:+.3f})".format(*report.crop_box)

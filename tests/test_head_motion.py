@@ -65,7 +65,7 @@ def test_a_pure_head_motion_is_removed_in_the_flow_images_frame(portrait: np.nda
     image = _field_image(truth, crop.scale[0], crop.offset[0])
     images = image[None].copy()
     report = compensate_images(images, portrait[None], _apply(truth, portrait)[None],
-                               CompensationSettings("similarity", "frame", False, MAX_FLOW, 112, (224.0, 224.0)))
+                               CompensationSettings("similarity", "frame", False, MAX_FLOW, 112, (224.0, 224.0), "none"))
     before, after = decode_flow(image, MAX_FLOW), decode_flow(images[0], MAX_FLOW)
     points = crop.to_image(portrait[None])
     assert global_motion(before[None], points)[0] > 1.0
@@ -89,7 +89,7 @@ def test_an_unknown_face_box_crop_is_estimated(portrait: np.ndarray) -> None:
         images.append(_field_image(truth, crop.scale[0], crop.offset[0]))
     images = np.stack(images)
     report = compensate_images(images, np.stack(faces), np.stack(moved),
-                               CompensationSettings("similarity", "face_box", False, MAX_FLOW, 112, None))
+                               CompensationSettings("similarity", "face_box", False, MAX_FLOW, 112, None, "none"))
     np.testing.assert_allclose(report.crop_box, (1.4, 0.05, -0.1), atol=0.02)
     assert report.crop_fit_r2 > 0.95
     assert report.global_motion_before_px > 0.5 and report.global_motion_after_px < 0.05
@@ -118,7 +118,7 @@ def test_generated_head_motion_falls_to_the_still_heads_level(recordings: dict[s
     still = load_training_data(folder_config(recordings["still"], tmp_path / "cache"), None)
     still_compensated = still.samples.flow.copy()
     compensate_images(still_compensated, still.samples.baseline_landmarks, still.samples.expression_landmarks,
-                      CompensationSettings("similarity", "frame", False, MAX_FLOW, 112, (224.0, 224.0)))
+                      CompensationSettings("similarity", "frame", False, MAX_FLOW, 112, (224.0, 224.0), "none"))
     report = json.loads((tmp_path / "run" / HEAD_MOTION_FILE).read_text())
     crop = frame_crop(len(raw.samples), (224.0, 224.0), 112)
     points = crop.to_image(raw.samples.baseline_landmarks)

@@ -23,13 +23,17 @@ import pytest
 
 from facedyn.data.config import DataConfig
 from facedyn.data.flow_encoding import decode_flow
-from facedyn.data.layout import LABELS_FILE, scan
+from facedyn.data.layout import FLOW_FILE, LABELS_FILE, scan
 from facedyn.data.reader import ReaderSettings, read_samples
+from facedyn.flow.mask import FEATHER_IOD, MARGIN_IOD
 from facedyn.videos import PrepareError, prepare
 from facedyn.videos.clip import MEDIAPIPE_BLENDSHAPES_FILE, RECORDS_DIR
+from facedyn.videos.config import FlowConfig
+from facedyn.videos.registration import apply, crop_transform
 from tests.conftest import REPO, tiny_epochs
 from tests.face_videos import (APEX_FRAME, CLOSE_LEFT_EYE, SMILE_RIGHT, FaceClip, no_face_video,
                                synthetic_face_video, truncated_copy, two_faces_video)
+from tests.test_flow_mask import hull_distance_in_iod
 
 GRADES = ("patient,expression,dynamics,synkinesis\n"
           "p1,smile,3,1\np2,Smile,4,0\np1,eye_close,5,0\nsyn,smile,2,1\np9,smile,1,0\n")
@@ -188,6 +192,38 @@ def test_registration_cancels_head_motion(prepared, videos, tmp_path):
           f"smile, lower face on its side: {smile[60:100, 20:56].mean():.3f} px")
     assert registered < 0.1 * raw
     assert registered < 0.2 * smile[60:100, 20:56].mean()
+
+
+def test_flow_outside_the_face_is_cleared_and_mask_none_keeps_it(prepared, videos, tmp_path):
+    """p3 only moves its head; prepared again with flow.mask=none, its flow images hold the same face and the
+    flow beyond the widened hull (registration residue, compression noise) that the default mask clears."""
+    out, _ = prepared
+    plain = tmp_path / "plain"
+    result = _prepare_py(f"videos={videos}", f"out={plain}", "flow.mask=none", "workers=1",
+                         "layout=patient/expression", "expressions={brow_raise: [brow_raise]}")
+    assert result.returncode == 0, result.stdout
+    cfg = FlowConfig()
+    folders = sorted((out / "brow_raise").glob("p3_*"))
+    assert len(folders) == 3
+    for folder in folders:
+        base = np.load(folder / "baseline_landmarks.npy").astype(np.float64)
+        # The crop is the box of all 478 points; the subset's, which holds the face's outline, is the same box.
+        points = (apply(crop_transform(base, cfg), base) + 0.5) * cfg.image_size / cfg.crop_size
+        beyond = hull_distance_in_iod(points)
+        outside = beyond > MARGIN_IOD + 0.05
+        masked, unmasked = _brightness(folder / FLOW_FILE), _brightness(plain / "brow_raise" / folder.name / FLOW_FILE)
+        assert np.mean(unmasked[outside] > 0) > 0.5  # there is flow out there without the mask
+        assert masked[outside].mean() < 0.25 * unmasked[outside].mean() and np.mean(masked[outside] == 0) > 0.5
+        # On the face the same pixels: compare the 16 px JPEG blocks whose neighbours lie where the weight is 1
+        # (JPEG codes each block alone; decoding interpolates colour across a block's border).
+        rgb = [cv2.imread(str(f / FLOW_FILE)) for f in (folder, plain / "brow_raise" / folder.name)]
+        untouched = beyond < MARGIN_IOD - FEATHER_IOD - 0.02
+        blocks = untouched.reshape(7, 16, 7, 16).all(axis=(1, 3))
+        clean = np.zeros_like(blocks)
+        clean[1:-1, 1:-1] = np.all([blocks[1 + dy:6 + dy, 1 + dx:6 + dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)], axis=0)
+        assert clean.sum() >= 4
+        same = np.kron(clean, np.ones((16, 16), bool))
+        np.testing.assert_array_equal(rgb[0][same], rgb[1][same])
 
 
 def test_written_landmarks_reproduce_mediapipes_blendshapes(prepared):

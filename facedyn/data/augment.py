@@ -32,7 +32,8 @@ import numpy as np
 
 from facedyn.data.config import AugmentConfig
 from facedyn.data.flow_encoding import decode_flow, encode_flow, mirror_flow_image
-from facedyn.data.head_motion import face_mask, pixel_grid
+from facedyn.data.head_motion import face_mask
+from facedyn.flow.mask import pixel_grid
 from facedyn.landmarks import SUBSET_MIRROR_PERMUTATION
 
 MIRROR_PERMUTATION = np.asarray(SUBSET_MIRROR_PERMUTATION, dtype=np.intp)

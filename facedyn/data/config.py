@@ -11,6 +11,7 @@ from typing import List, Optional
 
 from facedyn.utils.config import Choice
 from facedyn.data.synthetic.config import SyntheticConfig
+from facedyn.flow.mask import FlowMask
 
 
 class DataKind(Choice):
@@ -118,7 +119,10 @@ class FlowConfig:
     image lies in the landmarks' frame, `frame` (the whole frame; needs data.landmarks.image_width/height)
     or `face_box` (a box around the face, estimated from the data); null: frame for the synthetic data,
     face_box for a folder. max_magnitude: flow pixels (at image_size) the images show at full brightness;
-    null: the synthetic generator's (required for a folder).
+    null: the synthetic generator's (required for a folder). mask: the face mask of the compensated images
+    (facedyn.flow.mask), face (flow outside the face is zero) or none; null: as the images were made
+    (data.synthetic.flow_mask for the synthetic data, face for a folder: prepare.py's default); without
+    compensation the images are read as they are and it must stay null.
     """
 
     compensate_head_motion: bool = False
@@ -126,6 +130,7 @@ class FlowConfig:
     head_motion_refine: bool = True
     crop: Optional[FlowCrop] = None
     max_magnitude: Optional[float] = None
+    mask: Optional[FlowMask] = None
 
 
 @dataclass

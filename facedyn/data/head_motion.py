@@ -33,7 +33,6 @@ reproduces under that crop, R^2), and compensation is refused with one line when
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from typing import Optional
 
 import cv2
@@ -42,6 +41,7 @@ import numpy as np
 from facedyn.data.config import FlowCrop, HeadMotionModel
 from facedyn.data.errors import DataError
 from facedyn.data.flow_encoding import decode_flow, encode_flow
+from facedyn.flow.mask import mask_flow, pixel_grid
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS
 from facedyn.videos.registration import residual_head_motion
 
@@ -69,6 +69,7 @@ class CompensationSettings:
     max_magnitude: float  # flow pixels (at image_size) the encoding shows at full brightness
     image_size: int
     frame_size: Optional[tuple[float, float]]  # (width, height) of the landmarks' frame, for crop=frame
+    mask: str  # face: then the flow outside the face is cleared (facedyn.flow.mask), as prepare.py does; none
 
 
 @dataclass(frozen=True)
@@ -148,15 +149,6 @@ def motion_field(matrix: np.ndarray, crop_scale: np.ndarray, crop_offset: np.nda
     linear = s @ matrix[:, :2] @ np.linalg.inv(s)
     shift = s @ matrix[:, 2] + crop_offset - linear @ crop_offset
     return (pixel_grid(size) @ (linear - np.eye(2)).T + shift).astype(np.float32)
-
-
-@lru_cache(maxsize=4)
-def pixel_grid(size: int) -> np.ndarray:
-    """(size, size, 2) float32 (x, y) of each pixel's centre; the image spans 0..size. Shared: do not modify."""
-    centres = np.arange(size, dtype=np.float32) + 0.5
-    grid = np.stack(np.meshgrid(centres, centres), axis=-1)
-    grid.flags.writeable = False
-    return grid
 
 
 def face_mask(points: np.ndarray, size: int) -> np.ndarray:
@@ -281,6 +273,7 @@ def compensate_images(images: np.ndarray, baseline: np.ndarray, expression: np.n
     for i in range(len(images)):
         if settings.refine:  # the flow measures the motion more finely than a dozen jittery landmarks
             flow[i] -= residual_head_motion(flow[i], image_points[i]) * masks[i]
+        flow[i] = mask_flow(flow[i], image_points[i], settings.mask)
         images[i] = encode_flow(flow[i], settings.max_magnitude)
     after = global_motion(flow, image_points)
     centre = baseline[:, STABLE_POINTS].mean(axis=1)

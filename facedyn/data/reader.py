@@ -121,14 +121,19 @@ def compensation_settings(cfg: DataConfig) -> Optional[CompensationSettings]:
     """data.flow's head-motion compensation, resolved (None when it is off)."""
     flow = cfg.flow
     if not flow.compensate_head_motion:
+        if flow.mask is not None:
+            raise DataError(f"data.flow.mask={flow.mask} masks the images head-motion compensation rewrites "
+                            "(data.flow.compensate_head_motion=true); the synthetic data's mask is "
+                            "data.synthetic.flow_mask, a prepared folder's prepare.py's flow.mask")
         return None
     magnitude = flow_max_magnitude(cfg)
     if magnitude is None:
         raise DataError("data.flow.compensate_head_motion=true needs data.flow.max_magnitude: the flow (pixels at "
                         "image_size) that the flow images show at full brightness")
     crop = str(flow.crop) if flow.crop is not None else ("frame" if cfg.kind == "synthetic" else "face_box")
+    mask = str(flow.mask) if flow.mask is not None else (cfg.synthetic.flow_mask if cfg.kind == "synthetic" else "face")
     return CompensationSettings(str(flow.head_motion_model), crop, bool(flow.head_motion_refine), magnitude,
-                                int(cfg.image_size), landmark_frame(cfg))
+                                int(cfg.image_size), landmark_frame(cfg), mask)
 
 
 @dataclass

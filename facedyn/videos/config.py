@@ -13,6 +13,7 @@ from omegaconf import MISSING
 
 from facedyn.data.flow_encoding import FLOW_METHODS
 from facedyn.data.synthetic.config import EXPRESSIONS
+from facedyn.flow.mask import FLOW_MASKS
 from facedyn.videos.errors import PrepareError
 
 LAYOUTS = ("auto", "patient/expression", "expression/patient")
@@ -63,6 +64,9 @@ class FlowConfig:
     face_fill: float = 0.8  # face height / crop side, as the synthetic generator frames faces
     image_size: int = 112  # side of the saved flow image
     max_magnitude: float = 4.0  # flow (pixels at image_size) shown at full brightness, as the synthetic data
+    # face: the flow outside the face (the baseline landmarks' hull widened by 0.4 inter-ocular distances,
+    # feathered) is zero, since camera and background motion is not the face's (facedyn.flow.mask); none: as computed
+    mask: str = "face"
     jpeg_quality: int = 90  # of the saved flow image
 
 
@@ -156,6 +160,7 @@ def check(cfg: PrepareConfig) -> None:
         "flow.image_size": cfg.flow.image_size < 16 and "must be at least 16",
         "flow.face_fill": not 0 < cfg.flow.face_fill <= 1 and "must be in (0, 1]",
         "flow.max_magnitude": not cfg.flow.max_magnitude > 0 and "must be positive",
+        "flow.mask": cfg.flow.mask not in FLOW_MASKS and f"must be one of {', '.join(FLOW_MASKS)}",
         "flow.jpeg_quality": not 1 <= cfg.flow.jpeg_quality <= 100 and "must be 1-100",
         "quality.min_one_face_share": not 0 < cfg.quality.min_one_face_share <= 1 and "must be in (0, 1]",
         "quality.min_frames": cfg.quality.min_frames < 1 and "must be at least 1",

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 
 from facedyn.data.flow_encoding import compute_flow, encode_flow, resize_flow
+from facedyn.flow.mask import mask_flow
+from facedyn.landmarks import LANDMARK_SUBSET_IDXS
 from facedyn.videos.config import FlowConfig
 
 # MediaPipe mesh points that no Sunnybrook expression moves much: the nose bridge (168, 6, 197, 195, 5),
@@ -143,8 +145,11 @@ def noise_floor(rest_pair: RegisteredPair, cfg: FlowConfig) -> float:
 
 def flow_image(pair: RegisteredPair, cfg: FlowConfig, floor: float = 0.0) -> np.ndarray:
     """The (image_size, image_size, 3) uint8 RGB HSV flow image baseline -> expression, as the synthetic data;
-    flow weaker than `floor` (crop pixels: the clip's noise, see noise_floor) is set to zero."""
+    flow weaker than `floor` (crop pixels: the clip's noise, see noise_floor) is set to zero, and so is the
+    flow outside the face (`cfg.mask`, facedyn.flow.mask)."""
     flow = registered_flow(pair, cfg)
     if floor > 0:
         flow[np.linalg.norm(flow, axis=-1) < floor] = 0.0
-    return encode_flow(resize_flow(flow, cfg.image_size), cfg.max_magnitude)
+    # crop pixel centres sit at integers, the flow image's at +0.5
+    landmarks = (pair.face[list(LANDMARK_SUBSET_IDXS)] + 0.5) * (cfg.image_size / cfg.crop_size)
+    return encode_flow(mask_flow(resize_flow(flow, cfg.image_size), landmarks, cfg.mask), cfg.max_magnitude)

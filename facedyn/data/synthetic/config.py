@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import List, Optional
 
+from facedyn.flow.mask import FLOW_MASKS
+
 GENERATOR_VERSION = 3  # bump when the generated data changes for the same settings
 EXPRESSIONS = ("eye_close", "smile", "brow_raise", "snarl", "lip_pucker")
 
@@ -22,6 +24,7 @@ class SyntheticConfig:
     render_size: int = 224  # side of the rendered frames (landmarks are in these pixels)
     max_flow_magnitude: float = 4.0  # flow (pixels at image_size) shown at full brightness
     flow_method: str = "farneback"  # see facedyn.data.flow_encoding.FLOW_METHODS
+    flow_mask: str = "face"  # face: no flow outside the face, as in prepare.py's images; none: as computed (facedyn.flow.mask)
     jpeg_quality: int = 90  # of the saved flow image and of the rendered frames (video compression)
     # Labels.
     healthy_fraction: float = 0.15  # share of subjects with no palsy (dynamics 5, synkinesis 0)
@@ -57,6 +60,8 @@ class SyntheticConfig:
             problems.append("movement_by_grade needs 5 values (dynamics 1-5), synkinesis_by_grade 4 (0-3)")
         if self.image_size < 16 or self.render_size < self.image_size:
             problems.append("image_size must be >= 16 and render_size >= image_size")
+        if self.flow_mask not in FLOW_MASKS:
+            problems.append(f"flow_mask must be one of {', '.join(FLOW_MASKS)}")
         if not self.max_flow_magnitude > 0:
             problems.append("max_flow_magnitude must be positive")
         if not 0 < self.peak_fraction_range[0] <= self.peak_fraction_range[1] <= 1:

@@ -30,6 +30,7 @@ from facedyn.data.synthetic import expressions, face, render
 from facedyn.data.synthetic.config import GENERATOR_VERSION, SyntheticConfig
 from facedyn.data.synthetic.contact_sheet import write_contact_sheet
 from facedyn.data.synthetic.mesh import CanonicalMesh, canonical_mesh
+from facedyn.flow.mask import mask_flow
 from facedyn.utils.io import atomic_write_json
 
 MARKER = "synthetic_dataset.json"
@@ -179,6 +180,7 @@ def clip_samples(mesh: CanonicalMesh, cfg: SyntheticConfig, subject: Subject, ex
         gain = 1.0 + rng.normal(0.0, cfg.lighting_change)
         frame = _camera(render.render(mesh, points, subject.appearance, size, pose.scale), rng, cfg, gain)
         flow = resize_flow(compute_flow(base_frame, frame, cfg.flow_method), cfg.image_size)
+        flow = mask_flow(flow, base_landmarks * (cfg.image_size / size), cfg.flow_mask)
         yield Sample(
             expression, f"{subject.name}_{frame_index}", encode_flow(flow, cfg.max_flow_magnitude),
             _landmarks(points, subject, rng, cfg), base_landmarks,
