@@ -35,7 +35,7 @@ SHARED_BUNDLE = REPO.parent / "shared" / "models" / "face_landmarker.task"
 if not os.environ.get("FACEDYN_LANDMARKER") and SHARED_BUNDLE.is_file():
     os.environ["FACEDYN_LANDMARKER"] = str(SHARED_BUNDLE)
 
-from facedyn.data.flow_encoding import FLOW_METHODS, compute_flow  # noqa: E402
+from facedyn.flow.encoding import FLOW_METHODS, compute_flow  # noqa: E402
 from facedyn.videos.clip import TIMED_STEPS  # noqa: E402
 from facedyn.videos.pipeline import prepare  # noqa: E402
 from record import Recording  # noqa: E402

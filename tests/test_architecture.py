@@ -86,6 +86,7 @@ def test_the_library_never_imports_a_command_line() -> None:
 def test_the_layers_below_know_nothing_of_those_above() -> None:
     # (lower, higher): nothing in `lower` imports `higher`
     for lower, higher in (("facedyn.utils", "facedyn."), ("facedyn.data", "facedyn.videos"),
+                          ("facedyn.flow", "facedyn.data"), ("facedyn.flow", "facedyn.videos"),
                           ("facedyn.data", "facedyn.training"), ("facedyn.model", "facedyn.training"),
                           ("facedyn.runs", "facedyn.training"), ("facedyn.training", "facedyn.sweep"),
                           ("facedyn.training", "facedyn.crossval"), ("facedyn.training", "facedyn.inference")):

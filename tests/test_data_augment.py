@@ -13,7 +13,7 @@ from facedyn.data import load_training_data
 from facedyn.data.augment import Augmenter, Frame, mirror_landmarks, mirror_sample
 from facedyn.data.config import AugmentConfig
 from facedyn.data.dataset import EpochSampler, make_loader
-from facedyn.data.flow_encoding import decode_flow, encode_flow
+from facedyn.flow.encoding import decode_flow, encode_flow
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS, SUBSET_MIRROR_PERMUTATION
 from tests.mediapipe_fixtures import read_landmarks
 from tests.test_data_fixtures import dataset_root, folder_config  # noqa: F401

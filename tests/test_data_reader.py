@@ -16,9 +16,9 @@ from omegaconf import OmegaConf
 
 from facedyn.conf import CONF_DIR
 from facedyn.data import DataError, load_training_data
-from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.data.layout import BASELINE_LANDMARKS_FILE, EXPRESSION_LANDMARKS_FILE, FLOW_FILE, LABELS_FILE
 from facedyn.data.loading import as_data_config
+from facedyn.flow.encoding import decode_flow, encode_flow
 from tests.test_data_fixtures import dataset_root, folder_config, write_dataset, write_sample  # noqa: F401
 
 VICTIM = "smile/patient03_0001"

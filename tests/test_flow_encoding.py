@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facedyn.data.flow_encoding import (FLOW_METHODS, compute_flow, decode_flow, encode_flow, mirror_flow_image,
+from facedyn.flow.encoding import (FLOW_METHODS, compute_flow, decode_flow, encode_flow, mirror_flow_image,
                                         resize_flow)
 
 

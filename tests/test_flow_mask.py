@@ -12,12 +12,12 @@ import pytest
 from facedyn.data import DataError
 from facedyn.data.cache import cache_location
 from facedyn.data.config import DataConfig
-from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.data.head_motion import CompensationSettings, compensate_images, frame_crop, motion_field
 from facedyn.data.reader import ReaderSettings
 from facedyn.data.synthetic import SyntheticConfig, generate_dataset
 from facedyn.data.synthetic.generator import clip_samples, sample_subject
 from facedyn.data.synthetic.mesh import canonical_mesh
+from facedyn.flow.encoding import decode_flow, encode_flow
 from facedyn.flow.mask import FEATHER_IOD, MARGIN_IOD, face_weight, interocular_distance, mask_flow
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS
 from tests.mediapipe_fixtures import read_landmarks

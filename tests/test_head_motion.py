@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from facedyn.data import DataError, load_training_data
-from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.data.head_motion import (STABLE_MESH_POINTS, STABLE_POINTS, CompensationSettings, compensate_images,
                                       face_box_crop, fit_transform, frame_crop, global_motion, motion_field)
 from facedyn.data.loading import HEAD_MOTION_FILE
 from facedyn.data.synthetic import ensure_dataset, preset
+from facedyn.flow.encoding import decode_flow, encode_flow
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS
 from tests.mediapipe_fixtures import read_landmarks
 from tests.test_data_fixtures import folder_config

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from facedyn.flow.registration import STABLE_POINTS, apply, fit_similarity, residual_head_motion
 from facedyn.videos.config import FlowConfig, SelectionConfig
-from facedyn.videos.registration import STABLE_POINTS, apply, fit_similarity, residual_head_motion
 from facedyn.videos.selection import SelectionError, choose_frames
 
 RNG = np.random.default_rng(0)

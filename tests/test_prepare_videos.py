@@ -22,14 +22,15 @@ import numpy as np
 import pytest
 
 from facedyn.data.config import DataConfig
-from facedyn.data.flow_encoding import decode_flow
 from facedyn.data.layout import FLOW_FILE, LABELS_FILE, scan
 from facedyn.data.reader import ReaderSettings, read_samples
+from facedyn.flow.encoding import decode_flow
 from facedyn.flow.mask import FEATHER_IOD, MARGIN_IOD
+from facedyn.flow.registration import apply
 from facedyn.videos import PrepareError, prepare
 from facedyn.videos.clip import MEDIAPIPE_BLENDSHAPES_FILE, RECORDS_DIR
 from facedyn.videos.config import FlowConfig
-from facedyn.videos.registration import apply, crop_transform
+from facedyn.videos.pair import crop_transform
 from tests.conftest import REPO, tiny_epochs
 from tests.face_videos import (APEX_FRAME, CLOSE_LEFT_EYE, SMILE_RIGHT, FaceClip, no_face_video,
                                synthetic_face_video, truncated_copy, two_faces_video)

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 from facedyn.assets import MESH_MEMBER, AssetError, read_bundle_member
-from facedyn.data.flow_encoding import decode_flow
 from facedyn.data.synthetic import MARKER, SyntheticConfig, ensure_dataset, generate_dataset, preset
 from facedyn.data.synthetic.__main__ import main as cli
 from facedyn.data.synthetic.face import mesh_with_iris
 from facedyn.data.synthetic.generator import ClipLabels, clip_samples, sample_labels, sample_subject
 from facedyn.data.synthetic.mesh import canonical_mesh, parse_canonical_mesh
+from facedyn.flow.encoding import decode_flow
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS
 
 SMALL = dict(videos=3, frames_per_video=2, seed=5)

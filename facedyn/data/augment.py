@@ -8,7 +8,7 @@ the sample's landmark bounding box; the blendshape model centres and scale-norma
 the landmarks' relative geometry matters to it and either frame keeps them in a sane range.
 
 The horizontal mirror flips the image and mirrors the flow directions (hue: angle t -> 180 deg - t, see
-facedyn.data.flow_encoding.mirror_flow_image); the landmarks get x -> c - x (c = frame left + right edge)
+facedyn.flow.encoding.mirror_flow_image); the landmarks get x -> c - x (c = frame left + right edge)
 and the left/right correspondence swapped (SUBSET_MIRROR_PERMUTATION). Palsy grades are side-independent,
 so the labels stay.
 
@@ -31,8 +31,8 @@ import cv2
 import numpy as np
 
 from facedyn.data.config import AugmentConfig
-from facedyn.data.flow_encoding import decode_flow, encode_flow, mirror_flow_image
 from facedyn.data.head_motion import face_mask
+from facedyn.flow.encoding import decode_flow, encode_flow, mirror_flow_image
 from facedyn.flow.mask import pixel_grid
 from facedyn.landmarks import SUBSET_MIRROR_PERMUTATION
 

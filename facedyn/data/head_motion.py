@@ -17,7 +17,7 @@ stable point that moves anyway (a detector slip, an unusual synkinesis) loses it
 
 Refinement (`FlowConfig.head_motion_refine`, on by default): a dozen landmarks that jitter by a pixel fix the
 motion only to a few tenths of a pixel, so the similarity that most of the face's remaining flow shares is
-then taken out too (a trimmed fit over the face, facedyn.videos.registration.residual_head_motion, the step
+then taken out too (a trimmed fit over the face, facedyn.flow.registration.residual_head_motion, the step
 prepare.py uses after its own landmark registration); the expression's own region drops out of that fit.
 
 The crop: landmarks are pixels of the video frame, the flow image is `image_size` pixels of some crop of it,
@@ -40,10 +40,10 @@ import numpy as np
 
 from facedyn.data.config import FlowCrop, HeadMotionModel
 from facedyn.data.errors import DataError
-from facedyn.data.flow_encoding import decode_flow, encode_flow
+from facedyn.flow.encoding import decode_flow, encode_flow
 from facedyn.flow.mask import mask_flow, pixel_grid
+from facedyn.flow.registration import residual_head_motion
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS
-from facedyn.videos.registration import residual_head_motion
 
 STABLE_MESH_POINTS: tuple[int, ...] = (168, 197, 195, 133, 362, 33, 263, 127, 234, 93, 356, 454, 323)
 STABLE_POINTS = np.asarray([LANDMARK_SUBSET_IDXS.index(i) for i in STABLE_MESH_POINTS], dtype=np.intp)

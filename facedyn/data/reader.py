@@ -20,7 +20,6 @@ import numpy as np
 
 from facedyn.data.config import DataConfig
 from facedyn.data.errors import DataError
-from facedyn.data.flow_encoding import decode_flow, encode_flow
 from facedyn.data.head_motion import CompensationSettings, compensate_images
 from facedyn.data.layout import (
     BASELINE_LANDMARKS_FILE,
@@ -30,6 +29,7 @@ from facedyn.data.layout import (
     SampleFolder,
 )
 from facedyn.data.samples import Samples
+from facedyn.flow.encoding import decode_flow, encode_flow
 from facedyn.landmarks import NUM_SUBSET_LANDMARKS
 
 DYNAMICS_RANGE = (0, 5)  # Sunnybrook voluntary movement grade

@@ -27,8 +27,8 @@ from facedyn.data.config import DataConfig
 from facedyn.data.dataset import EpochSampler
 from facedyn.data.errors import DataError
 from facedyn.data.expressions import expression_indices
-from facedyn.data.flow_encoding import mirror_flow_image
 from facedyn.data.samples import Samples
+from facedyn.flow.encoding import mirror_flow_image
 
 Batch = dict[str, torch.Tensor]
 

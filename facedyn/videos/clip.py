@@ -22,10 +22,11 @@ import cv2
 import numpy as np
 
 from facedyn.data.layout import BASELINE_LANDMARKS_FILE, EXPRESSION_LANDMARKS_FILE, FLOW_FILE, LABELS_FILE
-from facedyn.utils.io import atomic_write_bytes, atomic_write_json
+from facedyn.flow.registration import apply
 from facedyn.landmarks import BLENDSHAPE_NAMES, LANDMARK_SUBSET_IDXS, NUM_MESH_LANDMARKS
+from facedyn.utils.io import atomic_write_bytes, atomic_write_json
 from facedyn.videos.config import PrepareConfig
-from facedyn.videos.registration import RegisteredPair, apply, flow_image, noise_floor, register_pair
+from facedyn.videos.pair import RegisteredPair, flow_image, noise_floor, register_pair
 from facedyn.videos.selection import EYE_CENTRES, Selection, SelectionError, choose_frames
 
 RECORDS_DIR = ".prepare"  # hidden: the reader skips it

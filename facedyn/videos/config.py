@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING
 
-from facedyn.data.flow_encoding import FLOW_METHODS
 from facedyn.data.synthetic.config import EXPRESSIONS
+from facedyn.flow.encoding import FLOW_METHODS
 from facedyn.flow.mask import FLOW_MASKS
 from facedyn.videos.errors import PrepareError
 
@@ -53,7 +53,7 @@ class SelectionConfig:
 
 @dataclass
 class FlowConfig:
-    # dis or farneback (facedyn.data.flow_encoding). DIS, measured on registered crops of a known warp
+    # dis or farneback (facedyn.flow.encoding). DIS, measured on registered crops of a known warp
     # (benchmarks/bench_prepare.py): end-point error 0.61 vs 0.83 px where the face moves, half the time.
     method: str = "dis"
     register: bool = True  # cancel head motion with a similarity fitted on points expressions do not move

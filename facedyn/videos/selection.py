@@ -21,9 +21,9 @@ from typing import Optional
 
 import numpy as np
 
+from facedyn.flow.registration import STABLE_POINTS, apply, fit_similarity
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS
 from facedyn.videos.config import SelectionConfig, baseline_index
-from facedyn.videos.registration import STABLE_POINTS, apply, fit_similarity
 
 EYE_CENTRES = ((33, 133), (362, 263))  # outer/inner corners of the subject's right and left eye
 # The registration's points plus the nose tip and the point above it (4, 1): no Sunnybrook expression

@@ -23,7 +23,7 @@ class SyntheticConfig:
     image_size: int = 112  # side of the saved flow image
     render_size: int = 224  # side of the rendered frames (landmarks are in these pixels)
     max_flow_magnitude: float = 4.0  # flow (pixels at image_size) shown at full brightness
-    flow_method: str = "farneback"  # see facedyn.data.flow_encoding.FLOW_METHODS
+    flow_method: str = "farneback"  # see facedyn.flow.encoding.FLOW_METHODS
     flow_mask: str = "face"  # face: no flow outside the face, as in prepare.py's images; none: as computed (facedyn.flow.mask)
     jpeg_quality: int = 90  # of the saved flow image and of the rendered frames (video compression)
     # Labels.

@@ -25,11 +25,11 @@ import numpy as np
 from filelock import FileLock
 
 from facedyn.assets import cache_dir
-from facedyn.data.flow_encoding import compute_flow, encode_flow, resize_flow
 from facedyn.data.synthetic import expressions, face, render
 from facedyn.data.synthetic.config import GENERATOR_VERSION, SyntheticConfig
 from facedyn.data.synthetic.contact_sheet import write_contact_sheet
 from facedyn.data.synthetic.mesh import CanonicalMesh, canonical_mesh
+from facedyn.flow.encoding import compute_flow, encode_flow, resize_flow
 from facedyn.flow.mask import mask_flow
 from facedyn.utils.io import atomic_write_json
 

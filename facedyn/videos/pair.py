@@ -1,9 +1,8 @@
-"""Face crops of the baseline and an expression frame in one box, registered so that head motion cancels.
+"""A baseline and an expression frame of a clip -> face crops in one box, registered, and their flow image.
 
-The head moves between two frames of a clip (a nod, a turn, the patient leaning in); optical flow would
-show that motion everywhere and drown the expression. A similarity transform (rotation, uniform scale,
-shift) fitted on landmarks that expressions do not move maps the expression frame onto the baseline's
-pose; both frames are then cut with the baseline's box, framed as the synthetic generator frames faces.
+The expression frame is mapped onto the baseline's pose by the similarity fitted on landmarks no expression
+moves (facedyn.flow.registration); both frames are then cut with the baseline's box, framed as the synthetic
+generator frames faces.
 """
 
 from __future__ import annotations
@@ -13,54 +12,17 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facedyn.data.flow_encoding import compute_flow, encode_flow, resize_flow
+from facedyn.flow.encoding import compute_flow, encode_flow, resize_flow
 from facedyn.flow.mask import mask_flow
+from facedyn.flow.registration import apply, compose, residual_head_motion, to_baseline
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS
 from facedyn.videos.config import FlowConfig
 
-# MediaPipe mesh points that no Sunnybrook expression moves much: the nose bridge (168, 6, 197, 195, 5),
-# the eye corners (33, 133, 362, 263) and the face outline at the temples and ears (127, 356, 234, 454).
-# Mouth, cheeks, lids, brows and nose wings are left out: they are what the expressions move.
-STABLE_POINTS = (168, 6, 197, 195, 5, 33, 133, 362, 263, 127, 356, 234, 454)
-KEEP_SHARE, TRIM_ROUNDS = 0.6, 4  # residual head motion: refit on the 60 % of the face that fits best
 NOISE_PERCENTILE = 99.9  # the flow noise floor: this percentile of the rest pair's flow inside the face,
 # times FLOOR_MARGIN: an expression frame lies further from the baseline in time and pose than the rest frame
 # the floor is measured with, and its noise runs higher (measured on tests/real_clips.py's swaying clips: at
 # 1.0x a tenth to a quarter of a still eye closure's flow brightness stayed; at 1.5x none, the closure kept 94 %)
 FLOOR_MARGIN = 1.5
-
-
-def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The 2x3 similarity (no reflection) mapping points `src` onto `dst` in least squares (Umeyama 1991)."""
-    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
-    src_mean, dst_mean = src.mean(axis=0), dst.mean(axis=0)
-    a, b = src - src_mean, dst - dst_mean
-    u, sigma, vt = np.linalg.svd(b.T @ a / len(src))
-    d = np.diag([1.0, np.sign(np.linalg.det(u @ vt)) or 1.0])
-    rotation = u @ d @ vt
-    scale = np.trace(np.diag(sigma) @ d) / max(a.var(axis=0).sum(), 1e-12)
-    matrix = np.empty((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - matrix[:, :2] @ src_mean
-    return matrix
-
-
-def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    return points @ matrix[:, :2].T + matrix[:, 2]
-
-
-def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
-    """The 2x3 transform doing `inner`, then `outer`."""
-    matrix = np.empty((2, 3))
-    matrix[:, :2] = outer[:, :2] @ inner[:, :2]
-    matrix[:, 2] = outer[:, :2] @ inner[:, 2] + outer[:, 2]
-    return matrix
-
-
-def to_baseline(expression: np.ndarray, baseline: np.ndarray) -> np.ndarray:
-    """The similarity taking an expression frame's landmarks (478, 2) onto the baseline's stable points."""
-    idx = list(STABLE_POINTS)
-    return fit_similarity(expression[idx], baseline[idx])
 
 
 def crop_transform(baseline: np.ndarray, cfg: FlowConfig) -> np.ndarray:
@@ -95,31 +57,6 @@ def register_pair(baseline_frame: np.ndarray, expression_frame: np.ndarray, base
 
     return RegisteredPair(cut(baseline_frame, crop), cut(expression_frame, moved), crop, moved,
                           apply(crop, baseline_landmarks.astype(np.float64)))
-
-
-def residual_head_motion(flow: np.ndarray, face: np.ndarray) -> np.ndarray:
-    """The similarity motion field (H, W, 2) that most of the face's flow shares: what landmark registration
-    left of the head motion (MediaPipe's points jitter by about a pixel). Fitted on a grid inside the face
-    outline by trimmed least squares: each round refits on the KEEP_SHARE of points it explains best, so
-    the expression's own region (well under half of the face) drops out."""
-    height, width = flow.shape[:2]
-    step = max(2, width // 56)
-    ys, xs = np.mgrid[step // 2:height:step, step // 2:width:step]
-    grid = np.stack([xs.ravel(), ys.ravel()], axis=1)
-    hull = cv2.convexHull(face.astype(np.float32))
-    inside = np.array([cv2.pointPolygonTest(hull, (float(x), float(y)), False) >= 0 for x, y in grid])
-    points = grid[inside].astype(np.float64)
-    if len(points) < 12:
-        return np.zeros_like(flow)
-    moved = points + flow[grid[inside, 1], grid[inside, 0]]
-    keep = np.arange(len(points))
-    for _ in range(TRIM_ROUNDS):
-        matrix = fit_similarity(points[keep], moved[keep])
-        residual = np.linalg.norm(apply(matrix, points) - moved, axis=1)
-        keep = np.argsort(residual, kind="stable")[:int(KEEP_SHARE * len(points))]
-    xs, ys = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    pixels = np.stack([xs, ys], axis=-1)
-    return (apply(matrix, pixels) - pixels).astype(np.float32)
 
 
 def registered_flow(pair: RegisteredPair, cfg: FlowConfig) -> np.ndarray:
