@@ -6,15 +6,21 @@
                                        /expression_g_column.json
 
 Expressions are whatever folders lie under the root; <video> and <frame> are the parts of the sample
-folder name before and after its last "_". Hidden entries (".*") and stray files are ignored.
+folder name before and after its last "_". Hidden entries (".*") and stray files are ignored. Sample
+folders are found with `scan` and written with `write_sample` (prepare.py and the synthetic generator).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 from stat import S_ISLNK
-from typing import NamedTuple, Optional, Sequence
+from typing import Any, Mapping, NamedTuple, Optional, Sequence
+
+import cv2
+import numpy as np
 
 from facedyn.data.errors import DataError
 
@@ -134,3 +140,31 @@ def scan(root: Path, expressions: Optional[Sequence[str]] = None) -> list[Sample
     if not folders:
         raise DataError(f"dataset root {root} holds no sample folders; {LAYOUT_HINT}")
     return folders
+
+
+def write_sample(folder: Path, flow_rgb: np.ndarray, expression_landmarks: np.ndarray,
+                 baseline_landmarks: np.ndarray, labels: Optional[dict], jpeg_quality: int,
+                 extra_json: Optional[Mapping[str, Any]] = None) -> None:
+    """Write one sample folder `<root>/<expression>/<video>_<frame>`: the flow image (uint8 RGB) as JPEG,
+    both landmark sets as .npy, the labels (None: no label file, a sample to predict) and `extra_json`
+    (file name -> value) as one JSON line each.
+
+    Written into a hidden folder beside it and renamed into place (replacing a folder of that name), so a
+    killed writer never leaves a half-written sample where the reader looks.
+    """
+    folder = Path(folder)
+    tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(flow_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+    if not ok:
+        raise OSError(f"could not encode {folder / FLOW_FILE}")
+    (tmp / FLOW_FILE).write_bytes(jpeg.tobytes())
+    np.save(tmp / EXPRESSION_LANDMARKS_FILE, expression_landmarks)
+    np.save(tmp / BASELINE_LANDMARKS_FILE, baseline_landmarks)
+    files = {**({LABELS_FILE: labels} if labels is not None else {}), **(extra_json or {})}
+    for name, value in files.items():
+        (tmp / name).write_text(json.dumps(value) + "\n")
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.rename(tmp, folder)

@@ -1,16 +1,14 @@
 """One clip, start to finish, in a worker process: decode, landmarks, frame choice, registered flow, samples.
 
-Each sample folder is written under a hidden temporary name beside its final place and renamed when
-complete, so a killed run never leaves a half-written sample; the clip's record (record_path) is written
-last, atomically, and is what a rerun trusts. Only this module (through .landmarker) imports MediaPipe.
+Each sample folder is written complete or not at all (facedyn.data.layout.write_sample; one left by a clip
+whose record was lost is replaced); the clip's record (record_path) is written last, atomically, and is what
+a rerun trusts. Only this module (through .landmarker) imports MediaPipe.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
-import shutil
 import signal
 import sys
 import time
@@ -21,7 +19,7 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
-from facedyn.data.layout import BASELINE_LANDMARKS_FILE, EXPRESSION_LANDMARKS_FILE, FLOW_FILE, LABELS_FILE
+from facedyn.data.layout import write_sample
 from facedyn.flow.registration import apply
 from facedyn.landmarks import BLENDSHAPE_NAMES, LANDMARK_SUBSET_IDXS, NUM_MESH_LANDMARKS
 from facedyn.utils.io import atomic_write_bytes, atomic_write_json
@@ -207,29 +205,18 @@ def _frames_at(path: str, wanted: set[int], timer: _Timer, turned: int = 0) -> d
 
 def _write_sample(job: ClipJob, frame: int, flow_rgb: np.ndarray, selection: Selection, scan: _Scan) -> str:
     name = f"{job.patient}_{frame}"
-    folder = Path(job.out) / job.expression
-    final, tmp = folder / name, folder / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     subset = list(LANDMARK_SUBSET_IDXS)
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(flow_rgb, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, job.cfg.flow.jpeg_quality])
-    if not ok:
-        raise OSError(f"could not encode {final / FLOW_FILE}")
-    (tmp / FLOW_FILE).write_bytes(jpeg.tobytes())
-    np.save(tmp / EXPRESSION_LANDMARKS_FILE, scan.landmarks[frame, subset].astype(np.float32))
-    np.save(tmp / BASELINE_LANDMARKS_FILE, scan.landmarks[selection.baseline, subset].astype(np.float32))
+    labels = None
     if job.labels is not None:
         labels = {**job.labels, "video": job.relative, "frame": frame, "baseline_frame": selection.baseline,
                   "apex_frame": selection.apex}
-        (tmp / LABELS_FILE).write_text(json.dumps(labels) + "\n")
+    extra = {}
     if scan.blendshapes is not None:
-        scores = {"expression": dict(zip(BLENDSHAPE_NAMES, scan.blendshapes[frame].tolist())),
-                  "baseline": dict(zip(BLENDSHAPE_NAMES, scan.blendshapes[selection.baseline].tolist()))}
-        (tmp / MEDIAPIPE_BLENDSHAPES_FILE).write_text(json.dumps(scores) + "\n")
-    if final.exists():  # left by a clip whose record was lost; the record is the truth
-        shutil.rmtree(final)
-    os.rename(tmp, final)
+        extra[MEDIAPIPE_BLENDSHAPES_FILE] = {
+            "expression": dict(zip(BLENDSHAPE_NAMES, scan.blendshapes[frame].tolist())),
+            "baseline": dict(zip(BLENDSHAPE_NAMES, scan.blendshapes[selection.baseline].tolist()))}
+    write_sample(Path(job.out) / job.expression / name, flow_rgb, scan.landmarks[frame, subset].astype(np.float32),
+                 scan.landmarks[selection.baseline, subset].astype(np.float32), labels, job.cfg.flow.jpeg_quality, extra)
     return f"{job.expression}/{name}"
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from filelock import FileLock
 
 from facedyn.assets import cache_dir
+from facedyn.data.layout import write_sample
 from facedyn.data.synthetic import expressions, face, render
 from facedyn.data.synthetic.config import GENERATOR_VERSION, SyntheticConfig
 from facedyn.data.synthetic.contact_sheet import write_contact_sheet
@@ -196,21 +197,11 @@ def subject_samples(mesh: CanonicalMesh, cfg: SyntheticConfig, index: int) -> It
         yield from clip_samples(mesh, cfg, subject, expression, rng)
 
 
-def _write_sample(root: Path, sample: Sample, jpeg_quality: int) -> None:
-    folder = root / sample.expression / sample.name
-    folder.mkdir(parents=True)
-    bgr = cv2.cvtColor(sample.flow_image, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(folder / "optical_flow.jpg"), bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
-        raise OSError(f"could not write {folder / 'optical_flow.jpg'}")
-    np.save(folder / "expression_landmarks.npy", sample.expression_landmarks)
-    np.save(folder / "baseline_landmarks.npy", sample.baseline_landmarks)
-    (folder / "expression_g_column.json").write_text(json.dumps(sample.labels) + "\n")
-
-
 def _write_subject(root: Path, cfg: SyntheticConfig, index: int) -> int:
     count = 0
     for sample in subject_samples(canonical_mesh(), cfg, index):
-        _write_sample(root, sample, cfg.jpeg_quality)
+        write_sample(root / sample.expression / sample.name, sample.flow_image, sample.expression_landmarks,
+                     sample.baseline_landmarks, sample.labels, cfg.jpeg_quality)
         count += 1
     return count
 
