@@ -14,12 +14,12 @@ MARGIN_IOD = 0.4. MediaPipe's oval ends near the hairline (mesh point 10; about 
 hairline on the canonical face) and at the chin, and an expression's flow reaches beyond it: a brow raise
 moves the forehead up to the hairline, an opening jaw moves the chin down over the neck, and a flow method
 spreads every moving edge over its window (a DIS patch is about 0.1 IOD in prepare.py's crops), furthest
-into textureless regions (a dark hat, a suit). Measured, as the share of an expression's flow (above a clip
-without movement) that the mask keeps: on the synthetic faces >= 99.7 % for every expression with either
-flow method (the face's flow meets the noise floor 0.25-0.35 IOD beyond the oval); on MediaPipe landmarks of
-two photographed faces, animated (brow raise, jaw opening 0.25 IOD, smile) and prepared by prepare.py,
->= 98.3 % (0.3 IOD would keep 92-98 %). A swaying camera's flow image of the same face, no expression in
-it, loses 57 % of its brightness to the mask.
+into textureless regions (a dark hat, a suit). Measured (benchmarks/bench_flow_mask.py) as the share of an
+expression's flow, above that of a clip without movement, that the mask keeps: on the synthetic faces
+>= 99.7 % for every expression with either flow method (the face's flow meets the noise floor 0.25-0.35
+IOD beyond the oval); on MediaPipe landmarks of two photographed faces animated by a brow raise, a jaw
+opening and a smile and prepared by prepare.py, >= 97.3 % (0.3 IOD keeps >= 92.4 %). A swaying camera's
+flow image of the same face, no expression in it, loses 57 % of its brightness to the mask.
 
 FEATHER_IOD = 0.1, not a hard edge: a step from the background's flow to zero would be an edge whose
 strength depends on how much the camera moved, something a network could learn instead of the face, and
