@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from facedyn.utils.config import Choice
 from facedyn.data.synthetic.config import SyntheticConfig
 from facedyn.flow.mask import FlowMask
+from facedyn.utils.config import Choice
 
 
 class DataKind(Choice):
