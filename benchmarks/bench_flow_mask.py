@@ -33,6 +33,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 SHARED_BUNDLE = REPO.parent / "shared" / "models" / "face_landmarker.task"
 if not os.environ.get("FACEDYN_LANDMARKER") and SHARED_BUNDLE.is_file():
     os.environ["FACEDYN_LANDMARKER"] = str(SHARED_BUNDLE)
@@ -41,27 +42,31 @@ from facedyn.data.synthetic import expressions, generator  # noqa: E402
 from facedyn.data.synthetic.config import EXPRESSIONS, SyntheticConfig  # noqa: E402
 from facedyn.data.synthetic.mesh import canonical_mesh  # noqa: E402
 from facedyn.flow.encoding import decode_flow, encode_flow  # noqa: E402
-from facedyn.flow.mask import distance_to_hull, face_weight, interocular_distance  # noqa: E402
+from facedyn.flow.mask import FEATHER_IOD, distance_to_hull, face_weight, interocular_distance  # noqa: E402
 from facedyn.flow.registration import apply  # noqa: E402
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS  # noqa: E402
 from facedyn.videos.config import FlowConfig  # noqa: E402
 from facedyn.videos.pair import crop_transform  # noqa: E402
 from facedyn.videos.pipeline import prepare  # noqa: E402
+from record import Recording  # noqa: E402
 from tests.face_videos import FRAMES, amplitude, write_video  # noqa: E402
 
 MARGINS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
-FEATHER = 0.1
+# The photographs' clips: expression folder -> the movement animated in it ("snarl" holds none: the level the
+# others are measured above).
+MOVEMENTS = {"brow_raise": "brow raise", "lip_pucker": "jaw opening 0.25 IOD", "smile": "smile",
+             "eye_close": "left eye closing"}
 SUBSET = list(LANDMARK_SUBSET_IDXS)
 
 
 def _kept(moving: list, still: list) -> list[float]:
     """Share of the moving samples' flow above the still ones' that each margin keeps; items (|flow|, landmarks)."""
     total = sum(m.sum() - s.sum() for (m, _), (s, _) in zip(moving, still))
-    return [sum(((m - s) * face_weight(points, m.shape[0], margin, FEATHER)).sum()
+    return [sum(((m - s) * face_weight(points, m.shape[0], margin, FEATHER_IOD)).sum()
                 for (m, points), (s, _) in zip(moving, still)) / total for margin in MARGINS]
 
 
-def bench_synthetic(subjects: int) -> None:
+def bench_synthetic(rec: Recording, subjects: int) -> None:
     mesh = canonical_mesh()
     for method in ("farneback", "dis"):
         cfg = SyntheticConfig(videos=subjects, frames_per_video=1, peak_fraction_range=[1.0, 1.0], healthy_fraction=1.0,
@@ -83,9 +88,9 @@ def bench_synthetic(subjects: int) -> None:
             still = samples()
         finally:
             expressions.EXPRESSION_FIELDS = fields
-        print(f"\nsynthetic faces, {method}, {subjects} subjects: % of each expression's flow kept at margins {MARGINS} IOD")
-        for name in EXPRESSIONS:
-            print(f"  {name:11s} " + " ".join(f"{100 * v:6.1f}" for v in _kept(moving[name], still[name])))
+        rec.table(f"Synthetic faces, {method}, {subjects} subjects: % of each expression's flow kept, by margin (IOD)",
+                  ["expression", *map(str, MARGINS)],
+                  [[name, *(round(100 * v, 1) for v in _kept(moving[name], still[name]))] for name in EXPRESSIONS])
 
 
 def _detect(path: str) -> np.ndarray:
@@ -151,17 +156,17 @@ def _apex_flows(out: Path) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray
     return flows
 
 
-def bench_photographs(root: Path, photos: dict) -> None:
+def bench_photographs(rec: Recording, root: Path, photos: dict) -> None:
     for name, (photo, landmarks) in photos.items():
         iod = interocular_distance(landmarks[SUBSET])
         brow, chin = (landmarks[105] + landmarks[334]) / 2, landmarks[152]
-        clips = {
+        clips = {  # expression folder (prepare.py wants one of the five) -> the movement in it
             "brow_raise": [((brow[0], brow[1] - 0.25 * iod), (0, -0.2 * iod), 0.6 * iod)],
-            "lip_pucker": [((chin[0], chin[1] - 0.1 * iod), (0, 0.25 * iod), 0.5 * iod)],  # the jaw opens
+            "lip_pucker": [((chin[0], chin[1] - 0.1 * iod), (0, 0.25 * iod), 0.5 * iod)],
             "smile": [(landmarks[61], (-0.08 * iod, -0.12 * iod), 0.25 * iod),
                       (landmarks[291], (0.08 * iod, -0.12 * iod), 0.25 * iod)],
             "eye_close": [(landmarks[386], (0, 0.1 * iod), 0.15 * iod)],
-            "snarl": [],  # no movement: the level the others are measured above
+            "snarl": [],
         }
         for expression, bumps in clips.items():
             write_video(root / "still" / name / f"{expression}.mp4", _animated(photo, landmarks, bumps), 25.0)
@@ -169,11 +174,10 @@ def bench_photographs(root: Path, photos: dict) -> None:
     prepare({"videos": str(root / "still"), "out": str(out), "progress": False, "workers": 2,
              "flow": {"mask": "none", "register": False}})
     flows = {key: (np.linalg.norm(flow, axis=-1), points) for key, (flow, points) in _apex_flows(out).items()}
-    print(f"\nphotographed faces, prepare.py (DIS, still camera): % of each expression's flow kept at margins {MARGINS} IOD")
-    for (patient, expression), item in sorted(flows.items()):
-        if expression != "snarl":
-            kept = _kept([item], [flows[patient, "snarl"]])
-            print(f"  {patient:10s} {expression:11s} " + " ".join(f"{100 * v:6.1f}" for v in kept))
+    rows = [[patient, MOVEMENTS[expression], *(round(100 * v, 1) for v in _kept([item], [flows[patient, "snarl"]]))]
+            for (patient, expression), item in sorted(flows.items()) if expression != "snarl"]
+    rec.table("Photographed faces through prepare.py (DIS, still camera): % of each movement's flow kept, by margin (IOD)",
+              ["face", "movement", *map(str, MARGINS)], rows)
 
 
 def _swaying(photo: np.ndarray, lid: np.ndarray, iod: float, sway: bool, eye: bool) -> list[np.ndarray]:
@@ -195,7 +199,7 @@ def _swaying(photo: np.ndarray, lid: np.ndarray, iod: float, sway: bool, eye: bo
     return frames
 
 
-def bench_sway(root: Path, photos: dict, sheet: Path | None) -> None:
+def bench_sway(rec: Recording, root: Path, photos: dict, sheet: Path | None) -> None:
     photo, landmarks = photos["astronaut"]
     iod = interocular_distance(landmarks[SUBSET])
     clips = {"eye closes, still camera": (False, True), "eye closes, camera sways": (True, True),
@@ -209,14 +213,14 @@ def bench_sway(root: Path, photos: dict, sheet: Path | None) -> None:
         prepare({"videos": str(root / "sway"), "out": str(outs[mask]), "progress": False, "workers": 2,
                  "flow": {"mask": mask}})
     flows = _apex_flows(outs["none"])
-    print(f"\nthe astronaut's photograph, registered: mean HSV value of the whole apex flow image, unmasked and at "
-          f"margins {MARGINS} IOD")
+    rows = []
     for i, label in enumerate(clips):
         flow, points = flows[f"c{i}", "eye_close"]
-        values = [flow] + [flow * face_weight(points, flow.shape[0], m, FEATHER)[..., None] for m in MARGINS]
-        brightness = [cv2.cvtColor(encode_flow(f, FlowConfig().max_magnitude), cv2.COLOR_RGB2HSV)[..., 2].mean()
-                      for f in values]
-        print(f"  {label:28s} " + " ".join(f"{v:6.1f}" for v in brightness))
+        values = [flow] + [flow * face_weight(points, flow.shape[0], m, FEATHER_IOD)[..., None] for m in MARGINS]
+        rows.append([label, *(round(float(cv2.cvtColor(encode_flow(f, FlowConfig().max_magnitude), cv2.COLOR_RGB2HSV)
+                                            [..., 2].mean()), 1) for f in values)])
+    rec.table("The astronaut's photograph, registered: mean HSV value (0-255) of the whole apex flow image, "
+              "unmasked and by margin (IOD)", ["clip", "unmasked", *map(str, MARGINS)], rows)
     if sheet is not None:
         rows = []
         for i, label in enumerate(clips):
@@ -230,7 +234,7 @@ def bench_sway(root: Path, photos: dict, sheet: Path | None) -> None:
             cv2.putText(header, title, (k * rows[1].shape[0] + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
                         cv2.LINE_AA)
         cv2.imwrite(str(sheet), np.vstack([header] + rows), [cv2.IMWRITE_PNG_COMPRESSION, 9])
-        print(f"  contact sheet: {sheet}")
+        rec.note(f"contact sheet: {sheet}")
 
 
 def main() -> None:
@@ -238,11 +242,13 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=12)
     parser.add_argument("--sheet", type=Path, default=None, help="write the swaying clips' contact sheet here (PNG)")
     args = parser.parse_args()
-    bench_synthetic(args.subjects)
-    with tempfile.TemporaryDirectory() as tmp:
-        photos = _photos(Path(tmp))
-        bench_photographs(Path(tmp), photos)
-        bench_sway(Path(tmp), photos, args.sheet)
+    with Recording(__doc__) as rec:
+        rec.note(f"feather {FEATHER_IOD} IOD; a margin's weight is 1 up to margin - feather from the landmarks' hull")
+        bench_synthetic(rec, args.subjects)
+        with tempfile.TemporaryDirectory() as tmp:
+            photos = _photos(Path(tmp))
+            bench_photographs(rec, Path(tmp), photos)
+            bench_sway(rec, Path(tmp), photos, args.sheet)
 
 
 if __name__ == "__main__":
