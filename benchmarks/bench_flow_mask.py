@@ -10,10 +10,11 @@ swaying camera's flow it takes out.
    animated by skin movements confined to the face (brow raise, jaw opening 0.25 IOD, smile, eye closure,
    and none), prepared by prepare.py with a still camera (flow.register=false) and flow.mask=none: the same
    share.
-3. The astronaut's whole photograph filmed by a camera swaying about the image centre (2 deg, 4 px), with
-   and without the left eye closing, and with a still camera: the mean HSV value (0-255) of the whole apex
-   flow image, prepared (registered, flow.mask=none) and masked afterwards at each margin. --sheet writes
-   the contact sheet of these clips: baseline, apex, and the flow image without and with the mask.
+3. Both faces as a hand-held phone films them (tests/real_clips.py: the whole picture swaying, H.264 at a
+   low bitrate): an eye closure with a still camera, the same with the camera swaying, and the sway alone;
+   the mean HSV value (0-255) of the whole apex flow image, prepared (flow.mask=none) and masked afterwards
+   at each margin, and the sway alone's share of the still eye closure's. --sheet writes these
+   clips' contact sheet: baseline, apex, and the flow image without and with the mask.
 Needs face_landmarker.task (FACEDYN_LANDMARKER, or ../shared/models beside the checkout).
 """
 
@@ -50,6 +51,7 @@ from facedyn.videos.pair import crop_transform  # noqa: E402
 from facedyn.videos.pipeline import prepare  # noqa: E402
 from record import Recording  # noqa: E402
 from tests.face_videos import FRAMES, amplitude, write_video  # noqa: E402
+from tests.real_clips import PORTRAITS, write_clip  # noqa: E402
 
 MARGINS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.5)
 # The photographs' clips: expression folder -> the movement animated in it ("snarl" holds none: the level the
@@ -180,55 +182,44 @@ def bench_photographs(rec: Recording, root: Path, photos: dict) -> None:
               ["face", "movement", *map(str, MARGINS)], rows)
 
 
-def _swaying(photo: np.ndarray, lid: np.ndarray, iod: float, sway: bool, eye: bool) -> list[np.ndarray]:
-    height, width = photo.shape[:2]
-    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    frames = []
-    for t in range(FRAMES):
-        phase = 2 * np.pi * t / FRAMES
-        points = np.stack([xs, ys], -1)
-        if sway:  # a hand-held camera: the whole picture turns about its centre and shifts
-            camera = cv2.getRotationMatrix2D((width / 2, height / 2), 2.0 * np.sin(phase), 1.0)
-            camera[:, 2] += (4.0 * np.sin(phase + 1.0), 4.0 * np.cos(1.3 * phase))
-            points = cv2.transform(points.reshape(-1, 1, 2), cv2.invertAffineTransform(camera)).reshape(height, width, 2)
-        if eye:
-            weight = np.exp(-np.sum((points - lid) ** 2, -1) / (2 * (0.15 * iod) ** 2))
-            points = points - amplitude(t) * weight[..., None] * np.float32([0, 0.1 * iod])
-        points = points.astype(np.float32)
-        frames.append(cv2.remap(photo, points[..., 0], points[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT))
-    return frames
-
-
-def bench_sway(rec: Recording, root: Path, photos: dict, sheet: Path | None) -> None:
-    photo, landmarks = photos["astronaut"]
-    iod = interocular_distance(landmarks[SUBSET])
-    clips = {"eye closes, still camera": (False, True), "eye closes, camera sways": (True, True),
-             "camera sways, no expression": (True, False)}
-    for i, (sway, eye) in enumerate(clips.values()):
-        write_video(root / "sway" / f"c{i}" / "eye_close.mp4",
-                    _swaying(photo, landmarks[386].astype(np.float32), iod, sway, eye), 25.0)
+def bench_sway(rec: Recording, root: Path, sheet: Path | None) -> None:
+    clips = {"still": dict(eye_closure=True, camera_sway=False), "sway": dict(eye_closure=True, camera_sway=True),
+             "sway_only": dict(eye_closure=False, camera_sway=True)}
+    for face in PORTRAITS:
+        for kind, motion in clips.items():
+            write_clip(root / "phone" / f"{face}-{kind}" / "eye_close.mp4", face, **motion)
     outs = {}
     for mask in ("none", "face"):
-        outs[mask] = root / f"sway-{mask}"
-        prepare({"videos": str(root / "sway"), "out": str(outs[mask]), "progress": False, "workers": 2,
+        outs[mask] = root / f"phone-{mask}"
+        prepare({"videos": str(root / "phone"), "out": str(outs[mask]), "progress": False, "workers": 2,
                  "flow": {"mask": mask}})
-    flows = _apex_flows(outs["none"])
-    rows = []
-    for i, label in enumerate(clips):
-        flow, points = flows[f"c{i}", "eye_close"]
-        values = [flow] + [flow * face_weight(points, flow.shape[0], m, FEATHER_IOD)[..., None] for m in MARGINS]
-        rows.append([label, *(round(float(cv2.cvtColor(encode_flow(f, FlowConfig().max_magnitude), cv2.COLOR_RGB2HSV)
-                                            [..., 2].mean()), 1) for f in values)])
-    rec.table("The astronaut's photograph, registered: mean HSV value (0-255) of the whole apex flow image, "
-              "unmasked and by margin (IOD)", ["clip", "unmasked", *map(str, MARGINS)], rows)
+    flows, rows = _apex_flows(outs["none"]), []
+    for face in PORTRAITS:
+        brightness = {}
+        for kind in clips:
+            flow, points = flows[f"{face}-{kind}", "eye_close"]
+            values = [flow] + [flow * face_weight(points, flow.shape[0], m, FEATHER_IOD)[..., None] for m in MARGINS]
+            brightness[kind] = [float(cv2.cvtColor(encode_flow(f, FlowConfig().max_magnitude), cv2.COLOR_RGB2HSV)
+                                      [..., 2].mean()) for f in values]
+            rows.append([face, kind, *(round(v, 2) for v in brightness[kind])])
+        rows.append([face, "sway_only / still", *(round(o / s, 2) for o, s in zip(brightness["sway_only"],
+                                                                                    brightness["still"]))])
+    rec.table("Phone-like clips (tests/real_clips.py: whole-frame sway, H.264 CRF 28), prepared: mean HSV value "
+              "(0-255) of the whole apex flow image, unmasked and by margin (IOD)",
+              ["face", "clip", "unmasked", *map(str, MARGINS)], rows)
     if sheet is not None:
         rows = []
-        for i, label in enumerate(clips):
-            tiles = [cv2.imread(str(outs[mask] / ".prepare" / "clips" / "eye_close" / f"c{i}.png")) for mask in ("none", "face")]
-            row = np.hstack([tiles[0], tiles[1][:, -tiles[1].shape[0]:]])  # + the masked flow cell
-            caption = np.full((22, row.shape[1], 3), 255, np.uint8)
-            cv2.putText(caption, label, (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-            rows += [caption, row]
+        for face in PORTRAITS:
+            for kind in clips:
+                tiles = [cv2.imread(str(outs[mask] / ".prepare" / "clips" / "eye_close" / f"{face}-{kind}.png"))
+                         for mask in ("none", "face")]
+                row = np.hstack([tiles[0], tiles[1][:, -tiles[1].shape[0]:]])  # + the masked flow cell
+                caption = np.full((22, row.shape[1], 3), 255, np.uint8)
+                label = {"still": "left eye closes, still camera", "sway": "left eye closes, the camera sways",
+                         "sway_only": "the camera sways, no expression"}[kind]
+                cv2.putText(caption, f"{face}: {label}", (4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
+                            cv2.LINE_AA)
+                rows += [caption, row]
         header = np.full((22, rows[1].shape[1], 3), 255, np.uint8)
         for k, title in enumerate(("baseline", "apex", "flow.mask=none", "flow.mask=face")):
             cv2.putText(header, title, (k * rows[1].shape[0] + 4, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1,
@@ -248,7 +239,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             photos = _photos(Path(tmp))
             bench_photographs(rec, Path(tmp), photos)
-            bench_sway(rec, Path(tmp), photos, args.sheet)
+            bench_sway(rec, Path(tmp), args.sheet)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,16 @@ MARGIN_IOD - FEATHER_IOD from the hull, falls to 0 along a raised cosine over th
 beyond. Both are fractions of the inter-ocular distance (between the eye centres, each the mean of the
 eye's corners), so the mask scales with the face in every crop.
 
-MARGIN_IOD = 0.4. MediaPipe's oval ends near the hairline (mesh point 10; about 1 cm below an average
-hairline on the canonical face) and at the chin, and an expression's flow reaches beyond it: a brow raise
-moves the forehead up to the hairline, an opening jaw moves the chin down over the neck, and a flow method
-spreads every moving edge over its window (a DIS patch is about 0.1 IOD in prepare.py's crops), furthest
-into textureless regions (a dark hat, a suit). Measured (benchmarks/bench_flow_mask.py) as the share of an
-expression's flow, above that of a clip without movement, that the mask keeps: on the synthetic faces
->= 99.7 % for every expression with either flow method (the face's flow meets the noise floor 0.25-0.35
-IOD beyond the oval); on MediaPipe landmarks of two photographed faces animated by a brow raise, a jaw
-opening and a smile and prepared by prepare.py, >= 97.3 % (0.3 IOD keeps >= 92.4 %). A swaying camera's
-flow image of the same face, no expression in it, loses 57 % of its brightness to the mask.
+MARGIN_IOD = 0.3, a balance measured both ways (benchmarks/bench_flow_mask.py). What an expression moves
+can lie beyond the oval: MediaPipe's oval ends near the hairline (mesh point 10; about 1 cm below an average
+hairline on the canonical face) and at the chin, a brow raise moves the forehead, an opening jaw moves the
+chin down over the neck, and a flow method spreads every moving edge over its window (a DIS patch is about
+0.1 IOD in prepare.py's crops). At 0.3 the mask keeps >= 99.2 % of each expression's flow (above that of a
+clip without movement) on the synthetic faces, and >= 95.7 % of a brow raise, a jaw opening and a smile
+animated on two photographed faces, but 93.6 % of one brow raise whose flow DIS spreads into a dark,
+textureless cap. What a swaying camera leaves lies just beyond the oval too, in hair, cap and collar: on
+tests/real_clips.py's phone-like clips the flow image of the sway alone is 0.20x (Grace Hopper) and 0.01x
+(astronaut) as bright as a still eye closure's at 0.3 IOD, 0.45x and 0.02x at 0.4.
 
 FEATHER_IOD = 0.1, not a hard edge: a step from the background's flow to zero would be an edge whose
 strength depends on how much the camera moved, something a network could learn instead of the face, and
@@ -45,7 +45,7 @@ class FlowMask(Choice):
 
 
 FLOW_MASKS = tuple(FlowMask.names())
-MARGIN_IOD = 0.4  # the hull is widened by this many inter-ocular distances (the weight is 0 beyond)
+MARGIN_IOD = 0.3  # the hull is widened by this many inter-ocular distances (the weight is 0 beyond)
 FEATHER_IOD = 0.1  # the outer part of the margin over which the weight falls from 1 to 0
 EYE_CORNERS = ((33, 133), (362, 263))  # mesh points: outer/inner corners of the subject's right and left eye
 _EYE_CORNERS_SUBSET = tuple(tuple(LANDMARK_SUBSET_IDXS.index(i) for i in pair) for pair in EYE_CORNERS)

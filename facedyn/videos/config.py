@@ -64,7 +64,7 @@ class FlowConfig:
     face_fill: float = 0.8  # face height / crop side, as the synthetic generator frames faces
     image_size: int = 112  # side of the saved flow image
     max_magnitude: float = 4.0  # flow (pixels at image_size) shown at full brightness, as the synthetic data
-    # face: the flow outside the face (the baseline landmarks' hull widened by 0.4 inter-ocular distances,
+    # face: the flow outside the face (the baseline landmarks' hull widened by 0.3 inter-ocular distances,
     # feathered) is zero, since camera and background motion is not the face's (facedyn.flow.mask); none: as computed
     mask: str = "face"
     jpeg_quality: int = 90  # of the saved flow image
