@@ -142,3 +142,40 @@ def tiny_train_py_run(tmp_path_factory, tiny_data_overrides) -> TrainedRun:
 def tiny_trained_run(tiny_train_py_run) -> Path:
     """The run folder of tiny_train_py_run."""
     return tiny_train_py_run.run_dir
+
+
+# The tests' one cross-validation: two folds of the default model, stages 1-3 (the fold models are stage 3's),
+# one epoch each. What the ensemble, its intervals, flags, report and ONNX graphs are tested on.
+CROSSVAL_FOLDS = 2
+CROSSVAL_STAGE_EPOCHS = {"s1": 1, "s2a": 1, "s2b": 1, "s3": 1}
+
+
+@dataclass(frozen=True)
+class TinyCrossval:
+    root: Path  # the cross-validation folder (one variant: default)
+    args: list[str]  # the python -m facedyn.crossval arguments it was made with
+    fresh_data: list[str]  # predict.py settings of a small synthetic set no fold model saw
+
+
+@pytest.fixture(scope="session")
+def tiny_crossval(tmp_path_factory, tiny_data_overrides) -> TinyCrossval:
+    """A finished `python -m facedyn.crossval folds=2` on the tiny dataset, made once per test session like
+    tiny_train_py_run (the first worker that needs it trains it in-process under a lock, the others wait).
+    Copy it before changing it."""
+    from facedyn.crossval import plan, runner
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    base, made = root / "crossval", root / "crossval.json"
+    with FileLock(str(root / "crossval.lock")):
+        if not made.is_file():
+            shutil.rmtree(base, ignore_errors=True)  # an attempt that failed
+            args = [f"folds={CROSSVAL_FOLDS}", f"out={base / 'cv'}", "stage=[1,2a,2b,3]", "model.flow.weights=none",
+                    "trainer.progress=false", "trainer.threads=2", "data.num_workers=0",
+                    f"paths.output_dir={base / 'outputs'}", *tiny_data_overrides, *tiny_epochs(CROSSVAL_STAGE_EPOCHS)]
+            runner.run(plan.parse_args(args))
+            fresh = [f"data.synthetic.root={base / 'fresh'}", "data.synthetic.seed=1", "data.synthetic.videos=4"]
+            made.write_text(json.dumps({"args": args, "fresh": fresh}))
+    record = json.loads(made.read_text())
+    return TinyCrossval(base / "cv", record["args"], record["fresh"])

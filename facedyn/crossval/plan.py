@@ -24,7 +24,6 @@ from facedyn.config import STAGE_ORDER, ConfigError, compose, normalize_override
     stages_to_run
 
 OWN_KEYS = ("folds", "share", "out")
-SHARED_DIR = "shared"
 # What the shared stages' result depends on besides their own stage settings: a variant that changes any of
 # these cannot start from them.
 SHARED_INPUTS = ("data", "seed", "model.flow", "optimizer", "scheduler", "trainer.precision", "trainer.deterministic")

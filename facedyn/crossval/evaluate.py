@@ -1,0 +1,214 @@
+"""Measure a cross-validation's ensemble on data no fold model saw:
+python -m facedyn.crossval.evaluate <cross-validation folder> [preset=hard] [<predict.py data setting> ...]
+
+  python -m facedyn.crossval.evaluate outputs/crossval/<time> data.synthetic.seed=1            # fresh synthetic set
+  python -m facedyn.crossval.evaluate outputs/crossval/<time> preset=hard data.synthetic.seed=2
+  python -m facedyn.crossval.evaluate outputs/crossval/<time> data.root=/data/clinic_b         # a labelled dataset
+
+Per score at video level (frames averaged per video and expression): MAE and ICC(2,1) of the ensemble, of
+each fold model, and of the best and the median fold model (each metric on its own: the best is picked with
+hindsight on this data); then the prediction intervals' empirical coverage and mean width (grades) at each
+level in `levels` (default [0.8,0.9]), for the items and for Sunnybrook's subtotals, and how many intervals
+hold more than one whole grade. Writes holdout.json (for the docs' tables) and holdout.md to out= (default:
+<variant folder>/holdout/<dataset folder name>).
+
+Own keys: out, preset (a synthetic preset of facedyn.data.synthetic.PRESETS, applied as data.synthetic.*
+settings), levels, stage, folds, batch_size; every other key=value is a predict.py setting (data.*, videos=).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from facedyn.cli import arguments
+from facedyn.metrics import SCORES, icc_2_1, video_groups
+
+OWN_KEYS = ("out", "preset", "levels", "stage", "folds", "batch_size")
+LEVELS = (0.8, 0.9)
+HOLDOUT_FILES = ("holdout.json", "holdout.md")
+
+
+class EvaluationError(ValueError):
+    """A setting of the evaluation that makes no sense; the message names it."""
+
+
+def _agreement(pred: np.ndarray, true: np.ndarray) -> dict:
+    return {"mae": float(np.mean(np.abs(pred - true))), "icc": float(icc_2_1(np.stack([true, pred], axis=1)))}
+
+
+def _fold_summary(per_fold: dict[int, dict]) -> dict:
+    maes, iccs = [f["mae"] for f in per_fold.values()], [f["icc"] for f in per_fold.values()]
+    return {"best_fold": {"mae": min(maes), "icc": max(iccs)},
+            "median_fold": {"mae": float(np.median(maes)), "icc": float(np.median(iccs))}}
+
+
+def _coverage(low: np.ndarray, high: np.ndarray, true: np.ndarray) -> dict:
+    inside = (low <= true + 1e-9) & (true <= high + 1e-9)
+    return {"n": int(len(true)), "coverage": float(inside.mean()) if len(true) else None,
+            "mean_width": float((high - low).mean()) if len(true) else None}
+
+
+def evaluate(folder: str, settings: Sequence[str] = (), levels: Sequence[float] = LEVELS, stage: Optional[str] = None,
+             folds: str = "finished", batch_size: int = 128) -> tuple[dict, Path]:
+    """(the measurements, the dataset's root) of the ensemble of `folder` on the data `settings` describe."""
+    from omegaconf import OmegaConf
+
+    from facedyn.inference import load_run, tables, task
+    from facedyn.inference.config import compose_predict
+    from facedyn.inference.conformal import check_level, whole_grades
+    from facedyn.inference.ensemble import EnsemblePredictor, member_video_means
+    from facedyn.inference.uncertainty import FlagRule, ensemble_uncertainty, patient_uncertainty
+
+    for level in levels:
+        check_level(level)
+    predictor = load_run(folder, stage=stage, folds=folds, batch_size=batch_size)
+    if not isinstance(predictor, EnsemblePredictor):
+        raise EvaluationError(f"{folder}: not a cross-validation folder (or one of its variant folders)")
+    cfg = compose_predict([f"run={folder}", *settings])
+    with tempfile.TemporaryDirectory(prefix="facedyn-holdout-") as scratch:
+        data = task._data(cfg, predictor, Path(scratch))
+    s = data.samples
+    members = predictor.predict_members(s.flow, s.expression_landmarks, s.baseline_landmarks, s.expression)
+    table = tables.video_grades(s, members.mean(axis=0))
+    ids, _ = video_groups(s.video, s.expression)
+    per_video = member_video_means(members, ids, len(table.keys))
+    scores = {}
+    for c, score in enumerate(SCORES):
+        valid = table.valid[:, c]
+        if not valid.any():
+            continue
+        true = table.true[valid, c]
+        per_fold = {fold: _agreement(per_video[i, valid, c], true) for i, fold in enumerate(predictor.folds)}
+        scores[score] = {"n": int(valid.sum()), "ensemble": _agreement(table.mean[valid, c], true),
+                         "folds": {str(k): v for k, v in per_fold.items()}, **_fold_summary(per_fold)}
+    mapping = OmegaConf.to_container(cfg.sunnybrook)
+    patients = tables.patient_rows(table, mapping)
+    intervals = {}
+    for level in levels:
+        u = ensemble_uncertainty(predictor, members, table, level, FlagRule(1, float("inf")))
+        first, last = whole_grades(u.low, u.high)
+        entry = {}
+        for c, score in enumerate(SCORES):
+            valid = table.valid[:, c]
+            entry[score] = {**_coverage(u.low[valid, c], u.high[valid, c], table.true[valid, c]),
+                            "more_than_one_grade": float((last[valid, c] - first[valid, c] >= 1).mean())}
+        per_patient = patient_uncertainty(u, table, mapping)
+        for subtotal in ("voluntary_movement", "synkinesis"):  # PatientUncertainty's and PatientRow's fields
+            pairs = [(getattr(per_patient[p.video], subtotal), getattr(p, f"{subtotal}_true")) for p in patients]
+            pairs = [(bounds, true) for bounds, true in pairs if bounds is not None and true is not None]
+            entry[f"{subtotal}_score"] = _coverage(np.array([b[0] for b, _ in pairs], float), np.array([b[1] for b, _ in pairs], float),
+                                    np.array([t for _, t in pairs], float))
+        intervals[f"{level:g}"] = entry
+    result = {
+        "crossval": str(predictor.info.checkpoint), "stage": predictor.info.stage, "folds": predictor.folds,
+        "left_out": {str(k): why for k, why in predictor.left_out.items()},
+        "data": {"root": str(data.root), "source": data.source, "samples": int(len(s)),
+                 "videos": int(len(set(s.video.tolist()))), "videos_x_expressions": len(table.keys),
+                 "settings": list(settings)},
+        "calibration": {"source": predictor.calibration.source, "residuals": predictor.calibration.counts()},
+        "scores": scores, "intervals": intervals,
+    }
+    return result, Path(data.root)
+
+
+def markdown(result: dict) -> str:
+    """The two tables of holdout.json: ensemble vs single fold models, and the intervals' coverage."""
+    lines = [f"# Ensemble of {len(result['folds'])} fold models on data no model saw",
+             "",
+             f"Cross-validation: `{result['crossval']}` (stage {result['stage']}); data: {result['data']['source']} "
+             f"({result['data']['videos']} videos, {result['data']['videos_x_expressions']} videos × expressions); "
+             f"command: `{result.get('command', '')}`.",
+             "",
+             "| score | n | ensemble MAE | best fold MAE | median fold MAE | ensemble ICC | best fold ICC | median fold ICC |",
+             "|---|---|---|---|---|---|---|---|"]
+    for score, s in result["scores"].items():
+        lines.append(f"| {score} | {s['n']} | {s['ensemble']['mae']:.3f} | {s['best_fold']['mae']:.3f} | "
+                     f"{s['median_fold']['mae']:.3f} | {s['ensemble']['icc']:.3f} | {s['best_fold']['icc']:.3f} | "
+                     f"{s['median_fold']['icc']:.3f} |")
+    lines += ["", "Prediction intervals (CV+ on the cross-validation's out-of-fold residuals: "
+              f"{', '.join(f'{k} {v}' for k, v in result['calibration']['residuals'].items())} per score); "
+              "coverage = share of true grades inside, width in grades (subtotals: in points):", "",
+              "| level | grade | n | coverage | mean width | intervals holding > 1 whole grade |",
+              "|---|---|---|---|---|---|"]
+    for level, entry in result["intervals"].items():
+        for name, c in entry.items():
+            if c["coverage"] is None:
+                continue
+            multi = f"{100 * c['more_than_one_grade']:.0f} %" if "more_than_one_grade" in c else "—"
+            lines.append(f"| {100 * float(level):.0f} % | {name} | {c['n']} | {100 * c['coverage']:.1f} % | "
+                         f"{c['mean_width']:.2f} | {multi} |")
+    return "\n".join(lines) + "\n"
+
+
+def _own_settings(argv: list[str]) -> tuple[str, dict, list[str]]:
+    folder, own, settings = None, {}, []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep:
+            if folder is not None:
+                raise EvaluationError(f"{arg}: one cross-validation folder only (already {folder})")
+            folder = arg
+        elif key in OWN_KEYS:
+            own[key] = value
+        else:
+            settings.append(arg)
+    if folder is None:
+        raise EvaluationError("name the cross-validation folder: python -m facedyn.crossval.evaluate <folder> ...")
+    if "preset" in own:
+        from facedyn.data.synthetic.config import PRESETS
+
+        if own["preset"] not in PRESETS:
+            raise EvaluationError(f"preset={own['preset']}: one of {', '.join(sorted(PRESETS))}")
+        given = {a.partition("=")[0] for a in settings}
+        settings = [f"data.synthetic.{k}={json.dumps(v)}" for k, v in PRESETS[own["preset"]].items()
+                    if f"data.synthetic.{k}" not in given] + settings
+    return folder, own, settings
+
+
+def _levels(text: Optional[str]) -> list[float]:
+    if text is None:
+        return list(LEVELS)
+    try:
+        levels = [float(v) for v in text.strip("[]").split(",") if v.strip()]
+    except ValueError:
+        raise EvaluationError(f"levels={text}: a list of interval levels, e.g. levels=[0.8,0.9]") from None
+    if not levels:
+        raise EvaluationError(f"levels={text}: a list of interval levels, e.g. levels=[0.8,0.9]")
+    return levels
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = arguments(argv, __doc__)
+    if argv is None:
+        return 0
+    from facedyn.cli.errors import user_errors
+    from facedyn.inference import RunError
+    from facedyn.utils.io import atomic_write_json, atomic_write_text
+
+    try:
+        folder, own, settings = _own_settings(argv)
+        result, root = evaluate(folder, settings, _levels(own.get("levels")), own.get("stage"),
+                                own.get("folds", "finished"), int(own.get("batch_size", 128)))
+    except (EvaluationError, RunError, *user_errors()) as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:  # an interval level outside (0, 1), a batch size that is no number
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 1
+    result["command"] = "python -m facedyn.crossval.evaluate " + " ".join(argv)
+    out = Path(own["out"]) if "out" in own else Path(result["crossval"]) / "holdout" / root.name
+    atomic_write_json(out / HOLDOUT_FILES[0], result)
+    atomic_write_text(out / HOLDOUT_FILES[1], markdown(result))
+    print((out / HOLDOUT_FILES[1]).read_text())
+    print(f"written: {out / HOLDOUT_FILES[0]}, {out / HOLDOUT_FILES[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
