@@ -5,7 +5,7 @@ one-line refusals. All on the session's one tiny cross-validation (tests/conftes
 
 from __future__ import annotations
 
-import csv
+import html
 import json
 import math
 import os
@@ -35,6 +35,7 @@ from tests.test_report_browser import _chromium, _pixels_near
 VARIANT = "stage-1-2a-2b-3"  # the variant folder the stage selection names
 FLAGGED_RGB = (0xFD, 0xE8, 0xE8)  # report_uncertainty.STYLE's .flagged rows
 ONNX_TOLERANCE = 1e-4  # grades
+SPREAD = 0.0001  # flag.spread of the predictions below
 
 
 def _predict(tiny_crossval, out: Path, *overrides: str, run: Path | None = None) -> dict:
@@ -44,9 +45,10 @@ def _predict(tiny_crossval, out: Path, *overrides: str, run: Path | None = None)
 
 @pytest.fixture(scope="module")
 def ensemble_predictions(tiny_crossval, tmp_path_factory):
-    """predict.py with the cross-validation folder on a fresh synthetic set, with the report."""
+    """predict.py with the cross-validation folder on a fresh synthetic set, with the report; a spread
+    threshold any two different grades exceed, so that every video and expression is flagged."""
     out = tmp_path_factory.mktemp("ensemble") / "predictions"
-    return out, _predict(tiny_crossval, out)
+    return out, _predict(tiny_crossval, out, f"flag.spread={SPREAD}")
 
 
 @pytest.fixture(scope="module")
@@ -128,13 +130,6 @@ def test_residuals_are_each_folds_own_validation_predictions(tiny_crossval):
     assert {r["stage"] for r in _rows(tiny_crossval.root / VARIANT / RESIDUALS_FILE)} == {"1", "2a", "2b", "3"}
 
 
-@pytest.fixture(scope="module")
-def flagged_predictions(tiny_crossval, tmp_path_factory):
-    """The same with a spread threshold every pair of different grades exceeds: every group is flagged."""
-    out = tmp_path_factory.mktemp("flagged") / "predictions"
-    return out, _predict(tiny_crossval, out, "flag.spread=0.0001")
-
-
 def _expected_reasons(video: dict, spread: float, grades: int) -> list[str]:
     reasons = []
     for score in SCORES:
@@ -148,21 +143,19 @@ def _expected_reasons(video: dict, spread: float, grades: int) -> list[str]:
     return reasons
 
 
-@pytest.mark.parametrize("fixture, spread", [("ensemble_predictions", 1.0), ("flagged_predictions", 0.0001)])
-def test_flags_and_their_reasons_in_the_video_table(fixture, spread, request):
-    out, summary = request.getfixturevalue(fixture)
+def test_flags_and_their_reasons_in_the_video_table(ensemble_predictions):
+    out, summary = ensemble_predictions
     videos = _rows(out / "predictions_video.csv")
     for video in videos:
-        expected = _expected_reasons(video, spread, 1)
+        expected = _expected_reasons(video, SPREAD, 1)
         assert video["flag_reason"] == "; ".join(expected)
         assert video["flag"] == str(int(bool(expected)))
-    assert summary["ensemble"]["flagged_groups"] == sum(v["flag"] == "1" for v in videos)
-    if spread < 0.01:
-        assert all("models disagree" in v["flag_reason"] for v in videos)
+    assert summary["ensemble"]["flagged_groups"] == sum(v["flag"] == "1" for v in videos) == len(videos)
+    assert all("the two models disagree" in v["flag_reason"] for v in videos)
 
 
-def test_patients_get_item_grade_sets_subtotal_intervals_and_flags(flagged_predictions):
-    out, summary = flagged_predictions
+def test_patients_get_item_grade_sets_subtotal_intervals_and_flags(ensemble_predictions):
+    out, summary = ensemble_predictions
     videos = {(v["video"], v["expression"]): v for v in _rows(out / "predictions_video.csv")}
     mapping = dict(_predict_cfg().sunnybrook)
     patients = _rows(out / "patients.csv")
@@ -184,10 +177,10 @@ def test_patients_get_item_grade_sets_subtotal_intervals_and_flags(flagged_predi
         assert patient["flag_reason"] == "; ".join(expected) and patient["flag"] == "1"
 
 
-def test_the_report_states_the_calibration_and_marks_the_flagged_grades_in_a_browser(flagged_predictions, tmp_path):
-    out, summary = flagged_predictions
+def test_the_report_states_the_calibration_and_marks_the_flagged_grades_in_a_browser(ensemble_predictions, tmp_path):
+    out, summary = ensemble_predictions
     report = out / "report.html"
-    text = report.read_text()
+    text = html.unescape(report.read_text())
     assert "90 % prediction intervals</b> per video and expression, conformal (CV+)" in text
     assert f"{RESIDUALS_FILE}: the stage 3 fold models' grades of their own validation videos of" in text
     assert "the mean of the two fold models (folds 0, 1)" in text
@@ -271,31 +264,40 @@ def test_fold_graphs_that_do_not_make_an_ensemble_are_one_line_errors(fold_graph
     assert load_onnx_ensemble([fold_graphs[0], bare], calibrate=False).calibration is None
 
 
-def test_the_holdout_evaluation_measures_the_ensemble_against_each_fold(tiny_crossval, tmp_path):
+def test_the_holdout_evaluation_measures_the_ensemble_against_each_fold(tiny_crossval, ensemble_predictions, tmp_path):
     out = tmp_path / "holdout"
-    data = [f"data.synthetic.root={tmp_path / 'hard'}", "data.synthetic.seed=2", "data.synthetic.videos=4",
-            "data.synthetic.frames_per_video=2"]
-    assert evaluate.main([str(tiny_crossval.root), "preset=hard", *data, f"out={out}"]) == 0
+    assert evaluate.main([str(tiny_crossval.root), *tiny_crossval.fresh_data, f"out={out}"]) == 0
     result = json.loads((out / "holdout.json").read_text())
     assert result["folds"] == [0, 1] and set(result["intervals"]) == {"0.8", "0.9"}
-    # The same data through predict.py at the 80 % level: the ensemble's MAE and the coverage from its tables.
-    predicted = tmp_path / "predicted"
-    hard = [f"data.synthetic.{k}={v}" for k, v in PRESETS["hard"].items() if k not in ("videos", "frames_per_video")]
-    task.run(_predict_cfg(f"run={tiny_crossval.root}", *hard, *data, "interval=0.8", "report=false"), predicted)
-    videos = _rows(predicted / "predictions_video.csv")
+    # The same data through predict.py (at 90 %): the ensemble's MAE and the coverage from its tables.
+    videos = _rows(ensemble_predictions[0] / "predictions_video.csv")
     for score in SCORES:
         s = result["scores"][score]
         maes = [f["mae"] for f in s["folds"].values()]
         assert s["best_fold"]["mae"] == min(maes) and s["median_fold"]["mae"] == pytest.approx(np.median(maes))
         labelled = [v for v in videos if v[f"{score}_true"] != ""]
         true = _floats(labelled, f"{score}_true")
+        assert s["n"] == len(labelled) == 20
         assert s["ensemble"]["mae"] == pytest.approx(np.mean(np.abs(_floats(labelled, f"{score}_mean") - true)), abs=1e-5)
         low, high = _floats(labelled, f"{score}_low"), _floats(labelled, f"{score}_high")
-        entry = result["intervals"]["0.8"][score]
+        entry = result["intervals"]["0.9"][score]
         assert entry["coverage"] == pytest.approx(np.mean((low <= true + 1e-9) & (true <= high + 1e-9)))
         assert entry["mean_width"] == pytest.approx(np.mean(high - low), abs=1e-5)
+        assert result["intervals"]["0.8"][score]["mean_width"] <= entry["mean_width"] + 1e-9
     table = (out / "holdout.md").read_text()
-    assert "| score | n | ensemble MAE | best fold MAE | median fold MAE |" in table and "| 90 % | dynamics |" in table
+    assert "| score | n | ensemble MAE | best fold MAE | median fold MAE |" in table and "| 90 % | dynamics | 20 |" in table
+
+
+def test_the_evaluation_applies_a_synthetic_preset_under_the_users_own_settings():
+    folder, own, settings = evaluate._own_settings(["cv", "preset=hard", "data.synthetic.seed=2", "levels=[0.5]"])
+    assert folder == "cv" and own == {"preset": "hard", "levels": "[0.5]"} and settings[-1] == "data.synthetic.seed=2"
+    assert {f"data.synthetic.{k}={json.dumps(v)}" for k, v in PRESETS["hard"].items()} <= set(settings)
+    folder, own, settings = evaluate._own_settings(["cv", "preset=hard", "data.synthetic.videos=4"])
+    assert "data.synthetic.videos=80" not in settings and "data.synthetic.videos=4" in settings
+    for argv, message in ((["cv", "preset=huge"], "preset=huge: one of"), (["a", "b"], "one cross-validation folder only"),
+                          (["levels=[0.8]"], "name the cross-validation folder")):
+        with pytest.raises(evaluate.EvaluationError, match=message):
+            evaluate._own_settings(argv)
 
 
 def _partial_copy(root: Path, target: Path, folds: dict[int, str], residuals_file: bool = True) -> Path:

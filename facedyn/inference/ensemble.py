@@ -21,7 +21,7 @@ import numpy as np
 from facedyn.crossval.residuals import Residuals
 from facedyn.inference.conformal import check_level, cv_plus
 from facedyn.inference.predictor import ModelInfo, Predictor, RunError
-from facedyn.metrics import MAX_GRADE, SCORES
+from facedyn.metrics import MAX_GRADE, SCORES, video_groups
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +105,6 @@ class EnsemblePredictor:
                        level: Optional[float] = 0.9) -> VideoPrediction:
         """Frames averaged per video and expression, with the members' spread and the CV+ interval at `level`
         (None: no interval)."""
-        from facedyn.metrics import video_groups
-
         members = self.predict_members(flow_images, expression_landmarks, baseline_landmarks, expressions)
         ids, keys = video_groups(videos, expressions)
         per_video = member_video_means(members, ids, len(keys))

@@ -88,11 +88,13 @@ def _run(cfg: Any, out_dir: Path) -> dict:
     labelled = bool(s.dynamics_valid.any() or s.synkinesis_valid.any())
     uncertainty = ensemble_uncertainty(ensemble, member_grades, video_table, level, rule) if ensemble else None
     per_patient = patient_uncertainty(uncertainty, video_table, mapping) if uncertainty else None
-    extra = (lambda columns: columns(uncertainty)) if uncertainty else (lambda columns: None)
-    atomic_write_text(out_dir / "predictions.csv", tables.frames_csv(s, grades, extra(frame_columns)))
-    atomic_write_text(out_dir / "predictions_video.csv", tables.videos_csv(video_table, extra(video_columns)))
-    atomic_write_text(out_dir / "patients.csv", tables.patients_csv(patients, labelled, per_patient and patient_columns(
-        per_patient, [p.video for p in patients], level is not None)))
+    extra = [None, None, None]  # an ensemble's columns in predictions.csv, predictions_video.csv, patients.csv
+    if uncertainty is not None:
+        extra = [frame_columns(uncertainty), video_columns(uncertainty),
+                 patient_columns(per_patient, [p.video for p in patients], level is not None)]
+    atomic_write_text(out_dir / "predictions.csv", tables.frames_csv(s, grades, extra[0]))
+    atomic_write_text(out_dir / "predictions_video.csv", tables.videos_csv(video_table, extra[1]))
+    atomic_write_text(out_dir / "patients.csv", tables.patients_csv(patients, labelled, extra[2]))
     atomic_write_json(out_dir / "model.json", {**info.as_dict(), **({"ensemble": ensemble.describe()} if ensemble else {})})
     atomic_write_text(out_dir / "predict_config.yaml", OmegaConf.to_yaml(cfg) if OmegaConf.is_config(cfg) else str(cfg))
 
