@@ -57,7 +57,7 @@ def fold_grades(tiny_crossval, ensemble_predictions):
     single run."""
     out, _ = ensemble_predictions
     models = [load_run(tiny_crossval.root / VARIANT / f"fold_{k}", stage="3") for k in range(CROSSVAL_FOLDS)]
-    samples = task._data(OmegaConf.load(out / "predict_config.yaml"), models[0], out.parent / "reread").samples
+    samples = task.prediction_data(OmegaConf.load(out / "predict_config.yaml"), models[0], out.parent / "reread").samples
     inputs = (samples.flow, samples.expression_landmarks, samples.baseline_landmarks, samples.expression)
     return samples, np.stack([m.predict(*inputs) for m in models])
 

@@ -72,7 +72,7 @@ def evaluate(folder: str, settings: Sequence[str] = (), levels: Sequence[float] 
         raise EvaluationError(f"{folder}: not a cross-validation folder (or one of its variant folders)")
     cfg = compose_predict([f"run={folder}", *settings])
     with tempfile.TemporaryDirectory(prefix="facedyn-holdout-") as scratch:
-        data = task._data(cfg, predictor, Path(scratch))
+        data = task.prediction_data(cfg, predictor, Path(scratch))
     s = data.samples
     members = predictor.predict_members(s.flow, s.expression_landmarks, s.baseline_landmarks, s.expression)
     table = tables.video_grades(s, members.mean(axis=0))

@@ -34,11 +34,10 @@ from facedyn.data.prepare import SPLIT_FILE, read_checked
 from facedyn.data.samples import Samples
 from facedyn.inference import tables
 from facedyn.inference.config import BACKENDS, PRECISIONS
-from facedyn.inference.conformal import check_level
 from facedyn.inference.ensemble import EnsemblePredictor
 from facedyn.inference.predictor import ModelInfo, Predictor
-from facedyn.inference.uncertainty import FlagRule, Uncertainty, ensemble_uncertainty, frame_columns, \
-    patient_columns, patient_uncertainty, video_columns
+from facedyn.inference.uncertainty import ensemble_uncertainty, frame_columns, patient_columns, \
+    patient_uncertainty, uncertainty_settings, video_columns
 from facedyn.inference.run_loader import find_newest_finished_run, load_run
 from facedyn.utils.io import atomic_write_json, atomic_write_text
 from facedyn.metrics import SCALE, SCORES, bland_altman, evaluate, scalar_items
@@ -69,11 +68,11 @@ def _run(cfg: Any, out_dir: Path) -> dict:
         raise ConfigError(f"model={cfg.model!r} is not one of: {', '.join(BACKENDS)}")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(f"precision={cfg.precision!r} is not one of: {', '.join(PRECISIONS)}")
-    level, rule = _uncertainty_settings(cfg)
+    level, rule = uncertainty_settings(cfg)
     predictor = _predictor(cfg, level)
     info = predictor.info
     ensemble = predictor if isinstance(predictor, EnsemblePredictor) else None
-    data = _data(cfg, predictor, out_dir)
+    data = prediction_data(cfg, predictor, out_dir)
     s = data.samples
     log.info("predicting %d samples of %d videos (%s)", len(s), len(set(s.video)), data.source)
     predicting = time.perf_counter()
@@ -116,7 +115,7 @@ def _run(cfg: Any, out_dir: Path) -> dict:
                "labelled": labelled, "seconds": time.perf_counter() - started,
                "prediction_seconds": prediction_seconds, "agreement": agreement, **scalar_items(metrics)}
     if uncertainty is not None:
-        summary["ensemble"] = _ensemble_summary(uncertainty, per_patient)
+        summary["ensemble"] = uncertainty.summary(per_patient)
     log.info("predictions of %d samples, %d patients in %s", len(s), len(patients), out_dir)
     return summary
 
@@ -141,21 +140,6 @@ def _agreement(metrics: dict, table: tables.VideoGrades, out_dir: Path) -> dict:
     return agreement
 
 
-def _uncertainty_settings(cfg: Any) -> tuple[Optional[float], FlagRule]:
-    """(interval level or None, flag rule) of an ensemble's prediction; ConfigError naming a bad setting."""
-    level = None
-    if cfg.interval is not None:
-        try:
-            level = check_level(cfg.interval)
-        except ValueError as exc:
-            raise ConfigError(f"{exc}, or interval=null for none") from None
-    if not cfg.flag.grades >= 1:
-        raise ConfigError(f"flag.grades={cfg.flag.grades}: flag intervals holding more than this many whole grades; at least 1")
-    if not cfg.flag.spread > 0:
-        raise ConfigError(f"flag.spread={cfg.flag.spread}: the fold models' largest difference (grades) to flag; above 0")
-    return level, FlagRule(int(cfg.flag.grades), float(cfg.flag.spread))
-
-
 def _predictor(cfg: Any, level: Optional[float]) -> Predictor:
     stage = str(cfg.stage) if cfg.stage is not None else None
     if cfg.model == "onnx":
@@ -174,11 +158,6 @@ def _predictor(cfg: Any, level: Optional[float]) -> Predictor:
     return load_run(run_path, stage=stage, device=cfg.device, batch_size=int(cfg.batch_size),
                     precision=str(cfg.precision), folds=str(cfg.folds), calibrate=level is not None)
 
-
-def _ensemble_summary(u: Uncertainty, per_patient: dict) -> dict:
-    return {"folds": u.folds, "interval": u.level, "groups": len(u.reasons),
-            "flagged_groups": sum(1 for r in u.reasons if r),
-            "flagged_patients": sum(1 for p in per_patient.values() if p.reasons)}
 
 
 def _changed_settings(given: Any) -> dict:
@@ -238,7 +217,9 @@ def _prepared_videos(cfg: Any, out_dir: Path) -> str:
     return str(summary.out)
 
 
-def _data(cfg: Any, predictor: Predictor, out_dir: Path) -> PredictionData:
+def prediction_data(cfg: Any, predictor: Predictor, out_dir: Path) -> PredictionData:
+    """The samples `cfg` names (data.*, videos=), read with the predictor's data settings; DataError (one line)
+    when they cannot be predicted."""
     info = predictor.info
     root = _prepared_videos(cfg, out_dir) if cfg.videos else None
     settings, own = _data_settings(cfg, info, root)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
+from facedyn.config import ConfigError
+from facedyn.inference.conformal import check_level, whole_grades
 from facedyn.inference.ensemble import EnsemblePredictor, member_video_means
-from facedyn.inference.conformal import whole_grades
 from facedyn.inference.tables import SUNNYBROOK_ITEMS, SUNNYBROOK_MIN_MOVEMENT, VideoGrades
 from facedyn.metrics import SCORES
 
@@ -65,6 +66,27 @@ class Uncertainty:
     def grade_range(self) -> tuple[np.ndarray, np.ndarray]:
         """(first, last) whole grade inside each group's interval, (G, 2) each; first > last: none."""
         return whole_grades(self.low, self.high)
+
+    def summary(self, per_patient: dict[str, "PatientUncertainty"]) -> dict:
+        """predict's summary of the ensemble: folds, level, how many groups and patients are flagged."""
+        return {"folds": self.folds, "interval": self.level, "groups": len(self.reasons),
+                "flagged_groups": sum(1 for r in self.reasons if r),
+                "flagged_patients": sum(1 for p in per_patient.values() if p.reasons)}
+
+
+def uncertainty_settings(cfg: Any) -> tuple[Optional[float], FlagRule]:
+    """(interval level or None, flag rule) from predict's `interval` and `flag.*`; ConfigError naming a bad one."""
+    level = None
+    if cfg.interval is not None:
+        try:
+            level = check_level(cfg.interval)
+        except ValueError as exc:
+            raise ConfigError(f"{exc}, or interval=null for none") from None
+    if not cfg.flag.grades >= 1:
+        raise ConfigError(f"flag.grades={cfg.flag.grades}: flag intervals holding more than this many whole grades; at least 1")
+    if not cfg.flag.spread > 0:
+        raise ConfigError(f"flag.spread={cfg.flag.spread}: the fold models' largest difference (grades) to flag; above 0")
+    return level, FlagRule(int(cfg.flag.grades), float(cfg.flag.spread))
 
 
 def _sd(values: np.ndarray) -> np.ndarray:
