@@ -161,7 +161,7 @@ CROSSVAL_STAGE_EPOCHS = {"s1": 1, "s2a": 1, "s2b": 1, "s3": 1}
 
 @dataclass(frozen=True)
 class TinyCrossval:
-    root: Path  # the cross-validation folder (one variant: default)
+    root: Path  # the cross-validation folder (one variant, named after its stage selection)
     args: list[str]  # the python -m facedyn.crossval arguments it was made with
     fresh_data: list[str]  # predict.py settings of a small synthetic set no fold model saw
 

@@ -7,9 +7,10 @@ python -m facedyn.crossval.evaluate <cross-validation folder> [preset=hard] [<pr
 
 Per score at video level (frames averaged per video and expression): MAE and ICC(2,1) of the ensemble, of
 each fold model, and of the best and the median fold model (each metric on its own: the best is picked with
-hindsight on this data); then the prediction intervals' empirical coverage and mean width (grades) at each
-level in `levels` (default [0.8,0.9]), for the items and for Sunnybrook's subtotals, and how many intervals
-hold more than one whole grade. Writes holdout.json (for the docs' tables) and holdout.md to out= (default:
+hindsight on this data) and how often the fold models lie more than flag.spread (1 grade) apart; then the
+prediction intervals' empirical coverage and mean width (grades) at each level in `levels` (default
+[0.8,0.9]), for the items and for Sunnybrook's subtotals, and how many intervals hold more than one whole
+grade. Writes holdout.json (for the docs' tables) and holdout.md to out= (default:
 <variant folder>/holdout/<dataset folder name>).
 
 Own keys: out, preset (a synthetic preset of facedyn.data.synthetic.PRESETS, applied as data.synthetic.*
@@ -60,7 +61,7 @@ def evaluate(folder: str, settings: Sequence[str] = (), levels: Sequence[float] 
     from omegaconf import OmegaConf
 
     from facedyn.inference import load_run, tables, task
-    from facedyn.inference.config import compose_predict
+    from facedyn.inference.config import FlagConfig, compose_predict
     from facedyn.inference.conformal import check_level, whole_grades
     from facedyn.inference.ensemble import EnsemblePredictor, member_video_means
     from facedyn.inference.uncertainty import FlagRule, ensemble_uncertainty, patient_uncertainty
@@ -85,8 +86,10 @@ def evaluate(folder: str, settings: Sequence[str] = (), levels: Sequence[float] 
             continue
         true = table.true[valid, c]
         per_fold = {fold: _agreement(per_video[i, valid, c], true) for i, fold in enumerate(predictor.folds)}
+        spread = per_video[:, valid, c].max(axis=0) - per_video[:, valid, c].min(axis=0)
         scores[score] = {"n": int(valid.sum()), "ensemble": _agreement(table.mean[valid, c], true),
-                         "folds": {str(k): v for k, v in per_fold.items()}, **_fold_summary(per_fold)}
+                         "folds": {str(k): v for k, v in per_fold.items()}, **_fold_summary(per_fold),
+                         "models_disagree": float((spread > FlagConfig.spread).mean())}
     mapping = OmegaConf.to_container(cfg.sunnybrook)
     patients = tables.patient_rows(table, mapping)
     intervals = {}
@@ -125,12 +128,13 @@ def markdown(result: dict) -> str:
              f"({result['data']['videos']} videos, {result['data']['videos_x_expressions']} videos × expressions); "
              f"command: `{result.get('command', '')}`.",
              "",
-             "| score | n | ensemble MAE | best fold MAE | median fold MAE | ensemble ICC | best fold ICC | median fold ICC |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| score | n | ensemble MAE | best fold MAE | median fold MAE | ensemble ICC | best fold ICC | median fold ICC "
+             "| fold models > 1 grade apart |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for score, s in result["scores"].items():
         lines.append(f"| {score} | {s['n']} | {s['ensemble']['mae']:.3f} | {s['best_fold']['mae']:.3f} | "
                      f"{s['median_fold']['mae']:.3f} | {s['ensemble']['icc']:.3f} | {s['best_fold']['icc']:.3f} | "
-                     f"{s['median_fold']['icc']:.3f} |")
+                     f"{s['median_fold']['icc']:.3f} | {100 * s['models_disagree']:.0f} % |")
     lines += ["", "Prediction intervals (CV+ on the cross-validation's out-of-fold residuals: "
               f"{', '.join(f'{k} {v}' for k, v in result['calibration']['residuals'].items())} per score); "
               "coverage = share of true grades inside, width in grades (subtotals: in points):", "",
