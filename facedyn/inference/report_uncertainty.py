@@ -48,8 +48,9 @@ def section(u: Uncertainty, per_patient: dict[str, PatientUncertainty], shown: l
     plural = "s" if len(u.folds) != 1 else ""
     models = f"{count_words(len(u.folds))} fold model{plural} (fold{plural} {', '.join(map(str, u.folds))})"
     dropped = (" Left out: " + "; ".join(f"fold {k} ({_e(why)})" for k, why in u.left_out.items()) + ".") if u.left_out else ""
-    rule = (f"an interval holding more than {u.rule.grades} whole grade{'s' if u.rule.grades != 1 else ''}, or fold "
-            f"models whose grades differ by more than {u.rule.spread:g}")
+    rule = f"fold models whose grades differ by more than {u.rule.spread:g}"
+    if u.level is not None:
+        rule = f"an interval holding more than {u.rule.grades} whole grade{'s' if u.rule.grades != 1 else ''}, or {rule}"
     if u.level is not None:
         intervals = (
             f"<b>{percent(u.level)} prediction intervals</b> per video and expression, conformal (CV+): calibrated "
