@@ -9,8 +9,8 @@ Per score at video level (frames averaged per video and expression): MAE and ICC
 each fold model, and of the best and the median fold model (each metric on its own: the best is picked with
 hindsight on this data) and how often the fold models lie more than flag.spread (1 grade) apart; then the
 prediction intervals' empirical coverage and mean width (grades) at each level in `levels` (default
-[0.8,0.9]), for the items and for Sunnybrook's subtotals, and how many intervals hold more than one whole
-grade. Writes holdout.json (for the docs' tables) and holdout.md to out= (default:
+[0.8,0.9]), for the items and for Sunnybrook's subtotals, and how many intervals hold 0, 1, 2 or more whole
+grades (what flag.grades acts on). Writes holdout.json (for the docs' tables) and holdout.md to out= (default:
 <variant folder>/holdout/<dataset folder name>).
 
 Own keys: out, preset (a synthetic preset of facedyn.data.synthetic.PRESETS, applied as data.synthetic.*
@@ -32,6 +32,7 @@ from facedyn.metrics import SCORES, icc_2_1, video_groups
 
 OWN_KEYS = ("out", "preset", "levels", "stage", "folds", "batch_size")
 LEVELS = (0.8, 0.9)
+GRADES_HELD = ("0", "1", "2", "3+")  # how many whole grades an interval holds: what flag.grades acts on
 HOLDOUT_FILES = ("holdout.json", "holdout.md")
 
 
@@ -99,8 +100,9 @@ def evaluate(folder: str, settings: Sequence[str] = (), levels: Sequence[float] 
         entry = {}
         for c, score in enumerate(SCORES):
             valid = table.valid[:, c]
+            held = np.minimum(np.maximum(last[valid, c] - first[valid, c] + 1, 0), 3)  # whole grades inside: 0–3+
             entry[score] = {**_coverage(u.low[valid, c], u.high[valid, c], table.true[valid, c]),
-                            "more_than_one_grade": float((last[valid, c] - first[valid, c] >= 1).mean())}
+                            "grades_held": {label: float((held == k).mean()) for k, label in enumerate(GRADES_HELD)}}
         per_patient = patient_uncertainty(u, table, mapping)
         for subtotal in ("voluntary_movement", "synkinesis"):  # PatientUncertainty's and PatientRow's fields
             pairs = [(getattr(per_patient[p.video], subtotal), getattr(p, f"{subtotal}_true")) for p in patients]
@@ -138,15 +140,15 @@ def markdown(result: dict) -> str:
     lines += ["", "Prediction intervals (CV+ on the cross-validation's out-of-fold residuals: "
               f"{', '.join(f'{k} {v}' for k, v in result['calibration']['residuals'].items())} per score); "
               "coverage = share of true grades inside, width in grades (subtotals: in points):", "",
-              "| level | grade | n | coverage | mean width | intervals holding > 1 whole grade |",
+              "| level | grade | n | coverage | mean width | intervals holding 0 / 1 / 2 / ≥ 3 whole grades |",
               "|---|---|---|---|---|---|"]
     for level, entry in result["intervals"].items():
         for name, c in entry.items():
             if c["coverage"] is None:
                 continue
-            multi = f"{100 * c['more_than_one_grade']:.0f} %" if "more_than_one_grade" in c else "—"
+            held = " / ".join(f"{100 * c['grades_held'][k]:.0f} %" for k in GRADES_HELD) if "grades_held" in c else "—"
             lines.append(f"| {100 * float(level):.0f} % | {name} | {c['n']} | {100 * c['coverage']:.1f} % | "
-                         f"{c['mean_width']:.2f} | {multi} |")
+                         f"{c['mean_width']:.2f} | {held} |")
     return "\n".join(lines) + "\n"
 
 
