@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from facedyn.inference.conformal import check_level, cv_plus, order_statistics, whole_grades
+from facedyn.inference.conformal import centred, check_level, cv_plus, order_statistics, whole_grades
 
 LEVELS = (0.8, 0.9)
 REPEATS = 400  # random splits per level: the mean coverage's standard error is ~0.5 points
@@ -56,14 +56,23 @@ def test_levels_outside_zero_one_are_refused(level):
         check_level(level)
 
 
+def test_centred_is_the_residuals_order_statistic_about_the_prediction():
+    low, high = centred(np.array([1.0, 2.5]), np.array([0.3, 0.1, 0.5, 0.2]), 0.6)  # ⌈0.6 · 5⌉ = 3rd smallest
+    np.testing.assert_allclose(low, [0.7, 2.2])
+    np.testing.assert_allclose(high, [1.3, 2.8])
+    assert np.isposinf(centred(np.zeros(1), np.ones(8), 0.9)[1]).all()
+
+
 def test_whole_grades_are_those_inside_the_interval():
     first, last = whole_grades(np.array([1.6, 2.0, 2.2, 0.0]), np.array([3.4, 2.0, 2.8, 5.0]))
     assert first.tolist() == [2, 2, 3, 0] and last.tolist() == [3, 2, 2, 5]  # [2.2, 2.8] holds none
 
 
-def _coverage(level: float, calibration_scale: float, rng: np.random.Generator) -> tuple[float, float]:
+def _coverage(level: float, calibration_scale: float, rng: np.random.Generator, method: str = "cv_plus"
+              ) -> tuple[float, float]:
     """Mean coverage and width over REPEATS tiny cross-validations: 60 videos in 3 folds (each fold's model
-    off by its own bias), 40 test videos; calibration residuals scaled by `calibration_scale` (1: exchangeable)."""
+    off by its own bias), 40 test videos; calibration residuals scaled by `calibration_scale` (1: exchangeable).
+    method: cv_plus, or centred on the fold models' mean."""
     folds, n, m = 3, 60, 40
     covered, widths = [], []
     for _ in range(REPEATS):
@@ -76,22 +85,25 @@ def _coverage(level: float, calibration_scale: float, rng: np.random.Generator) 
         oof = truth(x_cal) + bias[fold_of]  # each calibration video predicted by the fold model that did not see it
         residuals = calibration_scale * np.abs(y_cal - oof)
         members = truth(x_test)[None, :] + bias[:, None]  # (K, m) each fold model's prediction of the test videos
-        low, high = cv_plus(members, fold_of, residuals, level)
+        low, high = cv_plus(members, fold_of, residuals, level) if method == "cv_plus" else \
+            centred(members.mean(axis=0), residuals, level)
         covered.append(np.mean((low <= y_test) & (y_test <= high)))
         widths.append(np.mean(high - low))
     return float(np.mean(covered)), float(np.mean(widths))
 
 
+@pytest.mark.parametrize("method", ["cv_plus", "centred"])
 @pytest.mark.parametrize("level", LEVELS)
-def test_exchangeable_residuals_cover_at_the_nominal_level(level):
-    coverage, width = _coverage(level, 1.0, np.random.default_rng(int(level * 100)))
+def test_exchangeable_residuals_cover_at_the_nominal_level(level, method):
+    coverage, width = _coverage(level, 1.0, np.random.default_rng(int(level * 100)), method)
     assert coverage >= level - TOLERANCE
     assert coverage <= level + 0.05, "intervals wider than the level asks: not informative"
     assert np.isfinite(width)
 
 
+@pytest.mark.parametrize("method", ["cv_plus", "centred"])
 @pytest.mark.parametrize("level", LEVELS)
-def test_residuals_smaller_than_the_test_errors_undercover(level):
+def test_residuals_smaller_than_the_test_errors_undercover(level, method):
     """The check above can fail: calibrated on residuals 60 % of the real ones, the intervals miss."""
-    coverage, _ = _coverage(level, 0.6, np.random.default_rng(int(level * 100)))
+    coverage, _ = _coverage(level, 0.6, np.random.default_rng(int(level * 100)), method)
     assert coverage < level - TOLERANCE

@@ -212,6 +212,13 @@ def test_the_python_api_gives_the_same_intervals(tiny_crossval, ensemble_predict
         np.testing.assert_allclose(result.high[:, c], _floats(videos, f"{score}_high"), atol=2e-6)
     with pytest.raises(ValueError, match="interval=1.2: the interval level must lie strictly between 0 and 1"):
         predictor.intervals(result.members, 1.2)
+    # interval_method=centred: the residuals' ⌈0.9(n+1)⌉-th smallest on both sides of the ensemble's grade
+    low, high = predictor.intervals(result.members, 0.9, "centred")
+    for c, score in enumerate(SCORES):
+        res = np.sort(predictor.calibration.residual[c])
+        radius = res[math.ceil(0.9 * (len(res) + 1) - 1e-9) - 1]
+        np.testing.assert_allclose(low[:, c], np.clip(result.mean[:, c] - radius, 0, MAX_GRADE[score]))
+        np.testing.assert_allclose(high[:, c], np.clip(result.mean[:, c] + radius, 0, MAX_GRADE[score]))
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +275,8 @@ def test_the_holdout_evaluation_measures_the_ensemble_against_each_fold(tiny_cro
     out = tmp_path / "holdout"
     assert evaluate.main([str(tiny_crossval.root), *tiny_crossval.fresh_data, f"out={out}"]) == 0
     result = json.loads((out / "holdout.json").read_text())
-    assert result["folds"] == [0, 1] and set(result["intervals"]) == {"0.8", "0.9"}
+    assert result["folds"] == [0, 1] and set(result["intervals"]) == {"cv_plus", "centred"}
+    assert all(set(by_level) == {"0.8", "0.9"} for by_level in result["intervals"].values())
     # The same data through predict.py (at 90 %): the ensemble's MAE and the coverage from its tables.
     videos = _rows(ensemble_predictions[0] / "predictions_video.csv")
     for score in SCORES:
@@ -280,12 +288,14 @@ def test_the_holdout_evaluation_measures_the_ensemble_against_each_fold(tiny_cro
         assert s["n"] == len(labelled) == 20
         assert s["ensemble"]["mae"] == pytest.approx(np.mean(np.abs(_floats(labelled, f"{score}_mean") - true)), abs=1e-5)
         low, high = _floats(labelled, f"{score}_low"), _floats(labelled, f"{score}_high")
-        entry = result["intervals"]["0.9"][score]
+        entry = result["intervals"]["cv_plus"]["0.9"][score]
         assert entry["coverage"] == pytest.approx(np.mean((low <= true + 1e-9) & (true <= high + 1e-9)))
         assert entry["mean_width"] == pytest.approx(np.mean(high - low), abs=1e-5)
-        assert result["intervals"]["0.8"][score]["mean_width"] <= entry["mean_width"] + 1e-9
+        assert result["intervals"]["cv_plus"]["0.8"][score]["mean_width"] <= entry["mean_width"] + 1e-9
+        assert sum(entry["grades_held"].values()) == pytest.approx(1.0)
     table = (out / "holdout.md").read_text()
-    assert "| score | n | ensemble MAE | best fold MAE | median fold MAE |" in table and "| 90 % | dynamics | 20 |" in table
+    assert "| score | n | ensemble MAE | best fold MAE | median fold MAE |" in table and "| CV+ | 90 % | dynamics | 20 |" in table
+    assert "| centred | 80 % | synkinesis | 20 |" in table
 
 
 def test_the_evaluation_applies_a_synthetic_preset_under_the_users_own_settings():
@@ -375,6 +385,8 @@ def test_bad_settings_and_folders_are_one_line_errors(tiny_crossval, tmp_path):
     for level in ("1.5", "0.0"):
         with pytest.raises(ConfigError, match=f"interval={level}: the interval level must lie strictly between 0 and 1"):
             _predict(tiny_crossval, tmp_path / "out", f"interval={level}")
+    with pytest.raises(ConfigError, match="interval_method=jackknife: one of cv_plus, centred"):
+        _predict(tiny_crossval, tmp_path / "out", "interval_method=jackknife")
     with pytest.raises(DataError, match="each video of the cross-validation's dataset trained some of its fold models"):
         task.run(_predict_cfg(f"run={tiny_crossval.root}"), tmp_path / "own")
     copy = _partial_copy(tiny_crossval.root, tmp_path / "cv", {0: "link", 1: "link"})

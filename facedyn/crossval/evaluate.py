@@ -9,9 +9,9 @@ Per score at video level (frames averaged per video and expression): MAE and ICC
 each fold model, and of the best and the median fold model (each metric on its own: the best is picked with
 hindsight on this data) and how often the fold models lie more than flag.spread (1 grade) apart; then the
 prediction intervals' empirical coverage and mean width (grades) at each level in `levels` (default
-[0.8,0.9]), for the items and for Sunnybrook's subtotals, and how many intervals hold 0, 1, 2 or more whole
-grades (what flag.grades acts on). Writes holdout.json (for the docs' tables) and holdout.md to out= (default:
-<variant folder>/holdout/<dataset folder name>).
+[0.8,0.9]) by each interval_method (cv_plus, centred), for the items and for Sunnybrook's subtotals, and
+how many intervals hold 0, 1, 2 or more whole grades (what flag.grades acts on). Writes holdout.json (for
+the docs' tables) and holdout.md to out= (default: <variant folder>/holdout/<dataset folder name>).
 
 Own keys: out, preset (a synthetic preset of facedyn.data.synthetic.PRESETS, applied as data.synthetic.*
 settings), levels, stage, folds, batch_size; every other key=value is a predict.py setting (data.*, videos=).
@@ -19,6 +19,7 @@ settings), levels, stage, folds, batch_size; every other key=value is a predict.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import tempfile
@@ -63,9 +64,9 @@ def evaluate(folder: str, settings: Sequence[str] = (), levels: Sequence[float] 
 
     from facedyn.inference import load_run, tables, task
     from facedyn.inference.config import FlagConfig, compose_predict
-    from facedyn.inference.conformal import check_level, whole_grades
+    from facedyn.inference.conformal import METHODS, check_level, whole_grades
     from facedyn.inference.ensemble import EnsemblePredictor, member_video_means
-    from facedyn.inference.uncertainty import FlagRule, ensemble_uncertainty, patient_uncertainty
+    from facedyn.inference.uncertainty import FlagRule, IntervalSettings, ensemble_uncertainty, patient_uncertainty
 
     for level in levels:
         check_level(level)
@@ -93,9 +94,9 @@ def evaluate(folder: str, settings: Sequence[str] = (), levels: Sequence[float] 
                          "models_disagree": float((spread > FlagConfig.spread).mean())}
     mapping = OmegaConf.to_container(cfg.sunnybrook)
     patients = tables.patient_rows(table, mapping)
-    intervals = {}
-    for level in levels:
-        u = ensemble_uncertainty(predictor, members, table, level, FlagRule(1, float("inf")))
+    intervals: dict = {method: {} for method in METHODS}
+    for method, level in itertools.product(METHODS, levels):
+        u = ensemble_uncertainty(predictor, members, table, IntervalSettings(level, method), FlagRule(1, float("inf")))
         first, last = whole_grades(u.low, u.high)
         entry = {}
         for c, score in enumerate(SCORES):
@@ -109,7 +110,7 @@ def evaluate(folder: str, settings: Sequence[str] = (), levels: Sequence[float] 
             pairs = [(bounds, true) for bounds, true in pairs if bounds is not None and true is not None]
             entry[f"{subtotal}_score"] = _coverage(np.array([b[0] for b, _ in pairs], float), np.array([b[1] for b, _ in pairs], float),
                                     np.array([t for _, t in pairs], float))
-        intervals[f"{level:g}"] = entry
+        intervals[method][f"{level:g}"] = entry
     result = {
         "crossval": str(predictor.info.checkpoint), "stage": predictor.info.stage, "folds": predictor.folds,
         "left_out": {str(k): why for k, why in predictor.left_out.items()},
@@ -124,6 +125,8 @@ def evaluate(folder: str, settings: Sequence[str] = (), levels: Sequence[float] 
 
 def markdown(result: dict) -> str:
     """The two tables of holdout.json: ensemble vs single fold models, and the intervals' coverage."""
+    from facedyn.inference.conformal import METHODS
+
     lines = [f"# Ensemble of {len(result['folds'])} fold models on data no model saw",
              "",
              f"Cross-validation: `{result['crossval']}` (stage {result['stage']}); data: {result['data']['source']} "
@@ -137,18 +140,22 @@ def markdown(result: dict) -> str:
         lines.append(f"| {score} | {s['n']} | {s['ensemble']['mae']:.3f} | {s['best_fold']['mae']:.3f} | "
                      f"{s['median_fold']['mae']:.3f} | {s['ensemble']['icc']:.3f} | {s['best_fold']['icc']:.3f} | "
                      f"{s['median_fold']['icc']:.3f} | {100 * s['models_disagree']:.0f} % |")
-    lines += ["", "Prediction intervals (CV+ on the cross-validation's out-of-fold residuals: "
-              f"{', '.join(f'{k} {v}' for k, v in result['calibration']['residuals'].items())} per score); "
-              "coverage = share of true grades inside, width in grades (subtotals: in points):", "",
-              "| level | grade | n | coverage | mean width | intervals holding 0 / 1 / 2 / ≥ 3 whole grades |",
-              "|---|---|---|---|---|---|"]
-    for level, entry in result["intervals"].items():
-        for name, c in entry.items():
-            if c["coverage"] is None:
-                continue
-            held = " / ".join(f"{100 * c['grades_held'][k]:.0f} %" for k in GRADES_HELD) if "grades_held" in c else "—"
-            lines.append(f"| {100 * float(level):.0f} % | {name} | {c['n']} | {100 * c['coverage']:.1f} % | "
-                         f"{c['mean_width']:.2f} | {held} |")
+    lines += ["", "Prediction intervals on the cross-validation's out-of-fold residuals ("
+              f"{', '.join(f'{k} {v}' for k, v in result['calibration']['residuals'].items())}): CV+ (each residual "
+              "around the fold model that did not see it; predict.py's default) and centred (around the ensemble's "
+              "grade, interval_method=centred). Coverage = share of true grades inside; width in grades (subtotals: "
+              "in points):", "",
+              "| method | level | grade | n | coverage | mean width | intervals holding 0 / 1 / 2 / ≥ 3 whole grades |",
+              "|---|---|---|---|---|---|---|"]
+    for method, by_level in result["intervals"].items():
+        for level, entry in by_level.items():
+            for name, c in entry.items():
+                if c["coverage"] is None:
+                    continue
+                held = " / ".join(f"{100 * c['grades_held'][k]:.0f} %" for k in GRADES_HELD) \
+                    if "grades_held" in c else "—"
+                lines.append(f"| {METHODS[method]} | {100 * float(level):.0f} % | {name} | {c['n']} | "
+                             f"{100 * c['coverage']:.1f} % | {c['mean_width']:.2f} | {held} |")
     return "\n".join(lines) + "\n"
 
 

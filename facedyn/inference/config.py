@@ -58,6 +58,7 @@ class PredictConfig:
     # An ensemble's prediction intervals per video and expression: their level (0 < interval < 1), calibrated
     # on the cross-validation's out-of-fold residuals; null: none (nor the residuals they need).
     interval: Optional[float] = 0.9
+    interval_method: str = "cv_plus"  # cv_plus (each residual around the model that did not see it) | centred
     folds: str = "finished"  # an ensemble's folds: finished (unfinished ones left out and named) | all (or refuse)
     flag: FlagConfig = field(default_factory=FlagConfig)
     device: str = "auto"  # torch: auto (cuda when available) | cpu | cuda

@@ -1,4 +1,5 @@
-"""Conformal prediction intervals from a cross-validation's out-of-fold residuals (CV+, Barber et al. 2021).
+"""Conformal prediction intervals from a cross-validation's out-of-fold residuals: CV+ (Barber et al. 2021),
+and the same residuals centred on the ensemble's grade.
 
 Calibration point i (a video and expression of fold k(i)'s validation side) has the out-of-fold residual
 R_i = |y_i − μ_k(i)(x_i)|, where μ_k is fold k's model, which never saw x_i. For a new x the interval at
@@ -11,10 +12,17 @@ it. Coverage is at least 1 − 2α in the worst case and close to 1 − α in pr
 evaluation on data no model saw (facedyn.crossval.evaluate) measures it. With too few residuals for the
 level an end is unbounded (then clipped to the grade range).
 
+`centred` sets the ⌈(1−α)(n+1)⌉-th smallest residual on both sides of the ensemble's own prediction (the
+mean of the fold models): split conformal with the out-of-fold residuals as the calibration set. The
+residuals are those of single fold models, the test error that of their mean, which is usually smaller:
+no finite-sample guarantee, conservative in practice, narrower than CV+ when the fold models disagree, and
+symmetric about the grade shown.
+
 Written here rather than taken from MAPIE or crepes: MAPIE's CrossConformalRegressor trains its own
 scikit-learn estimators on its own folds (only its split method takes fitted models), and crepes'
 ConformalRegressor calibrates one point prediction per object (split conformal); neither takes k models
-trained elsewhere with their own out-of-fold residuals, which is what CV+ needs.
+trained elsewhere with their own out-of-fold residuals, which is what CV+ needs. crepes would fit
+`centred`, but it imports pandas and scipy.stats for one order statistic.
 """
 
 from __future__ import annotations
@@ -62,6 +70,18 @@ def cv_plus(member_predictions: np.ndarray, residual_member: np.ndarray, residua
     if upper_rank <= n:
         high = np.partition(centres + residuals[:, None], upper_rank - 1, axis=0)[upper_rank - 1]
     return low, high
+
+
+def centred(prediction: np.ndarray, residuals: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """prediction ± the ⌈level·(n+1)⌉-th smallest of n residuals (±inf where n is too small), each (G,)."""
+    prediction = np.asarray(prediction, dtype=np.float64)
+    residuals = np.sort(np.asarray(residuals, dtype=np.float64))
+    rank = order_statistics(len(residuals), level)[1]
+    radius = residuals[rank - 1] if rank <= len(residuals) else np.inf
+    return prediction - radius, prediction + radius
+
+
+METHODS = {"cv_plus": "CV+", "centred": "centred"}  # interval_method= values and their names in tables
 
 
 def whole_grades(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from facedyn.crossval.residuals import Residuals
-from facedyn.inference.conformal import check_level, cv_plus
+from facedyn.inference.conformal import METHODS, centred, check_level, cv_plus
 from facedyn.inference.predictor import ModelInfo, Predictor, RunError
 from facedyn.metrics import MAX_GRADE, SCORES, video_groups
 
@@ -54,10 +54,14 @@ class Calibration:
     def counts(self) -> dict[str, int]:
         return {score: int(len(self.residual[c])) for c, score in enumerate(SCORES)}
 
-    def intervals(self, member_predictions: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """(low, high), each (G, 2): CV+ intervals of (K, G, 2) member predictions, clipped to each score's
-        grade range."""
-        ends = [cv_plus(member_predictions[:, :, c], self.member[c], self.residual[c], level)
+    def intervals(self, member_predictions: np.ndarray, level: float, method: str = "cv_plus"
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high), each (G, 2): intervals of (K, G, 2) member predictions by `method` (cv_plus | centred,
+        facedyn.inference.conformal), clipped to each score's grade range."""
+        if method not in METHODS:
+            raise ValueError(f"interval_method={method}: one of {', '.join(METHODS)}")
+        ends = [cv_plus(member_predictions[:, :, c], self.member[c], self.residual[c], level) if method == "cv_plus"
+                else centred(member_predictions[:, :, c].mean(axis=0), self.residual[c], level)
                 for c in range(len(SCORES))]
         low = np.stack([np.clip(e[0], 0, MAX_GRADE[s]) for e, s in zip(ends, SCORES)], axis=1)
         high = np.stack([np.clip(e[1], 0, MAX_GRADE[s]) for e, s in zip(ends, SCORES)], axis=1)
@@ -102,22 +106,23 @@ class EnsemblePredictor:
 
     def predict_videos(self, flow_images: np.ndarray, expression_landmarks: np.ndarray,
                        baseline_landmarks: np.ndarray, expressions: Sequence[str], videos: Sequence[str],
-                       level: Optional[float] = 0.9) -> VideoPrediction:
-        """Frames averaged per video and expression, with the members' spread and the CV+ interval at `level`
-        (None: no interval)."""
+                       level: Optional[float] = 0.9, method: str = "cv_plus") -> VideoPrediction:
+        """Frames averaged per video and expression, with the members' spread and the interval at `level`
+        (None: no interval) by `method` (cv_plus | centred)."""
         members = self.predict_members(flow_images, expression_landmarks, baseline_landmarks, expressions)
         ids, keys = video_groups(videos, expressions)
         per_video = member_video_means(members, ids, len(keys))
         low = high = None
         if level is not None:
-            low, high = self.intervals(per_video, level)
+            low, high = self.intervals(per_video, level, method)
         return VideoPrediction(keys, per_video.mean(axis=0), per_video, low, high, level)
 
-    def intervals(self, member_video: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    def intervals(self, member_video: np.ndarray, level: float, method: str = "cv_plus"
+                  ) -> tuple[np.ndarray, np.ndarray]:
         check_level(level)
         if self.calibration is None:
             raise RunError(f"{self.info.checkpoint}: no calibration residuals for intervals")
-        return self.calibration.intervals(member_video, level)
+        return self.calibration.intervals(member_video, level, method)
 
     def describe(self) -> dict:
         """What model.json records beside ModelInfo."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from typing import Optional
 
+from facedyn.inference.conformal import METHODS
 from facedyn.inference.tables import PatientRow, VideoGrades
 from facedyn.inference.uncertainty import PatientUncertainty, Uncertainty, count_words, grade_set, percent
 from facedyn.metrics import MAX_GRADE, SCORES
@@ -52,10 +53,12 @@ def section(u: Uncertainty, per_patient: dict[str, PatientUncertainty], shown: l
     if u.level is not None:
         rule = f"an interval holding more than {u.rule.grades} whole grade{'s' if u.rule.grades != 1 else ''}, or {rule}"
     if u.level is not None:
+        how = ("each set around the grade of the model that did not see it" if u.method == "cv_plus" else
+               "their quantile set on both sides of the ensemble's grade")
         intervals = (
-            f"<b>{percent(u.level)} prediction intervals</b> per video and expression, conformal (CV+): calibrated "
-            f"on the out-of-fold residuals |true − predicted| of the cross-validation ({_e(u.calibration)}), each "
-            f"set around the grade of the model that did not see it. Over patients like those, an interval holds "
+            f"<b>{percent(u.level)} prediction intervals</b> per video and expression, conformal "
+            f"({METHODS[u.method]}): calibrated on the out-of-fold residuals |true − predicted| of the "
+            f"cross-validation ({_e(u.calibration)}), {how}. Over patients like those, an interval holds "
             f"the true grade {percent(u.level)} of the time (measured, not promised, on data no model saw); it is "
             "clipped to the grade range, and the whole grades inside it hold the true grade as often. A Sunnybrook "
             "subtotal's interval adds its items' interval ends: it holds the subtotal whenever every item's does "

@@ -68,8 +68,8 @@ def _run(cfg: Any, out_dir: Path) -> dict:
         raise ConfigError(f"model={cfg.model!r} is not one of: {', '.join(BACKENDS)}")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(f"precision={cfg.precision!r} is not one of: {', '.join(PRECISIONS)}")
-    level, rule = uncertainty_settings(cfg)
-    predictor = _predictor(cfg, level)
+    intervals, rule = uncertainty_settings(cfg)
+    predictor = _predictor(cfg, intervals.level)
     info = predictor.info
     ensemble = predictor if isinstance(predictor, EnsemblePredictor) else None
     data = prediction_data(cfg, predictor, out_dir)
@@ -85,12 +85,12 @@ def _run(cfg: Any, out_dir: Path) -> dict:
     mapping = OmegaConf.to_container(cfg.sunnybrook) if OmegaConf.is_config(cfg.sunnybrook) else dict(cfg.sunnybrook)
     patients = tables.patient_rows(video_table, mapping)
     labelled = bool(s.dynamics_valid.any() or s.synkinesis_valid.any())
-    uncertainty = ensemble_uncertainty(ensemble, member_grades, video_table, level, rule) if ensemble else None
+    uncertainty = ensemble_uncertainty(ensemble, member_grades, video_table, intervals, rule) if ensemble else None
     per_patient = patient_uncertainty(uncertainty, video_table, mapping) if uncertainty else None
     extra = [None, None, None]  # an ensemble's columns in predictions.csv, predictions_video.csv, patients.csv
     if uncertainty is not None:
         extra = [frame_columns(uncertainty), video_columns(uncertainty),
-                 patient_columns(per_patient, [p.video for p in patients], level is not None)]
+                 patient_columns(per_patient, [p.video for p in patients], intervals.level is not None)]
     atomic_write_text(out_dir / "predictions.csv", tables.frames_csv(s, grades, extra[0]))
     atomic_write_text(out_dir / "predictions_video.csv", tables.videos_csv(video_table, extra[1]))
     atomic_write_text(out_dir / "patients.csv", tables.patients_csv(patients, labelled, extra[2]))

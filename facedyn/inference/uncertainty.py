@@ -20,12 +20,18 @@ from typing import Any, Optional
 import numpy as np
 
 from facedyn.config import ConfigError
-from facedyn.inference.conformal import check_level, whole_grades
+from facedyn.inference.conformal import METHODS, check_level, whole_grades
 from facedyn.inference.ensemble import EnsemblePredictor, member_video_means
 from facedyn.inference.tables import SUNNYBROOK_ITEMS, SUNNYBROOK_MIN_MOVEMENT, VideoGrades
 from facedyn.metrics import SCORES
 
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+
+
+@dataclass(frozen=True)
+class IntervalSettings:
+    level: Optional[float]  # None: no intervals
+    method: str  # cv_plus | centred (facedyn.inference.conformal)
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,7 @@ class Uncertainty:
     frame_max: np.ndarray  # (N, 2)
     members: np.ndarray  # (K, G, 2) each model's grade of each group (frames averaged)
     level: Optional[float]  # the intervals' level; None: no intervals
+    method: str  # how they are made (facedyn.inference.conformal.METHODS)
     low: Optional[np.ndarray]  # (G, 2) interval ends, clipped to the grade range
     high: Optional[np.ndarray]
     reasons: list[list[str]]  # per group, why it is flagged (empty: not flagged)
@@ -69,24 +76,27 @@ class Uncertainty:
 
     def summary(self, per_patient: dict[str, "PatientUncertainty"]) -> dict:
         """predict's summary of the ensemble: folds, level, how many groups and patients are flagged."""
-        return {"folds": self.folds, "interval": self.level, "groups": len(self.reasons),
+        return {"folds": self.folds, "interval": self.level, "interval_method": self.method, "groups": len(self.reasons),
                 "flagged_groups": sum(1 for r in self.reasons if r),
                 "flagged_patients": sum(1 for p in per_patient.values() if p.reasons)}
 
 
-def uncertainty_settings(cfg: Any) -> tuple[Optional[float], FlagRule]:
-    """(interval level or None, flag rule) from predict's `interval` and `flag.*`; ConfigError naming a bad one."""
+def uncertainty_settings(cfg: Any) -> tuple[IntervalSettings, FlagRule]:
+    """The intervals and the flag rule from predict's `interval`, `interval_method` and `flag.*`; ConfigError
+    naming a bad one."""
     level = None
     if cfg.interval is not None:
         try:
             level = check_level(cfg.interval)
         except ValueError as exc:
             raise ConfigError(f"{exc}, or interval=null for none") from None
+    if cfg.interval_method not in METHODS:
+        raise ConfigError(f"interval_method={cfg.interval_method}: one of {', '.join(METHODS)}")
     if not cfg.flag.grades >= 1:
         raise ConfigError(f"flag.grades={cfg.flag.grades}: flag intervals holding more than this many whole grades; at least 1")
     if not cfg.flag.spread > 0:
         raise ConfigError(f"flag.spread={cfg.flag.spread}: the fold models' largest difference (grades) to flag; above 0")
-    return level, FlagRule(int(cfg.flag.grades), float(cfg.flag.spread))
+    return IntervalSettings(level, str(cfg.interval_method)), FlagRule(int(cfg.flag.grades), float(cfg.flag.spread))
 
 
 def _sd(values: np.ndarray) -> np.ndarray:
@@ -114,14 +124,15 @@ def grade_list(first: int, last: int) -> str:
 
 
 def ensemble_uncertainty(predictor: EnsemblePredictor, member_grades: np.ndarray, table: VideoGrades,
-                         level: Optional[float], rule: FlagRule) -> Uncertainty:
+                         intervals: IntervalSettings, rule: FlagRule) -> Uncertainty:
     """The uncertainty of (K, N, 2) member grades whose mean made `table`."""
     members = member_video_means(member_grades, table.group_of_row, len(table.keys))
+    level = intervals.level
     low = high = None
     if level is not None:
-        low, high = predictor.intervals(members, level)
+        low, high = predictor.intervals(members, level, intervals.method)
     u = Uncertainty(predictor.folds, _sd(member_grades), member_grades.min(axis=0), member_grades.max(axis=0),
-                    members, level, low, high, [[] for _ in table.keys],
+                    members, level, intervals.method, low, high, [[] for _ in table.keys],
                     predictor.calibration.source if level is not None else "", rule, predictor.left_out)
     _flag(u)
     return u
