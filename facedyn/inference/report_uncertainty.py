@@ -49,7 +49,7 @@ def section(u: Uncertainty, per_patient: dict[str, PatientUncertainty], shown: l
     plural = "s" if len(u.folds) != 1 else ""
     models = f"{count_words(len(u.folds))} fold model{plural} (fold{plural} {', '.join(map(str, u.folds))})"
     dropped = (" Left out: " + "; ".join(f"fold {k} ({_e(why)})" for k, why in u.left_out.items()) + ".") if u.left_out else ""
-    rule = f"fold models whose grades differ by more than {u.rule.spread:g}"
+    rule = f"fold models whose grades differ by more than {u.rule.spread:g} grade{'s' if u.rule.spread != 1 else ''}"
     if u.level is not None:
         rule = f"an interval holding more than {u.rule.grades} whole grade{'s' if u.rule.grades != 1 else ''}, or {rule}"
     if u.level is not None:
@@ -58,9 +58,10 @@ def section(u: Uncertainty, per_patient: dict[str, PatientUncertainty], shown: l
         intervals = (
             f"<b>{percent(u.level)} prediction intervals</b> per video and expression, conformal "
             f"({METHODS[u.method]}): calibrated on the out-of-fold residuals |true − predicted| of the "
-            f"cross-validation ({_e(u.calibration)}), {how}. Over patients like those, an interval holds "
-            f"the true grade {percent(u.level)} of the time (measured, not promised, on data no model saw); it is "
-            "clipped to the grade range, and the whole grades inside it hold the true grade as often. A Sunnybrook "
+            f"cross-validation ({_e(u.calibration)}), {how}. For patients like those it was calibrated on, an "
+            f"interval holds the true grade about {percent(u.level)} of the time (python -m facedyn.crossval.evaluate "
+            "measures it on data no model saw); it is clipped to the grade range, and the whole grades inside it "
+            "hold the true grade as often. A Sunnybrook "
             "subtotal's interval adds its items' interval ends: it holds the subtotal whenever every item's does "
             "(conservative).")
     else:
