@@ -10,6 +10,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +131,12 @@ def test_bad_settings_are_one_line_errors(args, message, capsys):
 def test_a_variant_that_changes_the_shared_stage_is_refused(tmp_path, capsys):
     assert main(["folds=2", "share=1", f"out={tmp_path / 'cv'}", "stages.s1.lr=1e-3,1e-4"]) == 1
     assert "changes stages.s1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["facedyn.crossval.summary", "facedyn.crossval.residuals", "facedyn.crossval.layout"])
+def test_the_table_and_the_residuals_need_no_torch(module):
+    """Rewriting the table or the residuals of a finished cross-validation is bookkeeping: no trainer, no torch."""
+    probe = f"import sys, {module}\nprint('torch' in sys.modules, 'facedyn.crossval.runner' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.stdout.split() == ["False", "False"]

@@ -3,7 +3,8 @@
 Runs each of the `folds` folds by video (data.folds / data.fold) through the same training as train.py and
 writes crossval.md / .json / .csv: mean ± std over folds of val loss, video-level MAE and ICC(2,1) per
 score, for the flow branch, the landmark branch and the fused model (each at the last stage that predicts
-with it), next to the training-mean baseline.
+with it), next to the training-mean baseline; and <variant>/residuals.csv, the folds' out-of-fold video
+predictions (`predict.py run=<folder>` is the fold models' ensemble, its intervals calibrated on them).
 
   python -m facedyn.crossval folds=5                                # the default config
   python -m facedyn.crossval folds=5 model=seed,paired share=1      # two variants, stage 1 trained once per fold

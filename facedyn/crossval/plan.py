@@ -35,7 +35,6 @@ class CrossvalOptions:
 
 
 OWN_KEYS = tuple(f.name for f in fields(CrossvalOptions))
-SHARED_DIR = "shared"
 # What the shared stages' result depends on besides their own stage settings: a variant that changes any of
 # these cannot start from them.
 SHARED_INPUTS = ("data", "seed", "model.flow", "optimizer", "scheduler", "trainer.precision", "trainer.deterministic",

@@ -1,12 +1,6 @@
-"""Run a cross-validation plan: one ordinary training run (facedyn.training.run) per fold and variant.
-
-Layout of the cross-validation folder:
-
-  plan.json                 folds, shared stages, common overrides, variants
-  shared/fold_<k>/          the shared stages of fold k (with share=<stage>)
-  <variant>/fold_<k>/       the variant's run of fold k (its stages after the shared ones)
-  <variant>/init/fold_<k>.pt  its starting weights: the shared stages' groups over its own fresh model
-  crossval.md / .json / .csv  the table (facedyn.crossval.summary)
+"""Run a cross-validation plan: one ordinary training run (facedyn.training.run) per fold and variant, into
+the folder facedyn.crossval.layout describes; at the end the table (summary) and the out-of-fold residuals
+(residuals) are written.
 
 Rerunning the same command continues: finished fold runs are kept (when their config still matches),
 interrupted ones resume where they stopped. A second process writing the same folder is refused.
@@ -25,17 +19,15 @@ from facedyn import training
 from facedyn.runs import checkpoints
 from facedyn.config import compose
 from facedyn.training.stages import stage_key
-from facedyn.crossval.plan import SHARED_DIR, CrossvalError, CrossvalPlan, Variant, check_shareable
+from facedyn.crossval.layout import PLAN_FILE, SHARED_DIR, fold_dir
+from facedyn.crossval.residuals import write_residuals
+from facedyn.crossval.summary import write_summary
+from facedyn.crossval.plan import CrossvalError, CrossvalPlan, Variant, check_shareable
 from facedyn.utils.io import atomic_write_json
 from facedyn.model import FaceDynModel
 from facedyn.runs import CONFIG_FILE, METRICS_FILE, STATUS_FILE, owned, read_json, stage_checkpoint
 
 log = logging.getLogger(__name__)
-PLAN_FILE = "plan.json"
-
-
-def fold_dir(root: Path, group: str, fold: int) -> Path:
-    return root / group / f"fold_{fold}"
 
 
 def default_out(cfg: DictConfig) -> Path:
@@ -108,8 +100,6 @@ def _variant_init(shared_checkpoint: Path, variant_cfg: DictConfig, groups: set[
 
 def run(plan: CrossvalPlan) -> Path:
     """Train every fold of every variant; return the cross-validation folder (the summary is written there)."""
-    from facedyn.crossval.summary import write_summary
-
     base_cfg = compose(list(plan.common))
     root = (plan.out or default_out(base_cfg)).resolve()
     with owned(root, what="cross-validation folder",
@@ -131,6 +121,7 @@ def run(plan: CrossvalPlan) -> Path:
                 _run_variant_fold(plan, variant, fold, root, stages_of[variant.label], shared_run if shared_cfg else None,
                                   shared_cfg)
         write_summary(root)
+        write_residuals(root)
     return root
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from facedyn.model.config import Predict
 from facedyn.training.stages import STAGE_ORDER
-from facedyn.crossval.plan import SHARED_DIR
-from facedyn.crossval.runner import PLAN_FILE, fold_dir
+from facedyn.crossval.layout import CrossvalFolderError, fold_run_dirs, read_plan
 from facedyn.utils.io import atomic_write_json, atomic_write_text
 from facedyn.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, read_json
 
-BRANCHES = ("flow", "landmarks", "fused")
+BRANCHES = tuple(Predict.names())  # what a stage can predict with: flow, landmarks, fused
 BRANCH_LABELS = {"flow": "flow branch", "landmarks": "landmark branch", "fused": "fused", "baseline": "training mean"}
 METRICS = ("val_loss", "val_video_mae_dynamics", "val_video_mae_synkinesis", "val_video_icc_dynamics",
            "val_video_icc_synkinesis")
@@ -84,17 +84,15 @@ def _fused_gain(folds: list[dict]) -> list[float | None]:
 
 
 def summarise(root: Path) -> dict:
-    plan = read_json(root / PLAN_FILE)
-    if plan is None:
-        raise IncompleteCrossval(f"{root}: no {PLAN_FILE}; is it a cross-validation folder?")
+    try:
+        plan = read_plan(root)
+    except CrossvalFolderError as exc:
+        raise IncompleteCrossval(str(exc)) from None
     variants = {}
     for label, overrides in plan["variants"].items():
         folds = []
         for fold in range(plan["folds"]):
-            run_dirs = [fold_dir(root, SHARED_DIR, fold)] if plan["shared_stages"] else []
-            own = fold_dir(root, label, fold)
-            if own.is_dir():
-                run_dirs.append(own)
+            run_dirs = fold_run_dirs(root, plan, label, fold)
             folds.append({"fold": fold, "runs": [str(d.relative_to(root)) for d in run_dirs], **fold_result(run_dirs)})
         names = [b for b in (*BRANCHES, "baseline") if all(b in f["branches"] for f in folds)]
         stages = sorted({s for f in folds for s in f["stages"]}, key=STAGE_ORDER.index)

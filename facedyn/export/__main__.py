@@ -1,5 +1,9 @@
 """`python -m facedyn.export [run=<run folder or checkpoint>] [stage=4] [out=facedyn.onnx]`: see graph.py.
 
+`run=<cross-validation folder> out=<folder>` exports each finished fold to <folder>/fold_<k>.onnx, each
+carrying its out-of-fold residuals: `predict.py model=onnx onnx=[<folder>/fold_0.onnx,...]` is their
+calibrated ensemble.
+
 Settings are ExportConfig's fields as key=value (OmegaConf dot-list); a wrong one is a one-line error.
 """
 
@@ -10,7 +14,7 @@ import sys
 from omegaconf import OmegaConf
 
 from facedyn.cli.errors import user_errors
-from facedyn.export.graph import ExportConfig, export
+from facedyn.export.graph import ExportConfig, export_all
 from facedyn.inference.predictor import RunError
 
 
@@ -22,13 +26,14 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     try:
-        report = export(cfg)
+        reports = export_all(cfg)
     except (*user_errors(), RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    differences = ", ".join(f"batch {size}: {diff:.1e}" for size, diff in report.max_abs_difference.items())
-    print(f"{report.out}: {report.megabytes:.1f} MB, checked with ONNX Runtime on {report.samples} validation "
-          f"samples (max |ONNX - torch| in grades: {differences}) in {report.seconds:.0f} s")
+    for report in reports:
+        differences = ", ".join(f"batch {size}: {diff:.1e}" for size, diff in report.max_abs_difference.items())
+        print(f"{report.out}: {report.megabytes:.1f} MB, checked with ONNX Runtime on {report.samples} validation "
+              f"samples (max |ONNX - torch| in grades: {differences}) in {report.seconds:.0f} s")
     return 0
 
 

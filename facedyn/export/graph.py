@@ -4,7 +4,9 @@ The graph takes the model's batch (FaceDynModel.required_inputs of the stage's o
 flow_input makes it, the landmark pixels, the expression index when the model reads it) with a free batch
 axis and gives the (N, 2) outputs in normalised units. It is compared with the torch model on the run's
 validation samples, fed in batches of 1, 7 and 256; a graph that differs by more than `tolerance` grades
-is refused and nothing is written.
+is refused and nothing is written. A cross-validation fold's graph also carries the fold's out-of-fold
+residuals (facedyn.export.calibration); `run=<cross-validation folder> out=<folder>` exports every finished
+fold as <folder>/fold_<k>.onnx.
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -27,7 +30,9 @@ from filelock import FileLock, Timeout
 from omegaconf import OmegaConf
 from torch import nn
 
+from facedyn.crossval.layout import CrossvalFolderError, variant_folder
 from facedyn.data.samples import Samples
+from facedyn.export.calibration import CALIBRATION_KEY, fold_record
 from facedyn.export.onnx_predictor import INFO_KEY, ONNX_INPUTS, VOCABULARY_KEY, OnnxPredictor
 from facedyn.inference.predictor import RunError
 from facedyn.inference import task
@@ -37,6 +42,7 @@ from facedyn.utils.io import atomic_write_bytes
 from facedyn.model import FaceDynModel
 from facedyn.training.stages import FINAL_STAGE
 
+log = logging.getLogger(__name__)
 ONNX_OPSET = 17
 
 
@@ -96,6 +102,32 @@ def export(cfg: ExportConfig) -> ExportReport:
     return ExportReport(out, len(graph) / 1e6, len(samples), differences, time.perf_counter() - start)
 
 
+def export_all(cfg: ExportConfig) -> list[ExportReport]:
+    """export(cfg), or for a cross-validation folder (or variant) every finished fold into the folder out=."""
+    try:
+        variant = variant_folder(Path(cfg.run)) if cfg.run else None
+    except CrossvalFolderError as exc:
+        raise RunError(f"run={cfg.run}: {exc}") from None
+    if variant is None:
+        return [export(cfg)]
+    from facedyn.inference.crossval_loader import fold_model
+
+    out = Path(cfg.out).expanduser()
+    if out.suffix == ".onnx":
+        raise RunError(f"out={cfg.out}: a cross-validation exports one graph per fold; name a folder: out=<folder>")
+    models = {k: fold_model(variant, k, cfg.stage) for k in range(variant.folds)}
+    if not any(run_dir for run_dir, _, _ in models.values()):
+        raise RunError(f"run={cfg.run}: no finished fold to export ("
+                       + "; ".join(f"fold {k}: {why}" for k, (_, _, why) in models.items()) + ")")
+    reports = []
+    for fold, (run_dir, stage, why) in models.items():
+        if run_dir is None:
+            log.warning("fold %d not exported: %s", fold, why)
+            continue
+        reports.append(export(replace(cfg, run=str(run_dir), stage=stage, out=str(out / f"fold_{fold}.onnx"))))
+    return reports
+
+
 def _graph(predictor: TorchPredictor) -> bytes:
     """The serialised ONNX graph of the predictor's model, with its ModelInfo in the metadata."""
     model, info = predictor.model.cpu().eval(), predictor.info
@@ -113,8 +145,10 @@ def _graph(predictor: TorchPredictor) -> bytes:
                           dynamic_axes={name: {0: "batch"} for name in [*wrapper.keys, "scores"]})
     graph = onnx.load_from_string(buffer.getvalue())
     record = {**info.as_dict(), "backend": "onnx"}
-    for key, value in ((INFO_KEY, record), (VOCABULARY_KEY, list(model.expressions))):
-        graph.metadata_props.add(key=key, value=json.dumps(value))
+    calibration = fold_record(info.run_dir, info.stage)
+    for key, value in ((INFO_KEY, record), (VOCABULARY_KEY, list(model.expressions)), (CALIBRATION_KEY, calibration)):
+        if value is not None:
+            graph.metadata_props.add(key=key, value=json.dumps(value))
     return graph.SerializeToString()
 
 
@@ -146,7 +180,7 @@ def _onnx2torch_export_opset(opset: int) -> Iterator[None]:
 def validation_samples(predictor: TorchPredictor, count: int) -> Samples:
     """The run's validation samples (as predict.py reads them), repeated up to `count` when there are fewer."""
     with tempfile.TemporaryDirectory(prefix="facedyn-export-") as scratch:
-        data = task._data(OmegaConf.create({"videos": None, "data": {}}), predictor, Path(scratch))
+        data = task.prediction_data(OmegaConf.create({"videos": None, "data": {}}), predictor, Path(scratch))
     arrays = data.samples.arrays()
     rows = np.resize(np.arange(len(data.samples)), max(count, len(data.samples)))
     return Samples.from_arrays({key: value[rows] for key, value in arrays.items()})

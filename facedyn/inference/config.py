@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
@@ -32,8 +32,17 @@ class SunnybrookConfig:
 
 
 @dataclass
+class FlagConfig:
+    """When an ensemble's grade of a video and expression is flagged for checking by hand."""
+
+    grades: int = 1  # its interval holds more whole grades than this
+    spread: float = 1.0  # its fold models' grades lie further apart than this (max − min, in grades)
+
+
+@dataclass
 class PredictConfig:
-    # Run folder or one of its checkpoints; null: the newest finished run under paths.output_dir.
+    # Run folder or one of its checkpoints, or a cross-validation folder (or one of its variants: the ensemble
+    # of its fold models); null: the newest finished run under paths.output_dir.
     run: Optional[str] = None
     stage: Optional[str] = None  # whose weights: null = the checkpoint's own stage, or 4 for a run folder
     # Data settings on top of the run's own (landmark units, label keys, image size are the run's unless
@@ -44,7 +53,14 @@ class PredictConfig:
     # (default: the cache); prepare.videos is videos=.
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
     model: str = "torch"  # torch | onnx (an exported graph, run by ONNX Runtime)
-    onnx: Optional[str] = None  # the .onnx file for model=onnx
+    # model=onnx: the .onnx file, or a list of a cross-validation's exported fold graphs (their ensemble)
+    onnx: Optional[Any] = None
+    # An ensemble's prediction intervals per video and expression: their level (0 < interval < 1), calibrated
+    # on the cross-validation's out-of-fold residuals; null: none (nor the residuals they need).
+    interval: Optional[float] = 0.9
+    interval_method: str = "cv_plus"  # cv_plus (each residual around the model that did not see it) | centred
+    folds: str = "finished"  # an ensemble's folds: finished (unfinished ones left out and named) | all (or refuse)
+    flag: FlagConfig = field(default_factory=FlagConfig)
     device: str = "auto"  # torch: auto (cuda when available) | cpu | cuda
     # torch: fp32 (exact, the same everywhere) | bf16 (autocast) | run (as the run validated: metrics.json)
     precision: str = "fp32"

@@ -42,11 +42,14 @@ class ModelInfo:
     # The run's data settings (config.yaml's `data`, plain): how its landmarks and labels were read, so new
     # data is read the same way without the run folder. None: unknown (the schema's defaults then).
     data_settings: Optional[dict] = None
+    # The run's model settings (config.yaml's `model`, plain): what an ensemble's members must share. None: unknown.
+    model_settings: Optional[dict] = None
 
     def as_dict(self) -> dict:
         return {"run_dir": str(self.run_dir) if self.run_dir else None, "checkpoint": str(self.checkpoint), "stage": self.stage,
                 "predict": self.predict, "expressions": list(self.expressions) if self.expressions else None,
-                "image_size": self.image_size, "backend": self.backend, "data_settings": self.data_settings}
+                "image_size": self.image_size, "backend": self.backend, "data_settings": self.data_settings,
+                "model_settings": self.model_settings}
 
 
 @runtime_checkable

@@ -18,8 +18,10 @@ import cv2
 import numpy as np
 
 from facedyn.data.samples import Samples
+from facedyn.inference import report_uncertainty
 from facedyn.inference.predictor import ModelInfo
 from facedyn.inference.tables import SUNNYBROOK_ITEMS, NotGraded, PatientRow, VideoGrades
+from facedyn.inference.uncertainty import PatientUncertainty, Uncertainty
 from facedyn.utils.io import atomic_write_text
 from facedyn.metrics import MAX_GRADE, SCORES
 
@@ -186,7 +188,10 @@ def _not_graded_section(not_graded: Sequence[NotGraded], table: VideoGrades) -> 
 
 def write_report(path: Path, samples: Samples, table: VideoGrades, patients: list[PatientRow],
                  agreement: dict, metrics: dict, info: ModelInfo, source: str, bad_samples: int,
-                 mapping: dict[str, Optional[str]], max_patients: int, not_graded: Sequence[NotGraded] = ()) -> None:
+                 mapping: dict[str, Optional[str]], max_patients: int, not_graded: Sequence[NotGraded] = (),
+                 uncertainty: Optional[Uncertainty] = None,
+                 per_patient: Optional[dict[str, PatientUncertainty]] = None) -> None:
+    """uncertainty, per_patient: an ensemble's spread, intervals and flags (facedyn.inference.report_uncertainty)."""
     labelled = bool(agreement)
     groups_of: dict[str, list[int]] = {}
     for g, (video, _) in enumerate(table.keys):
@@ -205,6 +210,9 @@ def write_report(path: Path, samples: Samples, table: VideoGrades, patients: lis
         "A subtotal is left empty (—) unless all five expressions were recorded.</div>",
         "<h2>Patients</h2>", _summary_table(patients, labelled), _not_graded_section(not_graded, table),
     ]
+    if uncertainty is not None:
+        parts.append(report_uncertainty.section(uncertainty, per_patient, shown))
+    titles = {e: f"{e} · {ITEM_TITLES[item]}" for e, item in item_of.items()}
     if labelled:
         parts.append(_agreement_section(agreement, metrics, path.parent))
     parts.append("<h2>Per patient and expression</h2><p class='legend'>Flow image (as the model sees it) and landmarks:"
@@ -214,7 +222,10 @@ def write_report(path: Path, samples: Samples, table: VideoGrades, patients: lis
         parts.append(f"<p class='meta'>The first {len(shown)} of {len(patients)} patients (report_max_patients); "
                      "all are in patients.csv.</p>")
     for patient in shown:
-        if patient.video in groups_of:  # a patient none of whose clips was graded is in the section above
-            parts.append(_patient_section(patient.video, groups_of[patient.video], table, samples, patient, item_of))
+        if patient.video not in groups_of:  # a patient none of whose clips was graded is in the section above
+            continue
+        parts.append(_patient_section(patient.video, groups_of[patient.video], table, samples, patient, item_of))
+        if uncertainty is not None:
+            parts.append(report_uncertainty.patient_block(patient.video, uncertainty, table, titles))
     parts.append("</body></html>")
     atomic_write_text(path, "\n".join(parts))

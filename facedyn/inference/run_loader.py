@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from facedyn.runs import checkpoints
 from facedyn.data.loading import SPLIT_FILE
 from facedyn.conf import CONF_DIR
+from facedyn.crossval.layout import CrossvalFolderError, variant_folder
 from facedyn.model.config import ModelConfig
 from facedyn.training.stages import FINAL_STAGE, STAGE_ORDER, stage_key
 from facedyn.inference.predictor import ModelInfo, RunError
@@ -124,7 +125,8 @@ def build_for_checkpoint(run_dir: Path, checkpoint: Path, stage: str) -> tuple[F
     model.eval()
     info = ModelInfo(run_dir=run_dir, checkpoint=checkpoint, stage=stage, predict=stage_predicts(cfg, stage),
                      expressions=trained_expressions(run_dir, cfg), image_size=int(cfg.data.image_size),
-                     backend="torch", data_settings=OmegaConf.to_container(cfg.data, resolve=True))
+                     backend="torch", data_settings=OmegaConf.to_container(cfg.data, resolve=True),
+                     model_settings=OmegaConf.to_container(cfg.model, resolve=True))
     return model, info, cfg
 
 
@@ -135,13 +137,23 @@ def run_precision(run_dir: Path) -> str:
 
 
 def load_run(path: str | Path, stage: Optional[str] = None, device: str = "cpu", batch_size: int = 128,
-             precision: str = "fp32"):
-    """A TorchPredictor for a run folder (its stage-4 weights, or `stage`'s) or one of its checkpoints.
+             precision: str = "fp32", folds: str = "finished", calibrate: bool = True):
+    """A TorchPredictor for a run folder (its stage-4 weights, or `stage`'s) or one of its checkpoints; for a
+    cross-validation folder (or one of its variant folders) the EnsemblePredictor of its fold models
+    (facedyn.inference.crossval_loader: folds=finished|all, calibrate: read the residuals for intervals).
 
     precision: fp32 | bf16 | run (what the run validated with: its own validation predictions come out again).
     """
     from facedyn.inference.torch_predictor import TorchPredictor
 
+    try:
+        variant = variant_folder(Path(path))
+    except CrossvalFolderError as exc:
+        raise RunError(f"run={path}: {exc}") from None
+    if variant is not None:
+        from facedyn.inference.crossval_loader import load_crossval
+
+        return load_crossval(variant, stage, folds, device, batch_size, precision, calibrate)
     run_dir, checkpoint, stage = resolve_checkpoint(path, stage)
     model, info, _ = build_for_checkpoint(run_dir, checkpoint, stage)
     precision = run_precision(run_dir) if precision == "run" else precision

@@ -67,12 +67,23 @@ def video_grades(samples: Samples, grades: np.ndarray) -> VideoGrades:
     return VideoGrades(list(keys), counts, mean, sd, group_true, group_valid, ids)
 
 
+Columns = tuple[list[str], list[list]]  # extra columns of a table: (header, one row of cells per table row)
+
+
+def _with(header: list[str], rows: list[list], extra: Optional[Columns]) -> str:
+    if extra is not None:
+        header = header + extra[0]
+        rows = [row + cells for row, cells in zip(rows, extra[1])]
+    return csv_text(rows, header)
+
+
 def _label(value: int, valid: bool) -> str:
     return str(int(value)) if valid else ""
 
 
-def frames_csv(samples: Samples, grades: np.ndarray) -> str:
-    """predictions.csv: one row per frame, both scores unrounded and as rounded, clipped grades."""
+def frames_csv(samples: Samples, grades: np.ndarray, extra: Optional[Columns] = None) -> str:
+    """predictions.csv: one row per frame, both scores unrounded and as rounded, clipped grades (and `extra`
+    columns: an ensemble's spread, facedyn.inference.uncertainty)."""
     header = ["video", "expression", "frame", "folder"]
     for score in SCORES:
         header += [f"{score}_pred", f"{score}_grade", f"{score}_true"]
@@ -84,11 +95,12 @@ def frames_csv(samples: Samples, grades: np.ndarray) -> str:
         for c in range(2):
             row += [f"{grades[i, c]:.6f}", int(rounded_grades[c][i]), _label(labels[c][0][i], labels[c][1][i])]
         rows.append(row)
-    return csv_text(rows, header)
+    return _with(header, rows, extra)
 
 
-def videos_csv(table: VideoGrades) -> str:
-    """predictions_video.csv: per video and expression the mean, SD and number of frames, and the grade."""
+def videos_csv(table: VideoGrades, extra: Optional[Columns] = None) -> str:
+    """predictions_video.csv: per video and expression the mean, SD and number of frames, and the grade (and
+    `extra` columns: an ensemble's spread, interval and flag)."""
     header = ["video", "expression", "frames"]
     for score in SCORES:
         header += [f"{score}_mean", f"{score}_sd", f"{score}_grade", f"{score}_true"]
@@ -102,7 +114,7 @@ def videos_csv(table: VideoGrades) -> str:
                     _label(table.true[g, c], table.valid[g, c])]
         row.append("yes" if table.disagreeing[g] else "")
         rows.append(row)
-    return csv_text(rows, header)
+    return _with(header, rows, extra)
 
 
 @dataclass
@@ -154,10 +166,10 @@ def _cell(value: Optional[int]) -> str:
     return "" if value is None else str(value)
 
 
-def patients_csv(rows: list[PatientRow], labelled: bool) -> str:
+def patients_csv(rows: list[PatientRow], labelled: bool, extra: Optional[Columns] = None) -> str:
     """patients.csv: per patient the five items' grades and Sunnybrook's voluntary-movement (4 × Σ, 20–100)
     and synkinesis (Σ, 0–15) subtotals; where clips could not be graded, which and why (`not_graded`); with
-    labels also the true ones."""
+    labels also the true ones (and `extra` columns: an ensemble's intervals and flag)."""
     header = ["video"]
     for item in SUNNYBROOK_ITEMS:
         header += [f"{item}_movement", f"{item}_synkinesis"]
@@ -181,5 +193,5 @@ def patients_csv(rows: list[PatientRow], labelled: bool) -> str:
             line += [_cell(row.voluntary_movement_true), _cell(row.synkinesis_true)]
         line.append("; ".join(clip.text() for clip in row.not_graded))
         lines.append(line)
-    return csv_text(lines, header)
+    return _with(header, lines, extra)
 

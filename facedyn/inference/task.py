@@ -6,6 +6,8 @@
   bland_altman_<score>.png                              with labels
   report.html                                           for a clinician (facedyn.inference.report)
   bad_samples.csv, model.json, predict_config.yaml      what went in
+An ensemble (a cross-validation folder, or several exported fold graphs) adds its fold models' spread,
+calibrated intervals and flags to the tables and the report (facedyn.inference.uncertainty).
 `predict.py` is its thin Hydra entry point; tests call `run()` directly.
 """
 
@@ -18,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
@@ -32,7 +34,10 @@ from facedyn.data.loading import SPLIT_FILE, read_checked
 from facedyn.data.samples import Samples
 from facedyn.inference import tables
 from facedyn.inference.config import BACKENDS, PRECISIONS
+from facedyn.inference.ensemble import EnsemblePredictor
 from facedyn.inference.predictor import ModelInfo, Predictor
+from facedyn.inference.uncertainty import ensemble_uncertainty, frame_columns, patient_columns, \
+    patient_uncertainty, uncertainty_settings, video_columns
 from facedyn.inference.run_loader import find_newest_finished_run, load_run
 from facedyn.training.stages import FINAL_STAGE
 from facedyn.utils.io import atomic_write_json, atomic_write_text
@@ -65,13 +70,17 @@ def _run(cfg: Any, out_dir: Path) -> dict:
         raise ConfigError(f"model={cfg.model!r} is not one of: {', '.join(BACKENDS)}")
     if cfg.precision not in PRECISIONS:
         raise ConfigError(f"precision={cfg.precision!r} is not one of: {', '.join(PRECISIONS)}")
-    predictor = _predictor(cfg)
+    intervals, rule = uncertainty_settings(cfg)
+    predictor = _predictor(cfg, intervals.level)
     info = predictor.info
-    data = _data(cfg, predictor, out_dir)
+    ensemble = predictor if isinstance(predictor, EnsemblePredictor) else None
+    data = prediction_data(cfg, predictor, out_dir)
     s = data.samples
     log.info("predicting %d samples of %d videos (%s)", len(s), len(set(s.video)), data.source)
     predicting = time.perf_counter()
-    grades = predictor.predict(s.flow, s.expression_landmarks, s.baseline_landmarks, s.expression)
+    inputs = (s.flow, s.expression_landmarks, s.baseline_landmarks, s.expression)
+    member_grades = ensemble.predict_members(*inputs) if ensemble else None
+    grades = member_grades.mean(axis=0) if ensemble else predictor.predict(*inputs)
     prediction_seconds = time.perf_counter() - predicting
 
     video_table = tables.video_grades(s, grades)
@@ -85,10 +94,16 @@ def _run(cfg: Any, out_dir: Path) -> dict:
         log.warning("check %s %s: its frames disagree (dynamics per frame %s)", *video_table.keys[g],
                     ", ".join(f"{grades[i, 0]:.2f}" for i in frames))
     labelled = bool(s.dynamics_valid.any() or s.synkinesis_valid.any())
-    atomic_write_text(out_dir / "predictions.csv", tables.frames_csv(s, grades))
-    atomic_write_text(out_dir / "predictions_video.csv", tables.videos_csv(video_table))
-    atomic_write_text(out_dir / "patients.csv", tables.patients_csv(patients, labelled))
-    atomic_write_json(out_dir / "model.json", info.as_dict())
+    uncertainty = ensemble_uncertainty(ensemble, member_grades, video_table, intervals, rule) if ensemble else None
+    per_patient = patient_uncertainty(uncertainty, video_table, mapping) if uncertainty else None
+    extra = [None, None, None]  # an ensemble's columns in predictions.csv, predictions_video.csv, patients.csv
+    if uncertainty is not None:
+        extra = [frame_columns(uncertainty), video_columns(uncertainty),
+                 patient_columns(per_patient, [p.video for p in patients], intervals.level is not None)]
+    atomic_write_text(out_dir / "predictions.csv", tables.frames_csv(s, grades, extra[0]))
+    atomic_write_text(out_dir / "predictions_video.csv", tables.videos_csv(video_table, extra[1]))
+    atomic_write_text(out_dir / "patients.csv", tables.patients_csv(patients, labelled, extra[2]))
+    atomic_write_json(out_dir / "model.json", {**info.as_dict(), **({"ensemble": ensemble.describe()} if ensemble else {})})
     atomic_write_text(out_dir / "predict_config.yaml", OmegaConf.to_yaml(cfg) if OmegaConf.is_config(cfg) else str(cfg))
 
     metrics: dict = {}
@@ -104,11 +119,14 @@ def _run(cfg: Any, out_dir: Path) -> dict:
         from facedyn.inference.report import write_report
 
         write_report(out_dir / "report.html", s, video_table, patients, agreement, metrics, info,
-                     data.source, data.bad, mapping, int(cfg.report_max_patients), data.not_graded)
+                     data.source, data.bad, mapping, int(cfg.report_max_patients), data.not_graded,
+                     uncertainty, per_patient)
     summary = {"out_dir": str(out_dir), "samples": int(len(s)), "videos": len(patients), "bad_samples": data.bad,
                "not_graded": len(data.not_graded), "frames_disagree": len(disagreeing),
                "labelled": labelled, "seconds": time.perf_counter() - started,
                "prediction_seconds": prediction_seconds, "agreement": agreement, **scalar_items(metrics)}
+    if uncertainty is not None:
+        summary["ensemble"] = uncertainty.summary(per_patient)
     log.info("predictions of %d samples, %d patients in %s", len(s), len(patients), out_dir)
     return summary
 
@@ -133,19 +151,24 @@ def _agreement(metrics: dict, table: tables.VideoGrades, out_dir: Path) -> dict:
     return agreement
 
 
-def _predictor(cfg: Any) -> Predictor:
+def _predictor(cfg: Any, level: Optional[float]) -> Predictor:
     stage = str(cfg.stage) if cfg.stage is not None else None
     if cfg.model == "onnx":
         if not cfg.onnx:
-            raise ConfigError("model=onnx needs the exported file: onnx=/path/to/facedyn.onnx")
+            raise ConfigError("model=onnx needs the exported file: onnx=/path/to/facedyn.onnx (or a list of fold graphs)")
         try:
-            from facedyn.export import load_onnx
+            from facedyn.export import load_onnx, load_onnx_ensemble
         except ImportError:
             raise ConfigError("model=onnx: this version has no ONNX predictor (facedyn.export)") from None
-        return load_onnx(cfg.onnx, batch_size=int(cfg.batch_size))
+        graphs = [str(g) for g in cfg.onnx] if isinstance(cfg.onnx, Sequence) and not isinstance(cfg.onnx, str) \
+            else [str(cfg.onnx)]
+        if len(graphs) == 1:
+            return load_onnx(graphs[0], batch_size=int(cfg.batch_size))
+        return load_onnx_ensemble(graphs, batch_size=int(cfg.batch_size), calibrate=level is not None)
     run_path = cfg.run or find_newest_finished_run(Path(cfg.paths.output_dir), stage or FINAL_STAGE)
     return load_run(run_path, stage=stage, device=cfg.device, batch_size=int(cfg.batch_size),
-                    precision=str(cfg.precision))
+                    precision=str(cfg.precision), folds=str(cfg.folds), calibrate=level is not None)
+
 
 
 def _changed_settings(given: Any) -> dict:
@@ -170,14 +193,17 @@ def _data_settings(cfg: Any, info: ModelInfo, root: Optional[str]) -> tuple[Dict
     changed = _changed_settings(cfg.data)
     if root is not None:
         changed["root"] = root
-    own = "root" not in changed
-    if not own:
+    if "root" in changed:
         changed["kind"] = "folder"
         changed.setdefault("expressions", None)  # every expression folder of the new dataset
+    elif base.kind == "synthetic" and set(changed.get("synthetic", {})) - {"root"}:
+        changed["synthetic"].setdefault("root", None)  # other generator settings: not the run's dataset folder
     try:
-        return OmegaConf.merge(base, changed), own
+        merged = OmegaConf.merge(base, changed)
     except Exception as exc:
         raise DataError(f"invalid data settings: {str(exc).splitlines()[0]}") from None
+    synthetic = [OmegaConf.to_container(c.synthetic) for c in (base, merged)]
+    return merged, "root" not in changed and (base.kind != "synthetic" or synthetic[0] == synthetic[1])
 
 
 def _prepared_videos(cfg: Any, out_dir: Path) -> tuple[str, list[tables.NotGraded]]:
@@ -203,10 +229,16 @@ def _prepared_videos(cfg: Any, out_dir: Path) -> tuple[str, list[tables.NotGrade
     return str(summary.out), [tables.NotGraded(o.patient, o.expression, o.relative, o.reason) for o in summary.skipped]
 
 
-def _data(cfg: Any, predictor: Predictor, out_dir: Path) -> PredictionData:
+def prediction_data(cfg: Any, predictor: Predictor, out_dir: Path) -> PredictionData:
+    """The samples `cfg` names (data.*, videos=), read with the predictor's data settings; DataError (one line)
+    when they cannot be predicted."""
     info = predictor.info
     root, not_graded = _prepared_videos(cfg, out_dir) if cfg.videos else (None, [])
     settings, own = _data_settings(cfg, info, root)
+    if own and isinstance(predictor, EnsemblePredictor):
+        raise DataError(f"run={info.checkpoint}: each video of the cross-validation's dataset trained some of its "
+                        "fold models; predict other data: data.root=<dataset>, videos=<clips>, or another synthetic "
+                        "set (e.g. data.synthetic.seed=1)")
     if own and info.run_dir is None:
         raise DataError("data.root is not set; point it at the dataset folder: data.root=/path/to/dataset")
     # Labels are optional for prediction; the run's own (labelled) dataset keeps training's setting, so its
@@ -249,4 +281,10 @@ def summary_text(summary: dict) -> str:
     if summary.get("not_graded") or summary.get("frames_disagree"):
         lines.append(f"  {summary['not_graded']} clip(s) not graded, {summary['frames_disagree']} with frames that "
                      f"disagree: listed above and in report.html (Not graded, to check)")
+    ensemble = summary.get("ensemble")
+    if ensemble:
+        interval = f"{100 * ensemble['interval']:g} % intervals; " if ensemble["interval"] is not None else ""
+        lines.append(f"  ensemble of {len(ensemble['folds'])} fold models (folds {', '.join(map(str, ensemble['folds']))}); "
+                     f"{interval}{ensemble['flagged_groups']} of {ensemble['groups']} videos × expressions flagged "
+                     f"({ensemble['flagged_patients']} patients) to check by hand")
     return "\n".join(lines)
