@@ -5,7 +5,8 @@
 Exports the run (default: the newest finished run under outputs/) with `python -m facedyn.export`'s code
 into a temporary file, then times predictor.predict on `batch` of the run's validation samples (repeated
 up to `batch`) with both backends, alternating them so that a change of machine load hits both. Prints
-the exported file's size, the load average and the largest difference of the two, in grades.
+the exported file's size, the load average and the largest difference of the two, in grades; then the
+time the report's explanations (facedyn.explain) take per patient: one frame of each of its expressions.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facedyn.explain import explain_frames
 from facedyn.export import load_onnx
 from facedyn.export.graph import ExportConfig, export, validation_samples
 from facedyn.inference import find_newest_finished_run, load_run
@@ -68,6 +70,14 @@ def main() -> None:
         median = statistics.median(rates)
         print(f"{name + ':':16s} {median:8,.0f} samples/s   {median / torch_rate:5.2f}x torch eager")
     print(f"max |ONNX Runtime - torch| on this batch: {difference:.1e} grades")
+
+    patient = samples.video[0]  # one frame per expression of one patient, as the report explains them
+    rows = [int(np.flatnonzero((samples.video == patient) & (samples.expression == e))[0])
+            for e in dict.fromkeys(samples.expression[samples.video == patient])]
+    seconds = [explain_frames(torch_predictor.model, torch_predictor.info.predict, samples, rows)[1]
+               for _ in range(args.repeats)]
+    print(f"explanations per patient ({len(rows)} frames: Grad-CAM and integrated gradients, both scores): "
+          f"{statistics.median(seconds):.2f} s (median of {args.repeats})")
 
 
 if __name__ == "__main__":

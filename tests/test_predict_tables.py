@@ -91,3 +91,15 @@ def test_a_second_writer_of_one_prediction_folder_is_refused(tmp_path):
             task.run(cfg, out)
     with pytest.raises(RunError, match="no such run folder"):  # free again: on to the next check
         task.run(cfg, out)
+
+
+def test_report_clips_shown_grades_to_the_scale_and_marks_raw_values_outside_it():
+    from facedyn.inference.report import grade_lines
+
+    samples = _samples([("p1", "smile", "0001", 5, 0), ("p1", "smile", "0002", 5, 0), ("p1", "snarl", "0001", 3, 1)])
+    table = video_grades(samples, np.array([[6.12, -0.15], [6.38, -0.19], [3.2, 1.1]]))
+    outside = grade_lines(0, table)
+    assert "dynamics: <b>5</b>" in outside and "raw 6.25 ± 0.18, above the 0–5 scale" in outside
+    assert "synkinesis: <b>0</b>" in outside and "raw -0.17 ± 0.03, below the 0–3 scale" in outside
+    inside = grade_lines(1, table)
+    assert "dynamics: <b>3</b> (3.20 ± 0.00)" in inside and "outside" not in inside

@@ -4,8 +4,11 @@
                                        /expression_landmarks.npy
                                        /baseline_landmarks.npy
                                        /expression_g_column.json
+                                       /baseline_face.jpg, expression_face.jpg   (optional)
 
-Expressions are whatever folders lie under the root; <video> and <frame> are the parts of the sample
+The two face images, when present, are the rest and the expression frame cut to the flow image's field of
+view (the expression frame registered onto the rest frame's pose): what a person looks at beside the flow
+image. The model never reads them. Expressions are whatever folders lie under the root; <video> and <frame> are the parts of the sample
 folder name before and after its last "_". Hidden entries (".*") and stray files are ignored.
 """
 
@@ -22,6 +25,9 @@ FLOW_FILE = "optical_flow.jpg"
 EXPRESSION_LANDMARKS_FILE = "expression_landmarks.npy"
 BASELINE_LANDMARKS_FILE = "baseline_landmarks.npy"
 LABELS_FILE = "expression_g_column.json"
+# Optional, for people: the frames the flow image was computed from, over the same field of view.
+BASELINE_FACE_FILE = "baseline_face.jpg"
+EXPRESSION_FACE_FILE = "expression_face.jpg"
 SAMPLE_FILES = (FLOW_FILE, EXPRESSION_LANDMARKS_FILE, BASELINE_LANDMARKS_FILE, LABELS_FILE)
 ROOT_NOT_SET = "data.root is not set; point it at the dataset folder: data.root=/path/to/dataset"
 _SUFFIXES = tuple(f"/{name}" for name in SAMPLE_FILES)

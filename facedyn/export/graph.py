@@ -145,7 +145,7 @@ def _onnx2torch_export_opset(opset: int) -> Iterator[None]:
 def validation_samples(predictor: TorchPredictor, count: int) -> Samples:
     """The run's validation samples (as predict.py reads them), repeated up to `count` when there are fewer."""
     with tempfile.TemporaryDirectory(prefix="facedyn-export-") as scratch:
-        data = task._data(OmegaConf.create({"videos": None, "data": {}}), predictor, Path(scratch))
+        data = task.load_data(OmegaConf.create({"videos": None, "data": {}}), predictor, Path(scratch))
     arrays = data.samples.arrays()
     rows = np.resize(np.arange(len(data.samples)), max(count, len(data.samples)))
     return Samples.from_arrays({key: value[rows] for key, value in arrays.items()})

@@ -21,7 +21,8 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
-from facedyn.data.layout import BASELINE_LANDMARKS_FILE, EXPRESSION_LANDMARKS_FILE, FLOW_FILE, LABELS_FILE
+from facedyn.data.layout import (BASELINE_FACE_FILE, BASELINE_LANDMARKS_FILE, EXPRESSION_FACE_FILE,
+                                 EXPRESSION_LANDMARKS_FILE, FLOW_FILE, LABELS_FILE)
 from facedyn.io import atomic_write_bytes, atomic_write_json
 from facedyn.landmarks import BLENDSHAPE_NAMES, LANDMARK_SUBSET_IDXS, NUM_MESH_LANDMARKS
 from facedyn.videos.config import PrepareConfig
@@ -178,18 +179,25 @@ def _frames_at(path: str, wanted: set[int], timer: _Timer) -> dict[int, np.ndarr
     return frames
 
 
-def _write_sample(job: ClipJob, frame: int, flow_rgb: np.ndarray, selection: Selection, scan: _Scan) -> str:
+def _jpeg(image_bgr: np.ndarray, quality: int, target: Path) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"could not encode {target}")
+    return encoded.tobytes()
+
+
+def _write_sample(job: ClipJob, frame: int, flow_rgb: np.ndarray, pair: RegisteredPair, selection: Selection,
+                  scan: _Scan) -> str:
     name = f"{job.patient}_{frame}"
     folder = Path(job.out) / job.expression
     final, tmp = folder / name, folder / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     subset = list(LANDMARK_SUBSET_IDXS)
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(flow_rgb, cv2.COLOR_RGB2BGR),
-                            [cv2.IMWRITE_JPEG_QUALITY, job.cfg.flow.jpeg_quality])
-    if not ok:
-        raise OSError(f"could not encode {final / FLOW_FILE}")
-    (tmp / FLOW_FILE).write_bytes(jpeg.tobytes())
+    quality = job.cfg.flow.jpeg_quality
+    for name, image in ((FLOW_FILE, cv2.cvtColor(flow_rgb, cv2.COLOR_RGB2BGR)), (BASELINE_FACE_FILE, pair.baseline),
+                        (EXPRESSION_FACE_FILE, pair.expression)):
+        (tmp / name).write_bytes(_jpeg(image, quality, final / name))
     np.save(tmp / EXPRESSION_LANDMARKS_FILE, scan.landmarks[frame, subset].astype(np.float32))
     np.save(tmp / BASELINE_LANDMARKS_FILE, scan.landmarks[selection.baseline, subset].astype(np.float32))
     if job.labels is not None:
@@ -267,7 +275,7 @@ def _process(job: ClipJob, outcome: ClipOutcome, timer: _Timer) -> None:
         pair = register_pair(images[selection.baseline], images[frame], base, scan.landmarks[frame], job.cfg.flow)
         flow_rgb = flow_image(pair, job.cfg.flow)
         timer.lap("flow")
-        outcome.samples.append(_write_sample(job, frame, flow_rgb, selection, scan))
+        outcome.samples.append(_write_sample(job, frame, flow_rgb, pair, selection, scan))
         if frame == selection.apex:
             tile = _tile(pair, flow_rgb, base, scan.landmarks[frame])
             atomic_write_bytes(record_path(job.out, job.expression, job.patient, ".png"),

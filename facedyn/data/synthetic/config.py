@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import List, Optional
 
-GENERATOR_VERSION = 3  # bump when the generated data changes for the same settings
+GENERATOR_VERSION = 4  # bump when the generated data changes for the same settings
 EXPRESSIONS = ("eye_close", "smile", "brow_raise", "snarl", "lip_pucker")
 
 

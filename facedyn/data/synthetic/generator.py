@@ -2,8 +2,8 @@
 
 Per subject (one "video" id): a face shape, head pose, skin, lighting and labels. Per expression clip:
 a neutral baseline frame, then frames_per_video frames ramping from onset to peak. Each sample holds
-the HSV flow image baseline -> frame, both frames' 146 landmarks (with detector jitter) and the
-clip's labels. Every subject draws from its own random streams (seed, subject index), so a subject
+the HSV flow image baseline -> frame, both frames' 146 landmarks (with detector jitter), the clip's
+labels and both rendered frames (the flow's whole field of view) as face images for people. Every subject draws from its own random streams (seed, subject index), so a subject
 looks the same whatever the number of subjects.
 """
 
@@ -26,6 +26,7 @@ from filelock import FileLock
 
 from facedyn.assets import cache_dir
 from facedyn.data.flow_encoding import compute_flow, encode_flow, resize_flow
+from facedyn.data.layout import BASELINE_FACE_FILE, EXPRESSION_FACE_FILE
 from facedyn.data.synthetic import expressions, face, render
 from facedyn.data.synthetic.config import GENERATOR_VERSION, SyntheticConfig
 from facedyn.data.synthetic.contact_sheet import write_contact_sheet
@@ -155,6 +156,8 @@ class Sample:
     expression_landmarks: np.ndarray
     baseline_landmarks: np.ndarray
     labels: dict
+    baseline_face: np.ndarray  # (render_size, render_size) uint8, the rendered baseline frame
+    expression_face: np.ndarray  # the rendered expression frame
 
 
 def clip_samples(mesh: CanonicalMesh, cfg: SyntheticConfig, subject: Subject, expression: str,
@@ -184,6 +187,7 @@ def clip_samples(mesh: CanonicalMesh, cfg: SyntheticConfig, subject: Subject, ex
             _landmarks(points, subject, rng, cfg), base_landmarks,
             {"dynamics": labels.dynamics, "synkinesis": labels.synkinesis,
              "paralysed_side": labels.paralysed_side, "peak_fraction": round(float(fraction), 3)},
+            base_frame, frame,
         )
 
 
@@ -203,6 +207,9 @@ def _write_sample(root: Path, sample: Sample, jpeg_quality: int) -> None:
     np.save(folder / "expression_landmarks.npy", sample.expression_landmarks)
     np.save(folder / "baseline_landmarks.npy", sample.baseline_landmarks)
     (folder / "expression_g_column.json").write_text(json.dumps(sample.labels) + "\n")
+    for name, image in ((BASELINE_FACE_FILE, sample.baseline_face), (EXPRESSION_FACE_FILE, sample.expression_face)):
+        if not cv2.imwrite(str(folder / name), image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]):
+            raise OSError(f"could not write {folder / name}")
 
 
 def _write_subject(root: Path, cfg: SyntheticConfig, index: int) -> int:
