@@ -186,3 +186,6 @@ def test_videos_are_prepared_then_predicted(tiny_trained_run, tmp_path, landmark
     assert summary["labelled"] and (out / "prepare_report.csv").is_file()
     patients = {p["video"]: p for p in _rows(out / "patients.csv")}
     assert patients["p1"]["open_mouth_smile_movement"] != "" and patients["p1"]["voluntary_movement_score"] == ""
+    report = (out / "report.html").read_text()  # the registered crops prepare.py kept, beside the flow images
+    assert report.count('<img alt="rest"') == report.count('<img alt="expression (registered)"') == 2
+    assert "Affected side: <b>left</b>" in report  # p1's smile warp moves the right mouth corner only

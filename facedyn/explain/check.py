@@ -19,8 +19,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
-
+from facedyn.cli.errors import dotlist_settings, user_errors
 from facedyn.data import DataError
 from facedyn.data.layout import LABELS_FILE
 from facedyn.data.synthetic import MARKER
@@ -168,14 +167,9 @@ def markdown(report: dict) -> str:
 
 
 def main(argv: list[str]) -> int:
-    from facedyn.cli.errors import user_errors
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(CheckConfig), OmegaConf.from_dotlist(argv)))
-    except Exception as exc:  # unknown key, wrong type, not key=value
-        print(f"error: {str(exc).splitlines()[0]} (settings: {', '.join(CheckConfig.__dataclass_fields__)})",
-              file=sys.stderr)
+    cfg = dotlist_settings(CheckConfig, argv)
+    if cfg is None:
         return 2
     try:
         report = run_check(cfg)

@@ -15,7 +15,7 @@ import datetime as dt
 import html
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
@@ -26,8 +26,11 @@ from facedyn.inference import figures
 from facedyn.inference.predictor import ModelInfo
 from facedyn.inference.tables import SUNNYBROOK_ITEMS, PatientRow, VideoGrades
 from facedyn.io import atomic_write_text
-from facedyn.measurements import MEASURES, MOVEMENTS, SIDES, SampleMeasurements
+from facedyn.measurements import MEASURES, MOVEMENT_OF_MEASURE, MOVEMENTS, SIDES, SampleMeasurements
 from facedyn.metrics import MAX_GRADE, SCORES
+
+if TYPE_CHECKING:  # the explanations' module imports torch; the page itself needs none
+    from facedyn.explain.frames import FrameExplanation
 
 TITLE = "facedyn report"
 ITEM_TITLES = {"brow_lift": "Brow lift", "gentle_eye_closure": "Gentle eye closure",
@@ -75,8 +78,8 @@ class ReportContent:
     max_patients: int
     root: Optional[Path]  # the dataset's folder (its samples' face images)
     shown: np.ndarray  # (G,) per video and expression the sample row shown (tables.frames_shown)
-    measurements: dict  # sample row -> SampleMeasurements, at least for the rows shown
-    explanations: dict  # sample row -> facedyn.explain.FrameExplanation; empty when not computed
+    measurements: dict[int, SampleMeasurements]  # by sample row, at least for the rows shown
+    explanations: dict[int, "FrameExplanation"]  # by sample row; empty when not computed
     explain_note: str  # why there are no explanations ("" when there are)
 
 
@@ -248,7 +251,7 @@ def _affected_line(result: Optional[SampleMeasurements]) -> str:
 
 
 def _measurement_table(result: SampleMeasurements) -> str:
-    primary_measure = {"brow_raise": "brow_height", "eye_closure": "palpebral_fissure_height"}.get(result.primary or "")
+    primary_measure = {movement: measure for measure, movement in MOVEMENT_OF_MEASURE.items()}.get(result.primary or "")
     rows = []
     for measure in MEASURES:
         unit = "°" if measure.angle else result.unit
@@ -264,18 +267,20 @@ def _measurement_table(result: SampleMeasurements) -> str:
     digits = 1 if result.unit == "mm" else 3
     rows.append(f"<tr{marked}><td class='name'>commissure excursion ({_e(result.unit)})</td>"
                 + "".join(f"<td>{a:.{digits}f}</td>" for a in excursion.amount) + "</tr>")
-    return (f"<table class='measurements'><tr><th>measurement</th><th>right</th><th>left</th></tr>{''.join(rows)}</table>"
+    return (f"<table class='measurements'><tr><th>measurement</th><th>patient's right</th><th>patient's left</th></tr>"
+            f"{''.join(rows)}</table>"
             f"<div class='meta'>{_e(result.scale_source)}</div>")
 
 
-def _blendshape_table(explanation) -> str:
+def _blendshape_table(explanation: Optional["FrameExplanation"]) -> str:
     if explanation is None or explanation.contributions is None:
         return ""
     parts = []
     for c, score in enumerate(SCORES):
         rows = []
         for item in explanation.contributions[c]:
-            values = " / ".join(f"{r:.2f} → {x:.2f}" for r, x in zip(item.rest, item.expression))
+            sides = ("L ", "R ") if len(item.names) == 2 else ("",)  # MediaPipe's order: Left, then Right
+            values = " · ".join(f"{side}{r:.2f} → {x:.2f}" for side, r, x in zip(sides, item.rest, item.expression))
             rows.append(f"<tr><td class='name'>{_e(' / '.join(item.names))}</td><td>{item.grades:+.2f}</td>"
                         f"<td>{values}</td></tr>")
         parts.append(f"<table class='blendshapes'><tr><th>{score}: blendshape</th><th>grades</th>"

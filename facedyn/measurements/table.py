@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from facedyn.measurements.anatomy import SIDES
-from facedyn.measurements.measure import MEASURES, MOVEMENT_OF_MEASURE, Movement, SampleMeasurements
+from facedyn.measurements.sample import MEASURES, MOVEMENT_OF_MEASURE, Movement, SampleMeasurements
 from facedyn.results import csv_text
 
 HEADER = ["video", "expression", "frame", "folder", "measurement", "side", "unit", "at_rest", "at_expression",
