@@ -335,7 +335,7 @@ def test_killed_run_leaves_only_complete_samples_and_a_rerun_finishes(videos, pr
     samples = {k: v for k, v in _files(out).items() if "/" in k}
     reference = {k: v for k, v in _files(prepared[0]).items()
                  if k.startswith(("smile/p1_", "smile/syn_", "eye_close/"))}
-    assert samples == reference and len(samples) == 9 * 5
+    assert samples == reference and len(samples) == 9 * 7
 
 
 def test_second_writer_is_refused(videos, tmp_path):

@@ -195,9 +195,9 @@ def _write_sample(job: ClipJob, frame: int, flow_rgb: np.ndarray, pair: Register
     tmp.mkdir(parents=True)
     subset = list(LANDMARK_SUBSET_IDXS)
     quality = job.cfg.flow.jpeg_quality
-    for name, image in ((FLOW_FILE, cv2.cvtColor(flow_rgb, cv2.COLOR_RGB2BGR)), (BASELINE_FACE_FILE, pair.baseline),
+    for file, image in ((FLOW_FILE, cv2.cvtColor(flow_rgb, cv2.COLOR_RGB2BGR)), (BASELINE_FACE_FILE, pair.baseline),
                         (EXPRESSION_FACE_FILE, pair.expression)):
-        (tmp / name).write_bytes(_jpeg(image, quality, final / name))
+        (tmp / file).write_bytes(_jpeg(image, quality, final / file))
     np.save(tmp / EXPRESSION_LANDMARKS_FILE, scan.landmarks[frame, subset].astype(np.float32))
     np.save(tmp / BASELINE_LANDMARKS_FILE, scan.landmarks[selection.baseline, subset].astype(np.float32))
     if job.labels is not None:
