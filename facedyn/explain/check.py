@@ -82,8 +82,8 @@ def run_check(cfg: CheckConfig) -> dict:
     run = cfg.run or find_newest_finished_run(Path(cfg.output_dir), cfg.stage or "4")
     predictor = load_run(run, stage=cfg.stage)
     model, info = predictor.model, predictor.info
-    if info.predict != "fused":
-        raise RunError(f"run={run} stage {info.stage} predicts {info.predict}; the check needs both branches (stage 3 or 4)")
+    if info.predict == "landmarks":
+        raise RunError(f"run={run} stage {info.stage} has no flow branch to check; pass a later stage (stage=3 or 4)")
     overrides = [f"run={run}"] + ([f"data.root={cfg.root}"] if cfg.root else [])
     data = load_data(compose_predict(overrides), predictor, out)
     samples = data.samples
@@ -104,7 +104,7 @@ def run_check(cfg: CheckConfig) -> dict:
     sanity_rows = rows[_evenly(len(rows), cfg.sanity_samples)]
     batch = model_batch(model, info.predict, samples, sanity_rows)
     flow_steps = checks.flow_sanity(model.flow, batch["flow_image"], gradcam.DEFAULT_LAYER, maps.DEFAULT_PART, cfg.seed)
-    landmark = checks.landmark_sanity(model, batch, info.predict, cfg.seed)
+    landmark = checks.landmark_sanity(model, batch, info.predict, cfg.seed) if info.predict == "fused" else {}
     full = flow_steps[-1].get("median", float("nan"))
     default = f"{gradcam.DEFAULT_LAYER}/{maps.DEFAULT_PART}"
     chosen = localisation[default]
@@ -160,9 +160,10 @@ def markdown(report: dict) -> str:
               "| randomised | flow branch: dynamics map |", "|---|---|"]
     for step in sanity["flow_cascade"]:
         lines.append(f"| {' + '.join(step['randomised'])} | {_rho(step)} |")
-    lines += ["", "| randomised | landmark branch: dynamics attributions | synkinesis attributions |", "|---|---|---|",
-              f"| landmark head + fusion | {_rho(sanity['landmark_head']['dynamics'])} | "
-              f"{_rho(sanity['landmark_head']['synkinesis'])} |"]
+    if sanity["landmark_head"]:  # a stage without the landmark branch has none
+        lines += ["", "| randomised | landmark branch: dynamics attributions | synkinesis attributions |", "|---|---|---|",
+                  f"| landmark head + fusion | {_rho(sanity['landmark_head']['dynamics'])} | "
+                  f"{_rho(sanity['landmark_head']['synkinesis'])} |"]
     return "\n".join(lines) + "\n"
 
 
