@@ -6,7 +6,8 @@ Exports the run (default: the newest finished run under outputs/; where there is
 clone, a tiny run is trained first into a temporary folder, which says nothing of accuracy but times the
 same model) with `python -m facedyn.export`'s code into a temporary file, then times predictor.predict on `batch` of the run's validation samples (repeated
 up to `batch`) with both backends, alternating them so that a change of machine load hits both. Prints
-the exported file's size, the load average and the largest difference of the two, in grades.
+the exported file's size, the load average and the largest difference of the two, in grades; then the
+time the report's explanations (facedyn.explain) take per patient: one frame of each of its expressions.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from facedyn.explain import explain_frames
 from facedyn.export import load_onnx
 from facedyn.export.graph import ExportConfig, export, validation_samples
 from facedyn.inference import RunError, find_newest_finished_run, load_run
@@ -94,6 +96,14 @@ def measure(run: Path, args: argparse.Namespace, folder: Path, label: str) -> No
     rec.figures(megabytes=round(report.megabytes, 1), max_abs_difference=float(difference),
                 onnx_vs_torch=round(statistics.median(timings["ONNX Runtime"]) / torch_rate, 2))
     rec.save()
+
+    patient = samples.video[0]  # one frame per expression of one patient, as the report explains them
+    rows = [int(np.flatnonzero((samples.video == patient) & (samples.expression == e))[0])
+            for e in dict.fromkeys(samples.expression[samples.video == patient])]
+    seconds = [explain_frames(torch_predictor.model, torch_predictor.info.predict, samples, rows)[1]
+               for _ in range(args.repeats)]
+    print(f"explanations per patient ({len(rows)} frames: Grad-CAM and integrated gradients, both scores): "
+          f"{statistics.median(seconds):.2f} s (median of {args.repeats})")
 
 
 if __name__ == "__main__":

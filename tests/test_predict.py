@@ -93,6 +93,35 @@ def test_outputs_per_frame_video_and_patient(tiny_trained_run, own_predictions):
         assert 20 <= int(patient["voluntary_movement_score"]) <= 100
         assert 0 <= int(patient["synkinesis_score"]) <= 15
     assert (out / "report.html").is_file() and (out / "model.json").is_file()
+    measured = _rows(out / "measurements.csv")  # 5 sided measures and commissure excursion per side, mouth width
+    assert len(measured) == 13 * len(frames) and {m["unit"] for m in measured} <= {"mm", "IOD", "degrees"}
+    assert {(m["video"], m["frame"]) for m in measured} == {(f["video"], f["frame"]) for f in frames}
+
+
+def test_report_explains_each_frame_it_shows(own_predictions):
+    """One card per patient and expression, each with its faces, both grades' maps, the measurements and both
+    grades' top blendshapes; the page says what the model is, what it learnt from and how to read it."""
+    out, summary = own_predictions
+    groups = len(_rows(out / "predictions_video.csv"))
+    assert summary["explained_frames"] == groups and summary["explanation_seconds"] > 0
+    report = (out / "report.html").read_text()
+    assert report.count('class="card"') == groups
+    for caption in ("rest", "expression (registered)", "flow image", "flow branch: dynamics", "flow branch: synkinesis"):
+        assert report.count(f'<img alt="{caption}"') == groups, caption
+    assert report.count("class='measurements'") == groups and report.count("class='blendshapes'") == 2 * groups
+    assert report.count("Affected side:") == groups and "iris diameter" in report
+    assert "Research software, not a medical device" in report and "<b>synthetic</b>" in report
+    assert "<b>1 / 1 (2 / 0)</b> means predicted movement 1 and synkinesis 1, graded movement 2" in report
+    assert "alt='flow colour wheel'" in report
+
+
+def test_explain_false_leaves_the_maps_out_but_not_the_measurements(tiny_trained_run, tmp_path):
+    out = tmp_path / "plain"
+    summary = task.run(_predict_cfg(f"run={tiny_trained_run}", "explain=false"), out)
+    assert summary["explained_frames"] == 0
+    report = (out / "report.html").read_text()
+    assert "not computed (explain=false)" in report and "class='blendshapes'" not in report
+    assert '<img alt="flow branch: dynamics"' not in report and report.count("class='measurements'") > 0
 
 
 def test_predict_py_on_an_unlabelled_dataset(tiny_trained_run, unlabelled_root, tmp_path):
@@ -157,6 +186,9 @@ def test_videos_are_prepared_then_predicted(tiny_trained_run, tmp_path, landmark
     assert summary["labelled"] and (out / "prepare_report.csv").is_file()
     patients = {p["video"]: p for p in _rows(out / "patients.csv")}
     assert patients["p1"]["open_mouth_smile_movement"] != "" and patients["p1"]["voluntary_movement_score"] == ""
+    report = (out / "report.html").read_text()  # the registered crops prepare.py kept, beside the flow images
+    assert report.count('<img alt="rest"') == report.count('<img alt="expression (registered)"') == 2
+    assert "Affected side: <b>left</b>" in report  # p1's smile warp moves the right mouth corner only
 
 
 def test_clips_that_cannot_be_graded_are_named_everywhere(tiny_trained_run, tmp_path, landmarker_task):

@@ -113,3 +113,15 @@ def test_frames_that_disagree_are_flagged():
     grades = np.array([[2.44, 1.0], [1.46, 1.0], [8.45, 1.0], [2.4, 1.0], [2.6, 1.2], [2.5, 0.9]])  # p1 lay sideways
     rows = {r["video"]: r for r in _read(videos_csv(video_grades(samples, grades)))}
     assert rows["p1"]["frames_disagree"] == "yes" and rows["p2"]["frames_disagree"] == ""
+
+
+def test_report_clips_shown_grades_to_the_scale_and_marks_raw_values_outside_it():
+    from facedyn.inference.report import grade_lines
+
+    samples = _samples([("p1", "smile", "0001", 5, 0), ("p1", "smile", "0002", 5, 0), ("p1", "snarl", "0001", 3, 1)])
+    table = video_grades(samples, np.array([[6.12, -0.15], [6.38, -0.19], [3.2, 1.1]]))
+    outside = grade_lines(0, table)
+    assert "dynamics: <b>5</b>" in outside and "raw 6.25 ± 0.18, above the 0–5 scale" in outside
+    assert "synkinesis: <b>0</b>" in outside and "raw -0.17 ± 0.03, below the 0–3 scale" in outside
+    inside = grade_lines(1, table)
+    assert "dynamics: <b>3</b> (3.20 ± 0.00)" in inside and "outside" not in inside

@@ -27,6 +27,7 @@ from facedyn.data.reader import ReaderSettings, read_samples
 from facedyn.flow.encoding import decode_flow
 from facedyn.flow.mask import FEATHER_IOD, MARGIN_IOD
 from facedyn.flow.registration import apply
+from facedyn.measurements import measure
 from facedyn.videos import PrepareError, prepare
 from facedyn.videos.clip import MEDIAPIPE_BLENDSHAPES_FILE, RECORDS_DIR
 from facedyn.videos.config import FlowConfig
@@ -166,6 +167,40 @@ def test_samples_are_what_the_reader_accepts(prepared):
     landmarks = np.load(out / "smile" / f"p2_{report['p2/Smile.avi']['apex_frame']}" / "expression_landmarks.npy")
     assert landmarks.shape == (146, 2) and landmarks.dtype == np.float32
     assert 150 < landmarks[:, 0].min() and landmarks[:, 0].max() < 490 and landmarks[:, 1].max() < 480
+
+
+def test_report_measures_the_apex_and_names_the_side_that_moved_less(prepared):
+    """The smile warp pulls the patient's right mouth corner 6.7 photograph pixels out and up (~9 mm at the
+    astronaut's iris of ~11.8 mm): MediaPipe follows most of it on the right and little on the left."""
+    out, _ = prepared
+    report = _report(out)
+    for video in ("p1/smile.mp4", "p2/Smile.avi"):  # 256 x 256 and 640 x 480: the same millimetres
+        row = report[video]
+        assert (row["measured_movement"], row["unit"], row["affected_side"]) == ("commissure_excursion", "mm", "left")
+        assert 4.0 < float(row["movement_right"]) < 12.0 and float(row["affected_to_healthy"]) < 0.35, row
+    eye = report["p1/eye_close.mkv"]  # the left upper lid is pushed down
+    assert eye["measured_movement"] == "eye_closure" and float(eye["movement_left"]) > float(eye["movement_right"])
+    assert report["p4/snarl.mp4"]["measured_movement"] == ""  # skipped: nothing measured
+
+
+def test_the_astronaut_at_rest_measures_within_adult_norms(prepared):
+    """Iris-scaled measurements of a real face (MediaPipe's landmarks of the astronaut photograph at rest)
+    within adult norms: palpebral fissure height 9.7 ± 1.2 mm (Read et al. 2006; mean ± 2 SD), mouth width
+    50.2 ± 3.3 mm (women) to 54.5 ± 3.5 mm (men) (Farkas 1994; from the women's mean − 2 SD to the men's
+    + 2 SD); and the same in both clip sizes."""
+    out, _ = prepared
+    report = _report(out)
+    folders = [out / "smile" / f"{patient}_{report[video]['apex_frame']}"
+               for patient, video in (("p1", "p1/smile.mp4"), ("p2", "p2/Smile.avi"))]
+    rest = np.stack([np.load(f / "baseline_landmarks.npy") for f in folders])
+    small, large = measure(rest, rest, ["smile", "smile"])
+    for result in (small, large):
+        print(result.scale_source, {k: np.round(v, 2).tolist() for k, v in result.rest.items()})
+        assert result.unit == "mm"
+        assert np.all((7.3 <= result.rest["palpebral_fissure_height"]) & (result.rest["palpebral_fissure_height"] <= 12.1))
+        assert 43.6 <= result.rest["intercommissural_width"] <= 61.5
+    for name in ("palpebral_fissure_height", "intercommissural_width", "brow_height"):
+        np.testing.assert_allclose(large.rest[name], small.rest[name], rtol=0.05)
 
 
 def test_flow_is_bright_on_the_moved_side_only(prepared):
@@ -331,14 +366,15 @@ def test_killed_run_leaves_only_complete_samples_and_a_rerun_finishes(videos, pr
     assert _sample_dirs(out), "killed before any sample was written"
     for folder in _sample_dirs(out):  # visible sample folders are complete
         assert {p.name for p in folder.iterdir()} == {"optical_flow.jpg", "expression_landmarks.npy",
-                                                      "baseline_landmarks.npy", LABELS_FILE, MEDIAPIPE_BLENDSHAPES_FILE}
+                                                      "baseline_landmarks.npy", LABELS_FILE, MEDIAPIPE_BLENDSHAPES_FILE,
+                                                      "baseline_face.jpg", "expression_face.jpg"}
     result = _prepare_py(*settings)
     assert result.returncode == 0, result.stdout
     assert "3 clip(s): 3 prepared, 0 skipped" in result.stdout
     samples = {k: v for k, v in _files(out).items() if "/" in k}
     reference = {k: v for k, v in _files(prepared[0]).items()
                  if k.startswith(("smile/p1_", "smile/syn_", "eye_close/"))}
-    assert samples == reference and len(samples) == 9 * 5
+    assert samples == reference and len(samples) == 9 * 7
 
 
 def test_second_writer_is_refused(videos, tmp_path):

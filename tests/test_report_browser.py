@@ -18,7 +18,8 @@ from tests.test_predict import _predict_cfg
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WIDTH, HEIGHT = 1280, 3000
 HEADER_RGB = (0x1F, 0x4E, 0x79)  # table headers (report.STYLE)
-EXPRESSION_RGB = (220, 40, 40)  # expression landmarks in the per-expression images (report.EXPRESSION_BGR)
+EXPRESSION_RGB = (220, 40, 40)  # expression landmarks in the per-expression images (figures.EXPRESSION_BGR)
+WARNING_RGB = (0xFD, 0xE8, 0xE8)  # the research-software box (report.STYLE)
 
 
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess:
@@ -47,6 +48,10 @@ def test_report_renders_in_headless_chromium(tiny_trained_run, tmp_path):
     assert "<title>facedyn report</title>" in dom
     patients_table = dom[dom.index('id="patients"'):]
     assert patients_table[:patients_table.index("</table>")].count("<tr>") == summary["videos"] + 1
+    cards = summary["explained_frames"]  # one per patient and expression, each with its faces and both maps
+    assert cards > 0 and dom.count('class="card"') == cards
+    for caption in ("rest", "flow branch: dynamics", "flow branch: synkinesis"):
+        assert dom.count(f'alt="{caption}"') == cards, caption
 
     shot = tmp_path / "report.png"
     _chromium(f"--screenshot={shot}", f"--window-size={WIDTH},{HEIGHT}", report.as_uri(), profile=tmp_path / "profile")
@@ -57,3 +62,4 @@ def test_report_renders_in_headless_chromium(tiny_trained_run, tmp_path):
     assert rgb.std() > 20, "blank page"
     assert _pixels_near(rgb, HEADER_RGB) > 2000, "the tables' header rows are not drawn"
     assert _pixels_near(rgb, EXPRESSION_RGB, 30) > 100, "the landmark images are not drawn"
+    assert _pixels_near(rgb, WARNING_RGB, 3) > 5000, "the research-software note is not drawn"

@@ -23,7 +23,8 @@ from facedyn.flow.encoding import decode_flow
 from facedyn.landmarks import LANDMARK_SUBSET_IDXS
 
 SMALL = dict(videos=3, frames_per_video=2, seed=5)
-FILES = {"optical_flow.jpg", "expression_landmarks.npy", "baseline_landmarks.npy", "expression_g_column.json"}
+FILES = {"optical_flow.jpg", "expression_landmarks.npy", "baseline_landmarks.npy", "expression_g_column.json",
+         "baseline_face.jpg", "expression_face.jpg"}
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +49,9 @@ def test_layout_files_and_labels(small_dataset):
             assert {p.name for p in sample.iterdir()} == FILES
             flow = cv2.imread(str(sample / "optical_flow.jpg"), cv2.IMREAD_UNCHANGED)
             assert flow.shape == (112, 112, 3) and flow.dtype == np.uint8
+            for name in ("baseline_face.jpg", "expression_face.jpg"):  # the frames the flow came from, for people
+                face = cv2.imread(str(sample / name), cv2.IMREAD_UNCHANGED)
+                assert face.shape == (cfg.render_size, cfg.render_size) and 40 < face.mean() < 200
             for name in ("expression_landmarks.npy", "baseline_landmarks.npy"):
                 landmarks = np.load(sample / name)
                 assert landmarks.shape == (146, 2) and landmarks.dtype == np.float32

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sys
 from pathlib import Path
+from typing import Optional, TypeVar
+
+T = TypeVar("T")
 
 
 def user_errors() -> tuple[type[Exception], ...]:
@@ -49,3 +53,15 @@ def discard_refused_folder(folder: Path, stop: Path) -> None:
             parent.rmdir()  # only when empty
         except OSError:
             break
+
+
+def dotlist_settings(schema: type[T], argv: list[str]) -> Optional[T]:
+    """`key=value` arguments as an instance of the dataclass `schema` (OmegaConf's dot-list); None after
+    printing one line that names the problem and the known settings (an unknown key, a wrong type)."""
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.from_dotlist(argv)))
+    except Exception as exc:  # unknown key, wrong type, not key=value
+        print(f"error: {str(exc).splitlines()[0]} (settings: {', '.join(schema.__dataclass_fields__)})", file=sys.stderr)
+        return None

@@ -4,10 +4,14 @@
                                        /expression_landmarks.npy
                                        /baseline_landmarks.npy
                                        /expression_g_column.json
+                                       /baseline_face.jpg, expression_face.jpg   (optional)
 
-Expressions are whatever folders lie under the root; <video> and <frame> are the parts of the sample
-folder name before and after its last "_". Hidden entries (".*") and stray files are ignored. Sample
-folders are found with `scan` and written with `write_sample` (prepare.py and the synthetic generator).
+The two face images, when present, are the rest and the expression frame cut to the flow image's field of
+view (the expression frame registered onto the rest frame's pose): what a person looks at beside the flow
+image. The model never reads them. Expressions are whatever folders lie under the root; <video> and
+<frame> are the parts of the sample folder name before and after its last "_". Hidden entries (".*") and
+stray files are ignored. Sample folders are found with `scan` and written with `write_sample` (prepare.py
+and the synthetic generator).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ FLOW_FILE = "optical_flow.jpg"
 EXPRESSION_LANDMARKS_FILE = "expression_landmarks.npy"
 BASELINE_LANDMARKS_FILE = "baseline_landmarks.npy"
 LABELS_FILE = "expression_g_column.json"
+# Optional, for people: the frames the flow image was computed from, over the same field of view.
+BASELINE_FACE_FILE = "baseline_face.jpg"
+EXPRESSION_FACE_FILE = "expression_face.jpg"
 SAMPLE_FILES = (FLOW_FILE, EXPRESSION_LANDMARKS_FILE, BASELINE_LANDMARKS_FILE, LABELS_FILE)
 ROOT_NOT_SET = "data.root is not set; point it at the dataset folder: data.root=/path/to/dataset"
 _SUFFIXES = tuple(f"/{name}" for name in SAMPLE_FILES)
@@ -144,10 +151,12 @@ def scan(root: Path, expressions: Optional[Sequence[str]] = None) -> list[Sample
 
 def write_sample(folder: Path, flow_rgb: np.ndarray, expression_landmarks: np.ndarray,
                  baseline_landmarks: np.ndarray, labels: Optional[dict], jpeg_quality: int,
-                 extra_json: Optional[Mapping[str, Any]] = None) -> None:
+                 extra_json: Optional[Mapping[str, Any]] = None,
+                 faces: Optional[tuple[np.ndarray, np.ndarray]] = None) -> None:
     """Write one sample folder `<root>/<expression>/<video>_<frame>`: the flow image (uint8 RGB) as JPEG,
-    both landmark sets as .npy, the labels (None: no label file, a sample to predict) and `extra_json`
-    (file name -> value) as one JSON line each.
+    both landmark sets as .npy, the labels (None: no label file, a sample to predict), `extra_json`
+    (file name -> value) as one JSON line each, and `faces` (the rest and the expression frame over the flow
+    image's field of view, BGR or grey) as JPEG.
 
     Written into a hidden folder beside it and renamed into place (replacing a folder of that name), so a
     killed writer never leaves a half-written sample where the reader looks.
@@ -156,10 +165,13 @@ def write_sample(folder: Path, flow_rgb: np.ndarray, expression_landmarks: np.nd
     tmp = folder.parent / f".tmp-{folder.name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(flow_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-    if not ok:
-        raise OSError(f"could not encode {folder / FLOW_FILE}")
-    (tmp / FLOW_FILE).write_bytes(jpeg.tobytes())
+    images = {FLOW_FILE: cv2.cvtColor(flow_rgb, cv2.COLOR_RGB2BGR),
+              **(dict(zip((BASELINE_FACE_FILE, EXPRESSION_FACE_FILE), faces)) if faces is not None else {})}
+    for name, image in images.items():
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+        if not ok:
+            raise OSError(f"could not encode {folder / name}")
+        (tmp / name).write_bytes(jpeg.tobytes())
     np.save(tmp / EXPRESSION_LANDMARKS_FILE, expression_landmarks)
     np.save(tmp / BASELINE_LANDMARKS_FILE, baseline_landmarks)
     files = {**({LABELS_FILE: labels} if labels is not None else {}), **(extra_json or {})}

@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import sys
 
-from omegaconf import OmegaConf
-
-from facedyn.cli.errors import user_errors
+from facedyn.cli.errors import dotlist_settings, user_errors
 from facedyn.export.graph import ExportConfig, export_all
 from facedyn.inference.predictor import RunError
 
 
 def main(argv: list[str]) -> int:
-    try:
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ExportConfig), OmegaConf.from_dotlist(argv)))
-    except Exception as exc:  # unknown key, wrong type, not key=value
-        print(f"error: {str(exc).splitlines()[0]} (settings: {', '.join(ExportConfig.__dataclass_fields__)})",
-              file=sys.stderr)
+    cfg = dotlist_settings(ExportConfig, argv)
+    if cfg is None:
         return 2
     try:
         reports = export_all(cfg)

@@ -67,6 +67,9 @@ class PredictConfig:
     batch_size: int = 128  # samples per model call
     sunnybrook: SunnybrookConfig = field(default_factory=SunnybrookConfig)
     report: bool = True  # write report.html
+    # Explain the frames report.html shows (Grad-CAM of the flow branch, the landmark branch's top blendshapes;
+    # torch backend): one frame per patient and expression. false: the report without them.
+    explain: bool = True
     report_max_patients: int = 200  # patients shown in detail in report.html (all are in the CSVs)
     paths: PathsConfig = field(default_factory=PathsConfig)
 

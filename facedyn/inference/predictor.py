@@ -81,21 +81,30 @@ def check_inputs(info: ModelInfo, flow_images: np.ndarray, expression_landmarks:
                              f"(the run knows {', '.join(info.expressions)})")
 
 
+def batch_arrays(keys: Sequence[str], vocabulary: Sequence[str], flow_images: np.ndarray,
+                 expression_landmarks: np.ndarray, baseline_landmarks: np.ndarray,
+                 expressions: Sequence[str]) -> dict[str, np.ndarray]:
+    """The model inputs `keys` of decoded samples, as numpy arrays; expression indices are positions in
+    `vocabulary`."""
+    build = {
+        "flow_image": lambda: flow_input(flow_images),
+        "expression_landmarks": lambda: np.asarray(expression_landmarks, np.float32),
+        "baseline_landmarks": lambda: np.asarray(baseline_landmarks, np.float32),
+        "expression_index": lambda: expression_indices(expressions, vocabulary),
+    }
+    return {key: build[key]() for key in keys}
+
+
 def grade_in_batches(run_batch: Callable[[dict[str, np.ndarray]], np.ndarray], keys: Sequence[str],
                      vocabulary: Sequence[str], batch_size: int, flow_images: np.ndarray,
                      expression_landmarks: np.ndarray, baseline_landmarks: np.ndarray,
                      expressions: Sequence[str]) -> np.ndarray:
     """Grades of samples from a backend's `run_batch` (model outputs in normalised units for a dict of the
-    batch `keys` it reads, as numpy arrays), `batch_size` samples at a time; expression indices are positions
-    in `vocabulary`. One code path for every backend, so they read samples alike."""
-    build = {
-        "flow_image": lambda part: flow_input(flow_images[part]),
-        "expression_landmarks": lambda part: np.asarray(expression_landmarks[part], np.float32),
-        "baseline_landmarks": lambda part: np.asarray(baseline_landmarks[part], np.float32),
-        "expression_index": lambda part: expression_indices(expressions[part], vocabulary),
-    }
+    batch `keys` it reads, as numpy arrays), `batch_size` samples at a time. One code path for every
+    backend, so they read samples alike."""
     outputs = [np.zeros((0, 2))]
     for start in range(0, len(flow_images), batch_size):
         part = slice(start, start + batch_size)
-        outputs.append(run_batch({key: build[key](part) for key in keys}))
+        outputs.append(run_batch(batch_arrays(keys, vocabulary, flow_images[part], expression_landmarks[part],
+                                              baseline_landmarks[part], expressions[part])))
     return to_grades(np.concatenate(outputs))

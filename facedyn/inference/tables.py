@@ -77,6 +77,17 @@ def _with(header: list[str], rows: list[list], extra: Optional[Columns]) -> str:
     return csv_text(rows, header)
 
 
+def frames_shown(samples: Samples, table: VideoGrades) -> np.ndarray:
+    """(G,) per video and expression, the row of the frame a report shows: the one whose landmarks moved
+    most from rest."""
+    movement = np.abs(samples.expression_landmarks - samples.baseline_landmarks).mean(axis=(1, 2))
+    shown = np.empty(len(table.keys), dtype=np.int64)
+    for g in range(len(table.keys)):
+        rows = np.flatnonzero(table.group_of_row == g)
+        shown[g] = rows[int(np.argmax(movement[rows]))]
+    return shown
+
+
 def _label(value: int, valid: bool) -> str:
     return str(int(value)) if valid else ""
 

@@ -4,7 +4,10 @@
   metrics.json                                          with labels: training's validation metrics
                                                         (facedyn.metrics.evaluate) and the agreement table
   bland_altman_<score>.png                              with labels
-  report.html                                           for a clinician (facedyn.inference.report)
+  measurements.csv                                      facial measurements per sample, side and measurement
+                                                        (facedyn.measurements)
+  report.html                                           for a clinician (facedyn.inference.report), with the
+                                                        explanations of the frames it shows (facedyn.explain)
   bad_samples.csv, model.json, predict_config.yaml      what went in
 An ensemble (a cross-validation folder, or several exported fold graphs) adds its fold models' spread,
 calibrated intervals and flags to the tables and the report (facedyn.inference.uncertainty).
@@ -33,12 +36,14 @@ from facedyn.data.config import DataConfig
 from facedyn.data.loading import SPLIT_FILE, read_checked
 from facedyn.data.samples import Samples
 from facedyn.inference import tables
-from facedyn.inference.config import BACKENDS, PRECISIONS
+from facedyn.inference.config import BACKENDS, PRECISIONS, SunnybrookConfig
 from facedyn.inference.ensemble import EnsemblePredictor
 from facedyn.inference.predictor import ModelInfo, Predictor
 from facedyn.inference.uncertainty import ensemble_uncertainty, frame_columns, patient_columns, \
     patient_uncertainty, uncertainty_settings, video_columns
 from facedyn.inference.run_loader import find_newest_finished_run, load_run
+from facedyn.measurements import measure
+from facedyn.measurements.table import measurements_csv
 from facedyn.training.stages import FINAL_STAGE
 from facedyn.utils.io import atomic_write_json, atomic_write_text
 from facedyn.metrics import SCALE, SCORES, bland_altman, evaluate, scalar_items
@@ -115,20 +120,53 @@ def _run(cfg: Any, out_dir: Path) -> dict:
         agreement = _agreement(metrics, video_table, out_dir)
         atomic_write_json(out_dir / "metrics.json", {"samples": int(len(s)), "labelled_samples": int(valid.any(1).sum()),
                                                      "metrics": metrics, "agreement": agreement})
+    measured = measure(s.baseline_landmarks, s.expression_landmarks, _sunnybrook_names(s.expression, mapping))
+    atomic_write_text(out_dir / "measurements.csv", measurements_csv(measured, s.video, s.expression, s.frame, s.folder))
+    explained: dict = {}
+    explain_seconds = 0.0
     if cfg.report:
-        from facedyn.inference.report import write_report
+        from facedyn.inference.report import ReportContent, write_report
 
-        write_report(out_dir / "report.html", s, video_table, patients, agreement, metrics, info,
-                     data.source, data.bad, mapping, int(cfg.report_max_patients), data.not_graded,
-                     uncertainty, per_patient)
+        shown = tables.frames_shown(s, video_table)
+        in_report = {p.video for p in patients[:int(cfg.report_max_patients)]}
+        rows = [int(shown[g]) for g, (video, _) in enumerate(video_table.keys) if video in in_report]
+        explained, note, explain_seconds = _explanations(cfg, predictor, s, rows)
+        write_report(out_dir / "report.html", ReportContent(
+            s, video_table, patients, agreement, metrics, info, data.source, data.bad, mapping,
+            int(cfg.report_max_patients), data.root, shown, dict(enumerate(measured)), explained, note,
+            data.not_graded, uncertainty, per_patient))
     summary = {"out_dir": str(out_dir), "samples": int(len(s)), "videos": len(patients), "bad_samples": data.bad,
                "not_graded": len(data.not_graded), "frames_disagree": len(disagreeing),
                "labelled": labelled, "seconds": time.perf_counter() - started,
-               "prediction_seconds": prediction_seconds, "agreement": agreement, **scalar_items(metrics)}
+               "prediction_seconds": prediction_seconds, "explained_frames": len(explained),
+               "explanation_seconds": explain_seconds, "agreement": agreement,
+               **scalar_items(metrics)}
     if uncertainty is not None:
         summary["ensemble"] = uncertainty.summary(per_patient)
     log.info("predictions of %d samples, %d patients in %s", len(s), len(patients), out_dir)
     return summary
+
+
+def _sunnybrook_names(expressions: np.ndarray, mapping: dict) -> list[str]:
+    """Each sample's expression under the name facedyn gives it by default (sunnybrook.<item> maps folders to
+    items), so that measurements know which movement it is graded by."""
+    default = SunnybrookConfig()
+    canonical = {folder: getattr(default, item) for item, folder in mapping.items() if folder and hasattr(default, item)}
+    return [canonical.get(str(e), str(e)) for e in expressions]
+
+
+def _explanations(cfg: Any, predictor: Predictor, samples: Samples, rows: list[int]) -> tuple[dict, str, float]:
+    """(explanations by sample row, why there are none, seconds) of the frames the report shows."""
+    if not cfg.explain:
+        return {}, "The maps and blendshape attributions were not computed (explain=false).", 0.0
+    model = getattr(predictor, "model", None)
+    if model is None:
+        return {}, f"The maps and blendshape attributions need the torch model; this report used model={cfg.model}.", 0.0
+    from facedyn.explain import explain_frames
+
+    explained, seconds = explain_frames(model, predictor.info.predict, samples, rows)
+    log.info("explanations of %d frames in %.1f s", len(rows), seconds)
+    return explained, "", seconds
 
 
 def _agreement(metrics: dict, table: tables.VideoGrades, out_dir: Path) -> dict:
@@ -271,7 +309,7 @@ def summary_text(summary: dict) -> str:
     """What a person reads at the end of predict.py: where the results are and, with labels, how they agree."""
     lines = [f"Predictions: {summary['out_dir']}",
              f"  {summary['samples']} samples of {summary['videos']} patients, {summary['bad_samples']} bad sample(s) "
-             f"left out; report.html, patients.csv, predictions_video.csv, predictions.csv"]
+             f"left out; report.html, patients.csv, predictions_video.csv, predictions.csv, measurements.csv"]
     agreement = summary.get("agreement") or {}
     for score, a in agreement.items():
         lines.append(f"  {score:<11} ICC(2,1) {a['icc']:.3f} [{a['icc_low']:.3f}, {a['icc_high']:.3f}]  QWK {a['qwk']:.3f}  "

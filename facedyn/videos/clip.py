@@ -203,7 +203,15 @@ def _frames_at(path: str, wanted: set[int], timer: _Timer, turned: int = 0) -> d
     return frames
 
 
-def _write_sample(job: ClipJob, frame: int, flow_rgb: np.ndarray, selection: Selection, scan: _Scan) -> str:
+def _jpeg(image_bgr: np.ndarray, quality: int, target: Path) -> bytes:
+    ok, encoded = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"could not encode {target}")
+    return encoded.tobytes()
+
+
+def _write_sample(job: ClipJob, frame: int, flow_rgb: np.ndarray, pair: RegisteredPair, selection: Selection,
+                  scan: _Scan) -> str:
     name = f"{job.patient}_{frame}"
     subset = list(LANDMARK_SUBSET_IDXS)
     labels = None
@@ -216,7 +224,8 @@ def _write_sample(job: ClipJob, frame: int, flow_rgb: np.ndarray, selection: Sel
             "expression": dict(zip(BLENDSHAPE_NAMES, scan.blendshapes[frame].tolist())),
             "baseline": dict(zip(BLENDSHAPE_NAMES, scan.blendshapes[selection.baseline].tolist()))}
     write_sample(Path(job.out) / job.expression / name, flow_rgb, scan.landmarks[frame, subset].astype(np.float32),
-                 scan.landmarks[selection.baseline, subset].astype(np.float32), labels, job.cfg.flow.jpeg_quality, extra)
+                 scan.landmarks[selection.baseline, subset].astype(np.float32), labels, job.cfg.flow.jpeg_quality, extra,
+                 faces=(pair.baseline, pair.expression))
     return f"{job.expression}/{name}"
 
 
@@ -300,7 +309,7 @@ def _process(job: ClipJob, outcome: ClipOutcome, timer: _Timer) -> None:
         pair = register_pair(images[selection.baseline], images[frame], base, scan.landmarks[frame], job.cfg.flow)
         flow_rgb = flow_image(pair, job.cfg.flow, floor)
         timer.lap("flow")
-        outcome.samples.append(_write_sample(job, frame, flow_rgb, selection, scan))
+        outcome.samples.append(_write_sample(job, frame, flow_rgb, pair, selection, scan))
         if frame == selection.apex:
             tile = _tile(pair, flow_rgb, base, scan.landmarks[frame])
             atomic_write_bytes(record_path(job.out, job.expression, job.patient, ".png"),

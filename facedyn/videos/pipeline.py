@@ -31,7 +31,7 @@ from facedyn.videos.config import PrepareConfig, as_config
 from facedyn.videos.discovery import Clip, ExpressionNames, clip_key, find_clips
 from facedyn.videos.errors import PrepareError
 from facedyn.videos.grades import Grade, read_grades
-from facedyn.videos.report import write_contact_sheets, write_report
+from facedyn.videos.report import apex_measurements, write_contact_sheets, write_report
 
 log = logging.getLogger("facedyn")
 PIPELINE_VERSION = 2  # bump when the samples written for the same clip and settings change
@@ -235,8 +235,9 @@ def prepare(cfg: Any) -> PrepareSummary:
         outcomes += done
         present = {clip_key(o.patient, o.expression) for o in outcomes}
         without_video = {key: grade for key, grade in grades.items() if clip_key(*key) not in present}
-        report = write_report(out, outcomes, without_video)
-        sheets = write_contact_sheets(out, outcomes, grades, cfg.flow.max_magnitude)
+        measured = apex_measurements(out, outcomes)
+        report = write_report(out, outcomes, without_video, measured)
+        sheets = write_contact_sheets(out, outcomes, grades, cfg.flow.max_magnitude, measured)
     finally:
         lock.release()
     steps = {step: round(sum(o.seconds.get(step, 0.0) for o in done), 3) for step in TIMED_STEPS}

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 from facedyn.flow.mask import FLOW_MASKS
 
-GENERATOR_VERSION = 3  # bump when the generated data changes for the same settings
+GENERATOR_VERSION = 4  # bump when the generated data changes for the same settings
 EXPRESSIONS = ("eye_close", "smile", "brow_raise", "snarl", "lip_pucker")
 
 

@@ -2,8 +2,8 @@
 
 Per subject (one "video" id): a face shape, head pose, skin, lighting and labels. Per expression clip:
 a neutral baseline frame, then frames_per_video frames ramping from onset to peak. Each sample holds
-the HSV flow image baseline -> frame, both frames' 146 landmarks (with detector jitter) and the
-clip's labels. Every subject draws from its own random streams (seed, subject index), so a subject
+the HSV flow image baseline -> frame, both frames' 146 landmarks (with detector jitter), the clip's
+labels and both rendered frames (the flow's whole field of view) as face images for people. Every subject draws from its own random streams (seed, subject index), so a subject
 looks the same whatever the number of subjects.
 """
 
@@ -157,6 +157,8 @@ class Sample:
     expression_landmarks: np.ndarray
     baseline_landmarks: np.ndarray
     labels: dict
+    baseline_face: np.ndarray  # (render_size, render_size) uint8, the rendered baseline frame
+    expression_face: np.ndarray  # the rendered expression frame
 
 
 def clip_samples(mesh: CanonicalMesh, cfg: SyntheticConfig, subject: Subject, expression: str,
@@ -187,6 +189,7 @@ def clip_samples(mesh: CanonicalMesh, cfg: SyntheticConfig, subject: Subject, ex
             _landmarks(points, subject, rng, cfg), base_landmarks,
             {"dynamics": labels.dynamics, "synkinesis": labels.synkinesis,
              "paralysed_side": labels.paralysed_side, "peak_fraction": round(float(fraction), 3)},
+            base_frame, frame,
         )
 
 
@@ -201,7 +204,8 @@ def _write_subject(root: Path, cfg: SyntheticConfig, index: int) -> int:
     count = 0
     for sample in subject_samples(canonical_mesh(), cfg, index):
         write_sample(root / sample.expression / sample.name, sample.flow_image, sample.expression_landmarks,
-                     sample.baseline_landmarks, sample.labels, cfg.jpeg_quality)
+                     sample.baseline_landmarks, sample.labels, cfg.jpeg_quality,
+                     faces=(sample.baseline_face, sample.expression_face))
         count += 1
     return count
 
