@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
     if cfg is None:
         return 2
     try:
-        report = run_check(cfg)
+        report = run_check(cfg, "python -m facedyn.explain.check " + " ".join(argv))
     except (*user_errors(), RunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

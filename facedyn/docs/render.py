@@ -9,6 +9,8 @@ this fills each block from committed JSON and links the JSON it came from:
                       docs/data/benchmarks/<script>.json as benchmarks/record.py writes it
   crossval            docs/data/crossval/<name>.json, the crossval.json of `python -m facedyn.crossval`
   default-run         docs/data/benchmarks/bench_default_run.json: `python train.py`'s validation figures
+  holdout             docs/data/holdout/<name>.json, the holdout.json of `python -m facedyn.crossval.evaluate`
+  explain-check       docs/data/explain/explain_check.json of `python -m facedyn.explain.check`
   stages              the default pipeline's stages as facedyn/conf/stage/*.yaml set them
 
 Each table keeps the rows and columns its command prints, so rerunning the command shown above a table
@@ -31,6 +33,8 @@ from facedyn.docs.pages import DOCS, REPO, fill_blocks, report, table, write_or_
 DATA = DOCS / "data"
 BENCHMARKS = DATA / "benchmarks"
 CROSSVAL = DATA / "crossval"
+HOLDOUT = DATA / "holdout"
+EXPLAIN_CHECK = DATA / "explain" / "explain_check.json"
 COMMAND = "python -m facedyn.docs.render"
 # Pages with generated blocks (relative to the repository root).
 PAGES = ("README.md", "docs/benchmarks.md", "docs/results.md", "docs/training.md")
@@ -158,6 +162,53 @@ def crossval_block(page: Path) -> str:
     return "\n".join(crossval_section(path, page) for path in files)
 
 
+# ---- the ensemble on unseen data, the explanations' check ------------------------------------------------------
+
+def _shown_command(command: str, folder_placeholder: str) -> str:
+    """A recorded command line with its folders replaced by placeholders and out= left out."""
+    words = shlex.split(command)
+    shown = []
+    for word in words:
+        key, sep, _ = word.partition("=")
+        if sep and key in ("out", "run"):
+            if key == "run":
+                shown.append(f"run={folder_placeholder}")
+            continue
+        shown.append(folder_placeholder if not sep and word.startswith("/") else word)
+    return " ".join(shown)
+
+
+def holdout_section(path: Path, page: Path) -> str:
+    from facedyn.crossval.evaluate import markdown
+
+    result = json.loads(path.read_text())
+    body = markdown(result).split("\n", 4)[4]  # the command's own tables, without its title and folder line
+    title = path.stem.replace("_", " ").replace("-", " ")
+    return "\n".join([f"### {title[:1].upper()}{title[1:]}", "",
+                      f"```bash\n{_shown_command(result['command'], '<cross-validation folder>')}\n```", "",
+                      f"{len(result['folds'])} fold models (stage {result['stage']}) on {result['data']['source']}: "
+                      f"{result['data']['videos']} videos, {result['data']['videos_x_expressions']} videos × "
+                      f"expressions. Data: {link(path, page)}.", "", body])
+
+
+def holdout_block(page: Path) -> str:
+    files = sorted(HOLDOUT.glob("*.json"))
+    if not files:
+        return "No evaluation of an ensemble is committed.\n"
+    return "\n".join(holdout_section(path, page) for path in files)
+
+
+def explain_check_block(page: Path) -> str:
+    if not EXPLAIN_CHECK.is_file():
+        return "No result of the explanations' check is committed.\n"
+    from facedyn.explain.check import markdown
+
+    report = json.loads(EXPLAIN_CHECK.read_text())
+    body = markdown({**report, "run": "<run>"})
+    return "\n".join([f"```bash\n{_shown_command(report['command'], '<run>')}\n```", "",
+                      f"Data: {link(EXPLAIN_CHECK, page)}.", "", body])
+
+
 # ---- the default run ---------------------------------------------------------------------------------------------
 
 def default_run_block(page: Path) -> str:
@@ -201,6 +252,8 @@ BLOCKS: dict[str, Callable[[Path], str]] = {
     "benchmarks": benchmarks_block,
     "crossval": crossval_block,
     "default-run": default_run_block,
+    "explain-check": explain_check_block,
+    "holdout": holdout_block,
     "stages": stages_block,
 }
 

@@ -70,7 +70,8 @@ def _dynamics_maps(flow: torch.nn.Module, model, predict: str, samples, rows: np
     return np.concatenate(parts)
 
 
-def run_check(cfg: CheckConfig) -> dict:
+def run_check(cfg: CheckConfig, command: str = "") -> dict:
+    """The checks on cfg.run; `command` (the command line that asked for them) is recorded with the figures."""
     started = time.perf_counter()
     out = Path(cfg.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +105,7 @@ def run_check(cfg: CheckConfig) -> dict:
     default = f"{gradcam.DEFAULT_LAYER}/{maps.DEFAULT_PART}"
     chosen = localisation[default]
     report = {
-        "run": str(info.run_dir), "checkpoint": str(info.checkpoint), "stage": info.stage, "data": data.source,
+        "command": command, "run": str(info.run_dir), "checkpoint": str(info.checkpoint), "stage": info.stage, "data": data.source,
         "samples": int(len(rows)), "one_sided_samples": int(one_sided.sum()), "default_map": default,
         "goal": cfg.goal, "threshold": cfg.threshold,
         "goal_met": {name: bool((chosen[name]["share"] or 0) >= cfg.goal)
