@@ -24,7 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from facedyn.data import layout  # noqa: E402
 from facedyn.data.config import DataConfig  # noqa: E402
 from facedyn.data.head_motion import CompensationSettings, compensate_images  # noqa: E402
-from facedyn.data.reader import ReaderSettings, read_samples  # noqa: E402
+from facedyn.data.reader import read_samples  # noqa: E402
+from facedyn.data.settings import ReaderSettings  # noqa: E402
 from facedyn.data.synthetic import ensure_dataset, preset  # noqa: E402
 from record import Recording  # noqa: E402
 

@@ -13,7 +13,8 @@ import numpy as np
 from facedyn.data.config import DataConfig
 from facedyn.data.layout import (BASELINE_LANDMARKS_FILE, EXPRESSION_LANDMARKS_FILE, FLOW_FILE, LABELS_FILE, scan,
                                  write_sample)
-from facedyn.data.reader import ReaderSettings, read_samples
+from facedyn.data.reader import read_samples
+from facedyn.data.settings import ReaderSettings
 
 
 def _npy(array: np.ndarray) -> bytes:

@@ -26,6 +26,7 @@ from facedyn.crossval.layout import RESIDUALS_FILE
 from facedyn.data import DataError
 from facedyn.data.synthetic.config import PRESETS
 from facedyn.inference import RunError, load_run, task
+from facedyn.inference.data import prediction_data
 from facedyn.inference.ensemble import EnsemblePredictor
 from facedyn.inference.tables import SUNNYBROOK_ITEMS
 from facedyn.metrics import MAX_GRADE, SCORES
@@ -58,7 +59,7 @@ def fold_grades(tiny_crossval, ensemble_predictions):
     single run."""
     out, _ = ensemble_predictions
     models = [load_run(tiny_crossval.root / VARIANT / f"fold_{k}", stage="3") for k in range(CROSSVAL_FOLDS)]
-    samples = task.prediction_data(OmegaConf.load(out / "predict_config.yaml"), models[0], out.parent / "reread").samples
+    samples = prediction_data(OmegaConf.load(out / "predict_config.yaml"), models[0], out.parent / "reread").samples
     inputs = (samples.flow, samples.expression_landmarks, samples.baseline_landmarks, samples.expression)
     return samples, np.stack([m.predict(*inputs) for m in models])
 

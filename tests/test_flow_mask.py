@@ -13,7 +13,7 @@ from facedyn.data import DataError
 from facedyn.data.cache import cache_location
 from facedyn.data.config import DataConfig
 from facedyn.data.head_motion import CompensationSettings, compensate_images, frame_crop, motion_field
-from facedyn.data.reader import ReaderSettings
+from facedyn.data.settings import ReaderSettings
 from facedyn.data.synthetic import SyntheticConfig, generate_dataset
 from facedyn.data.synthetic.generator import clip_samples, sample_subject
 from facedyn.data.synthetic.mesh import canonical_mesh

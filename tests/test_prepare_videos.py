@@ -23,7 +23,8 @@ import pytest
 
 from facedyn.data.config import DataConfig
 from facedyn.data.layout import FLOW_FILE, LABELS_FILE, scan
-from facedyn.data.reader import ReaderSettings, read_samples
+from facedyn.data.reader import read_samples
+from facedyn.data.settings import ReaderSettings
 from facedyn.flow.encoding import decode_flow
 from facedyn.flow.mask import FEATHER_IOD, MARGIN_IOD
 from facedyn.flow.registration import apply

@@ -285,7 +285,8 @@ def test_hard_preset_generates_and_reads(tmp_path, capsys, landmarker_task):
     from facedyn.config import compose
     from facedyn.data.config import DataConfig
     from facedyn.data.layout import scan
-    from facedyn.data.reader import ReaderSettings, read_samples
+    from facedyn.data.reader import read_samples
+    from facedyn.data.settings import ReaderSettings
 
     assert cli(["--out", str(tmp_path / "hard"), "--preset", "hard", "--videos", "1"]) == 0
     marker = json.loads((tmp_path / "hard" / MARKER).read_text())["config"]

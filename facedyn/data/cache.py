@@ -29,7 +29,8 @@ import numpy as np
 from filelock import FileLock, Timeout
 
 from facedyn.data.layout import LABELS_FILE, SampleFolder
-from facedyn.data.reader import BadSample, ReaderSettings, ReadResult
+from facedyn.data.reader import BadSample, ReadResult
+from facedyn.data.settings import ReaderSettings
 from facedyn.data.samples import Samples
 
 CACHE_FORMAT = 4

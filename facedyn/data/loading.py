@@ -25,7 +25,8 @@ from facedyn.data.dataset import FaceDynDataset
 from facedyn.data.errors import DataError
 from facedyn.data.expressions import SUNNYBROOK_EXPRESSIONS
 from facedyn.data.resident import HEAD_MOTION_ON_DEVICE, ResidentData, head_motion_augmented
-from facedyn.data.reader import BadSample, ReaderSettings, ReadResult, flow_max_magnitude, landmark_frame, read_samples
+from facedyn.data.reader import BadSample, ReadResult, read_samples
+from facedyn.data.settings import ReaderSettings, flow_max_magnitude, landmark_frame
 from facedyn.data.samples import Samples
 from facedyn.data.split import Split, split_by_video
 from facedyn.utils.io import atomic_write_json, atomic_write_text

@@ -35,7 +35,7 @@ from facedyn.data.samples import Samples
 from facedyn.export.calibration import CALIBRATION_KEY, fold_record
 from facedyn.export.onnx_predictor import INFO_KEY, ONNX_INPUTS, VOCABULARY_KEY, OnnxPredictor
 from facedyn.inference.predictor import RunError
-from facedyn.inference import task
+from facedyn.inference.data import prediction_data
 from facedyn.inference.run_loader import find_newest_finished_run, load_run
 from facedyn.inference.torch_predictor import TorchPredictor
 from facedyn.utils.io import atomic_write_bytes
@@ -180,7 +180,7 @@ def _onnx2torch_export_opset(opset: int) -> Iterator[None]:
 def validation_samples(predictor: TorchPredictor, count: int) -> Samples:
     """The run's validation samples (as predict.py reads them), repeated up to `count` when there are fewer."""
     with tempfile.TemporaryDirectory(prefix="facedyn-export-") as scratch:
-        data = task.prediction_data(OmegaConf.create({"videos": None, "data": {}}), predictor, Path(scratch))
+        data = prediction_data(OmegaConf.create({"videos": None, "data": {}}), predictor, Path(scratch))
     arrays = data.samples.arrays()
     rows = np.resize(np.arange(len(data.samples)), max(count, len(data.samples)))
     return Samples.from_arrays({key: value[rows] for key, value in arrays.items()})

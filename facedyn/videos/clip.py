@@ -7,10 +7,7 @@ a rerun trusts. Only this module (through .landmarker) imports MediaPipe.
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,7 +28,6 @@ RECORDS_DIR = ".prepare"  # hidden: the reader skips it
 MEDIAPIPE_BLENDSHAPES_FILE = "mediapipe_blendshapes.json"
 TIMED_STEPS = ("decode", "landmarks", "flow", "writing")
 TILE = 160  # contact-sheet cell side
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
 NO_MOVEMENT = "no movement above noise"  # still prepared: no movement is a grade of its own
 # A face whose eye line is turned by more than 45° lies on its side (a portrait clip whose rotation tag was
 # lost) or upside down: its frames are turned upright before anything else. Per quarter turn of the eye
@@ -203,13 +199,6 @@ def _frames_at(path: str, wanted: set[int], timer: _Timer, turned: int = 0) -> d
     return frames
 
 
-def _jpeg(image_bgr: np.ndarray, quality: int, target: Path) -> bytes:
-    ok, encoded = cv2.imencode(".jpg", image_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise OSError(f"could not encode {target}")
-    return encoded.tobytes()
-
-
 def _write_sample(job: ClipJob, frame: int, flow_rgb: np.ndarray, pair: RegisteredPair, selection: Selection,
                   scan: _Scan) -> str:
     name = f"{job.patient}_{frame}"
@@ -330,25 +319,3 @@ def process_clip(job: ClipJob) -> ClipOutcome:
     timer.lap("writing")
     outcome.seconds = {step: round(seconds, 4) for step, seconds in timer.seconds.items()}
     return outcome
-
-
-def _die_with_parent() -> None:
-    """On Linux, a worker is killed with its parent: a killed prepare.py leaves no orphan writing into
-    `out` after the lock is gone (a rerun could otherwise race it)."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() == 1:  # the parent died before prctl took effect
-            os._exit(1)
-
-
-def init_worker(threads: int, log_file: str) -> None:
-    """Pool initializer: OpenCV's own threads only when the pool does not already fill the CPUs; the C++
-    libraries' messages (MediaPipe's start-up lines, FFmpeg's complaints about bad files) go to `log_file`
-    instead of the console, where the report says per clip what went wrong."""
-    _die_with_parent()
-    cv2.setNumThreads(threads)
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 2)
-    os.close(fd)

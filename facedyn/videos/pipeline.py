@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from facedyn.assets import landmarker_bundle, sha256_of
 from facedyn.utils.io import atomic_write_json
-from facedyn.videos.clip import RECORDS_DIR, TIMED_STEPS, ClipJob, ClipOutcome, init_worker, process_clip, record_path
+from facedyn.videos.clip import RECORDS_DIR, TIMED_STEPS, ClipJob, ClipOutcome, process_clip, record_path
+from facedyn.videos.workers import init_worker
 from facedyn.videos.config import PrepareConfig, as_config
 from facedyn.videos.discovery import Clip, ExpressionNames, clip_key, find_clips
 from facedyn.videos.errors import PrepareError

@@ -45,7 +45,8 @@ def evaluate(folder: str, settings: Sequence[str] = (), levels: Sequence[float] 
     """(the measurements, the dataset's root) of the ensemble of `folder` on the data `settings` describe."""
     from omegaconf import OmegaConf
 
-    from facedyn.inference import load_run, tables, task
+    from facedyn.inference import load_run, tables
+    from facedyn.inference.data import prediction_data
     from facedyn.inference.config import FlagConfig, compose_predict
     from facedyn.inference.conformal import METHODS, check_level, whole_grades
     from facedyn.inference.ensemble import EnsemblePredictor, member_video_means
@@ -58,7 +59,7 @@ def evaluate(folder: str, settings: Sequence[str] = (), levels: Sequence[float] 
         raise EvaluationError(f"{folder}: not a cross-validation folder (or one of its variant folders)")
     cfg = compose_predict([f"run={folder}", *settings])
     with tempfile.TemporaryDirectory(prefix="facedyn-holdout-") as scratch:
-        data = task.prediction_data(cfg, predictor, Path(scratch))
+        data = prediction_data(cfg, predictor, Path(scratch))
     s = data.samples
     members = predictor.predict_members(s.flow, s.expression_landmarks, s.baseline_landmarks, s.expression)
     table = tables.video_grades(s, members.mean(axis=0))

@@ -22,7 +22,7 @@ from facedyn.explain.frames import CHUNK, model_batch
 from facedyn.inference.config import compose_predict
 from facedyn.inference.predictor import RunError
 from facedyn.inference.run_loader import find_newest_finished_run, load_run
-from facedyn.inference.task import prediction_data
+from facedyn.inference.data import prediction_data
 from facedyn.training.stages import FINAL_STAGE
 from facedyn.utils.io import atomic_write_json, atomic_write_text
 
