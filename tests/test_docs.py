@@ -59,4 +59,6 @@ def test_a_benchmark_recording_renders_its_tables_machine_and_commit(tmp_path) -
     assert data["code"]["commit"] and data["machine"]["torch"]
     text = render.benchmark_result(tmp_path / "bench_example.json", DOCS / "benchmarks.md")
     assert "| backend | samples/s |\n|---|---|\n| torch | 1,234 |\n| onnx | 99 |" in text
-    assert "a note" in text and f"commit {data['code']['commit'][:10]}" in text and "load average" in text
+    assert "a note" in text and f"commit {data['code']['commit'][:10]}" in text
+    shared = data["load_before"][0] > data["machine"]["cpu"]["cores"]
+    assert ("other work shared the cores" in text) == shared  # said only of a result taken on a busy machine

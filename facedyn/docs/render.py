@@ -61,19 +61,17 @@ def machine_line(data: dict) -> str:
     if m.get("torch"):
         parts.append(f"torch {m['torch']}")
     parts.append(f"Python {m['python']}")
-    before, after = data["load_before"][0], data.get("load_after", [None])[0]
-    parts.append(f"load average {before} before, {after} after" + busy(data))
     code = data["code"]
     if code.get("commit"):
         parts.append(f"commit {code['commit'][:10]}" + (" with local changes" if code.get("modified") else ""))
     parts.append(data["started"][:10])
-    return "; ".join(parts)
+    return "; ".join(parts) + busy(data)
 
 
 def busy(data: dict) -> str:
     """A warning where the machine ran more than one process per core when the benchmark started."""
     if data["load_before"][0] > data["machine"]["cpu"]["cores"]:
-        return " (busy with other work: times are longer than on an idle machine of the kind)"
+        return " — other work shared the cores: times are longer than on an idle machine of the kind"
     return ""
 
 
@@ -222,8 +220,8 @@ def default_run_block(page: Path) -> str:
     return "\n".join([
         table(quality["columns"], [[_cell(v) for v in row] for row in quality["rows"]]),
         f"One run of `python train.py` from an empty cache: {minutes} min {seconds} s on "
-        f"{data['machine']['cpu']['model']} ({data['machine']['cpu']['cores']} cores, {figures['precision']}), "
-        f"load average {data['load_before'][0]} before{busy(data)}. Data: {link(path, page)}; the same table: "
+        f"{data['machine']['cpu']['model']} ({data['machine']['cpu']['cores']} cores, {figures['precision']})"
+        f"{busy(data)}. Data: {link(path, page)}; the same table: "
         f"`python benchmarks/bench_default_run.py`.", ""])
 
 
