@@ -8,6 +8,7 @@ this fills each block from committed JSON and links the JSON it came from:
   benchmarks          per script in benchmarks/: its docstring's summary and usage, and
                       docs/data/benchmarks/<script>.json as benchmarks/record.py writes it
   crossval            docs/data/crossval/<name>.json, the crossval.json of `python -m facedyn.crossval`
+  crossval-default    docs/data/crossval/flow_mask.json alone: the default pipeline's cross-validation
   default-run         docs/data/benchmarks/bench_default_run.json: `python train.py`'s validation figures
   holdout             docs/data/holdout/<name>.json, the holdout.json of `python -m facedyn.crossval.evaluate`
   explain-check       docs/data/explain/explain_check.json of `python -m facedyn.explain.check`
@@ -153,6 +154,15 @@ def crossval_section(path: Path, page: Path) -> str:
                       f"{summary['folds']} folds by video. Data: {link(path, page)}.", "", body])
 
 
+DEFAULT_CROSSVAL = CROSSVAL / "flow_mask.json"  # the default pipeline (with the face mask) beside the mask off
+
+
+def crossval_default_block(page: Path) -> str:
+    if not DEFAULT_CROSSVAL.is_file():
+        return "No cross-validation of the default pipeline is committed.\n"
+    return crossval_section(DEFAULT_CROSSVAL, page).split("\n", 2)[2]  # without its heading
+
+
 def crossval_block(page: Path) -> str:
     files = sorted(CROSSVAL.glob("*.json"))
     if not files:
@@ -249,6 +259,7 @@ def stages_block(page: Path) -> str:
 BLOCKS: dict[str, Callable[[Path], str]] = {
     "benchmarks": benchmarks_block,
     "crossval": crossval_block,
+    "crossval-default": crossval_default_block,
     "default-run": default_run_block,
     "explain-check": explain_check_block,
     "holdout": holdout_block,
