@@ -325,8 +325,10 @@ def _affected_summary(groups: list[int], content: ReportContent) -> str:
 
 
 def _patient_section(patient: PatientRow, groups: list[int], content: ReportContent, item_of: dict[str, str]) -> str:
+    intervals = ("" if content.uncertainty is None or not content.per_patient else
+                 report_uncertainty.subtotal_intervals(content.per_patient[patient.video], content.uncertainty))
     subtotal = (f"voluntary movement {_cell(patient.voluntary_movement)} / 100, synkinesis {_cell(patient.synkinesis)} / 15"
-                if patient.voluntary_movement is not None else
+                + intervals if patient.voluntary_movement is not None else
                 "Sunnybrook subtotals need all five items; missing: "
                 + ", ".join(ITEM_TITLES[i] for i in SUNNYBROOK_ITEMS if patient.items[i] is None))
     cards = "".join(_expression_card(g, content, item_of) for g in groups)

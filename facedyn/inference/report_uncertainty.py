@@ -86,6 +86,14 @@ def section(u: Uncertainty, per_patient: dict[str, PatientUncertainty], shown: l
             f"{''.join(rows)}</table>")
 
 
+def subtotal_intervals(p: PatientUncertainty, u: Uncertainty) -> str:
+    """The patient's subtotal intervals in words, for the heading of its section ("" without intervals)."""
+    if u.level is None or p.voluntary_movement is None or p.synkinesis is None:
+        return ""
+    return (f" ({percent(u.level)} intervals: voluntary movement {_interval(p.voluntary_movement)}, "
+            f"synkinesis {_interval(p.synkinesis)})")
+
+
 def patient_block(video: str, u: Uncertainty, table: VideoGrades, titles: dict[str, str]) -> str:
     """Per expression of one patient (`titles`: expression → its title): grade, the fold models' range, the
     interval and the whole grades in it, flags."""
