@@ -153,6 +153,7 @@ def test_check_command_writes_json_and_markdown(tiny_trained_run, tmp_path):
             assert (0.0 <= entry[name]["share"] <= 1.0) if entry[name]["n"] else entry[name]["share"] is None
         assert entry["moved_half"]["n"] <= report["samples"]
     assert report["localisation"][report["default_map"]]["moved_half"]["n"] > 0
+    assert 0.0 < report["input_flow"]["moved_half"]["share"] < 1.0 and "*the flow image's brightness*" in result.stdout
     cascade = report["sanity"]["flow_cascade"]
     assert [step["randomised"][-1] for step in cascade] == list(checks.CASCADE)
     assert all(-1.0 <= step["median"] <= 1.0 for step in cascade if step["n"])

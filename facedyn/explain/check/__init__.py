@@ -97,6 +97,9 @@ def run_check(cfg: CheckConfig, command: str = "") -> dict:
         for part in maps.PARTS:
             localisation[f"{layer}/{part}"] = checks.localisation(maps.part(signed, part), face_parts, expressions,
                                                                    healthy_right, one_sided)
+    # Where the input's own flow lies (HSV brightness = max of RGB): how lateralised the data are at all.
+    brightness = samples.flow[rows].max(axis=-1).astype(np.float64)
+    input_flow = checks.localisation(maps.part(brightness, "positive"), face_parts, expressions, healthy_right, one_sided)
     sanity_rows = rows[_evenly(len(rows), cfg.sanity_samples)]
     batch = model_batch(model, info.predict, samples, sanity_rows)
     flow_steps = checks.flow_sanity(model.flow, batch["flow_image"], gradcam.DEFAULT_LAYER, maps.DEFAULT_PART, cfg.seed)
@@ -110,7 +113,7 @@ def run_check(cfg: CheckConfig, command: str = "") -> dict:
         "goal": cfg.goal, "threshold": cfg.threshold,
         "goal_met": {name: bool((chosen[name]["share"] or 0) >= cfg.goal)
                      for name in ("moved_half", "eye_close_upper_face", "smile_lower_face")},
-        "localisation": localisation,
+        "localisation": localisation, "input_flow": input_flow,
         "sanity": {"samples": int(len(sanity_rows)), "flow_cascade": flow_steps, "landmark_head": landmark,
                    "passed": bool(full < cfg.threshold and all(v.get("median", 1.0) < cfg.threshold
                                                                for v in landmark.values()))},
@@ -146,6 +149,10 @@ def markdown(report: dict) -> str:
         label = f"**{name}**" if name == default else name
         lines.append(f"| {label} | {_share(entry['moved_half'])} | {_share(entry['eye_close_upper_face'])} | "
                      f"{_share(entry['smile_lower_face'])} |")
+    if "input_flow" in report:  # the flow images' own brightness: what a map that follows the input would show
+        entry = report["input_flow"]
+        lines.append(f"| *the flow image's brightness* | {_share(entry['moved_half'])} | "
+                     f"{_share(entry['eye_close_upper_face'])} | {_share(entry['smile_lower_face'])} |")
     lines += ["", f"Moved half by expression ({default}):", "", "| expression | share on the moved half |", "|---|---|"]
     for expression, entry in report["localisation"][default]["moved_half_by_expression"].items():
         lines.append(f"| {expression} | {_share(entry)} |")
