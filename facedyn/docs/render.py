@@ -212,7 +212,8 @@ def explain_check_block(page: Path) -> str:
     from facedyn.explain.check import markdown
 
     report = json.loads(EXPLAIN_CHECK.read_text())
-    body = markdown({**report, "run": "<run>"})
+    where = report["data"].split(" of /")[0].replace(" /", " <dataset> /")  # no local folders on the page
+    body = markdown({**report, "run": "<run>", "data": where})
     return "\n".join([f"```bash\n{_shown_command(report['command'], '<run>')}\n```", "",
                       f"Data: {link(EXPLAIN_CHECK, page)}.", "", body])
 
