@@ -100,7 +100,7 @@ class PrepareConfig:
     landmarker: LandmarkerConfig = field(default_factory=LandmarkerConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     workers: int = 2  # clips prepared in parallel processes; 0: one per CPU
-    progress: bool = True  # progress bar over clips
+    progress: bool = True  # progress bar over clips, shown only on a terminal (a log file gets none)
 
 
 def _build(cls: type, values: Any, where: str) -> Any:

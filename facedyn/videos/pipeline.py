@@ -14,6 +14,7 @@ import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -194,7 +195,7 @@ def _run(jobs: list[ClipJob], cfg: PrepareConfig, log_file: Path) -> list[ClipOu
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker,
                              initargs=(1 if workers > 1 else -1, str(log_file))) as pool, \
-            tqdm(total=len(jobs), desc="clips", unit="clip", disable=not cfg.progress) as bar:
+            tqdm(total=len(jobs), desc="clips", unit="clip", disable=not (cfg.progress and sys.stderr.isatty())) as bar:
         futures = {pool.submit(process_clip, job): job for job in jobs}
         try:
             for future in as_completed(futures):
