@@ -160,7 +160,8 @@ DEFAULT_CROSSVAL = CROSSVAL / "flow_mask.json"  # the default pipeline (with the
 def crossval_default_block(page: Path) -> str:
     if not DEFAULT_CROSSVAL.is_file():
         return "No cross-validation of the default pipeline is committed.\n"
-    return crossval_section(DEFAULT_CROSSVAL, page).split("\n", 2)[2]  # without its heading
+    section = crossval_section(DEFAULT_CROSSVAL, page).split("\n", 2)[2]  # without its heading
+    return section.split("\nValidation loss per stage")[0].replace("Common overrides: `(none)`.\n", "")
 
 
 def crossval_block(page: Path) -> str:
