@@ -26,6 +26,7 @@ from facedyn.crossval.layout import RESIDUALS_FILE
 from facedyn.data import DataError
 from facedyn.data.synthetic.config import PRESETS
 from facedyn.inference import RunError, load_run, task
+from facedyn.inference.config import FlagConfig
 from facedyn.inference.data import prediction_data
 from facedyn.inference.ensemble import EnsemblePredictor
 from facedyn.inference.tables import SUNNYBROOK_ITEMS
@@ -149,7 +150,7 @@ def test_flags_and_their_reasons_in_the_video_table(ensemble_predictions):
     out, summary = ensemble_predictions
     videos = _rows(out / "predictions_video.csv")
     for video in videos:
-        expected = _expected_reasons(video, SPREAD, 1)
+        expected = _expected_reasons(video, SPREAD, FlagConfig.grades)
         assert video["flag_reason"] == "; ".join(expected)
         assert video["flag"] == str(int(bool(expected)))
     assert summary["ensemble"]["flagged_groups"] == sum(v["flag"] == "1" for v in videos) == len(videos)

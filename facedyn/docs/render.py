@@ -195,7 +195,7 @@ def holdout_section(path: Path, page: Path) -> str:
     title = path.stem.replace("_", " ").replace("-", " ")
     return "\n".join([f"### {title[:1].upper()}{title[1:]}", "",
                       f"```bash\n{_shown_command(result['command'], '<cross-validation folder>')}\n```", "",
-                      f"{len(result['folds'])} fold models (stage {result['stage']}) on {result['data']['source']}: "
+                      f"{len(result['folds'])} fold models (stage {result['stage']}) on data none of them saw: "
                       f"{result['data']['videos']} videos, {result['data']['videos_x_expressions']} videos × "
                       f"expressions. Data: {link(path, page)}.", "", body])
 

@@ -35,7 +35,7 @@ class SunnybrookConfig:
 class FlagConfig:
     """When an ensemble's grade of a video and expression is flagged for checking by hand."""
 
-    grades: int = 1  # its interval holds more whole grades than this
+    grades: int = 2  # its interval holds more whole grades than this (2: the grade is uncertain beyond ±1)
     spread: float = 1.0  # its fold models' grades lie further apart than this (max − min, in grades)
 
 
