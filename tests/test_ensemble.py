@@ -187,6 +187,7 @@ def test_the_report_states_the_calibration_and_marks_the_flagged_grades_in_a_bro
     assert "90 % prediction intervals</b> per video and expression, conformal (CV+)" in text
     assert f"{RESIDUALS_FILE}: the stage 3 fold models' grades of their own validation videos of" in text
     assert "the mean of the two fold models (folds 0, 1)" in text
+    assert "explain one model, and these grades are the mean of 2 fold models" in text
     for patient in _rows(out / "patients.csv"):  # each patient's heading gives its subtotals' intervals
         assert (f"(90 % intervals: voluntary movement {patient['voluntary_movement_score_low']}–"
                 f"{patient['voluntary_movement_score_high']}, synkinesis {patient['synkinesis_score_low']}–"

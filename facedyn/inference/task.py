@@ -144,6 +144,9 @@ def _explanations(cfg: Any, predictor: Predictor, samples: Samples, rows: list[i
     """(explanations by sample row, why there are none, seconds) of the frames the report shows."""
     if not cfg.explain:
         return {}, "The maps and blendshape attributions were not computed (explain=false).", 0.0
+    if isinstance(predictor, EnsemblePredictor):
+        return {}, ("The maps and blendshape attributions explain one model, and these grades are the mean of "
+                    f"{len(predictor.members)} fold models: predict with one fold's run folder for them."), 0.0
     model = getattr(predictor, "model", None)
     if model is None:
         return {}, f"The maps and blendshape attributions need the torch model; this report used model={cfg.model}.", 0.0
