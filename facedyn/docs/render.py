@@ -8,7 +8,7 @@ this fills each block from committed JSON and links the JSON it came from:
   benchmarks          per script in benchmarks/: its docstring's summary and usage, and
                       docs/data/benchmarks/<script>.json as benchmarks/record.py writes it
   crossval            docs/data/crossval/<name>.json, the crossval.json of `python -m facedyn.crossval`
-  crossval-default    docs/data/crossval/flow_mask.json alone: the default pipeline's cross-validation
+  crossval-default    docs/data/crossval/trainer_grad_clip.json alone: the default pipeline's cross-validation
   default-run         docs/data/benchmarks/bench_default_run.json: `python train.py`'s validation figures
   holdout             docs/data/holdout/<name>.json, the holdout.json of `python -m facedyn.crossval.evaluate`
   explain-check       docs/data/explain/explain_check.json of `python -m facedyn.explain.check`
@@ -154,7 +154,7 @@ def crossval_section(path: Path, page: Path) -> str:
                       f"{summary['folds']} folds by video. Data: {link(path, page)}.", "", body])
 
 
-DEFAULT_CROSSVAL = CROSSVAL / "flow_mask.json"  # the default pipeline (with the face mask) beside the mask off
+DEFAULT_CROSSVAL = CROSSVAL / "trainer_grad_clip.json"  # the default pipeline
 
 
 def crossval_default_block(page: Path) -> str:

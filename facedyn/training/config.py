@@ -106,7 +106,9 @@ class TrainerConfig:
     # Evaluate, select and hand on an exponential moving average of the weights with this decay (e.g. 0.999;
     # its warm-up follows the step count: decay min(ema, (1 + steps) / (10 + steps))); null: the weights themselves.
     ema: Optional[float] = None
-    grad_clip: Optional[float] = None  # clip the gradients' global L2 norm to this before each step; null: no clipping
+    # Clip the gradients' global L2 norm to this before each step (1.0: better by 5-fold CV, see the docs' results);
+    # null: no clipping.
+    grad_clip: Optional[float] = 1.0
 
 
 LOGGERS: tuple[str, ...] = ("tensorboard", "mlflow", "none")
