@@ -24,6 +24,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -213,7 +214,7 @@ def explain_check_block(page: Path) -> str:
     from facedyn.explain.check import markdown
 
     report = json.loads(EXPLAIN_CHECK.read_text())
-    where = report["data"].split(" of /")[0].replace(" /", " <dataset> /")  # no local folders on the page
+    where = re.sub(r"/\S+", "<dataset>", re.sub(r" of /\S+", "", report["data"]))  # no local folders on the page
     body = markdown({**report, "run": "<run>", "data": where})
     return "\n".join([f"```bash\n{_shown_command(report['command'], '<run>')}\n```", "",
                       f"Data: {link(EXPLAIN_CHECK, page)}.", "", body])
