@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from facedyn.explain import blendshapes, checks, explain_frames, gradcam, maps
+from facedyn.explain import blendshapes, checks, explain_frames, flow_gradients, gradcam, maps
 from facedyn.explain.frames import model_batch
 from facedyn.export.graph import validation_samples
 from facedyn.inference import load_run
@@ -49,6 +49,22 @@ def test_gradcam_is_the_gradient_weighted_sum_of_the_layers_channels(trained):
             np.testing.assert_allclose(ours, expected, rtol=1e-4, atol=1e-6 * np.abs(expected).max())
     finally:
         hook.remove()
+
+
+def test_flow_attributions_add_up_to_the_grade_minus_the_grade_of_a_face_that_did_not_move(trained):
+    model, predict, samples = trained
+    assert not model.training, "integrated gradients need a model whose output does not depend on its batch"
+    images = model_batch(model, predict, samples, np.arange(2))["flow_image"]
+    with torch.no_grad():
+        difference = (model.flow(images) - model.flow(torch.zeros_like(images))).numpy()
+    still = (images == 0).all(dim=1).numpy()  # no flow: outside the face mask
+    assert still.any()
+    for score in range(2):
+        found = flow_gradients.integrated_gradients(model.flow, images, score, steps=64)
+        assert found.shape == (2, *images.shape[-2:])
+        assert (found[still] == 0).all()  # a pixel that did not move is no reason for the grade
+        # A barely trained ResNet is sharp along the path from black: the sums approach the difference slowly.
+        np.testing.assert_allclose(found.sum(axis=(1, 2)), difference[:, score], atol=0.15 * np.abs(difference).max())
 
 
 def test_blendshape_attributions_add_up_to_the_grade_minus_the_grade_without_blendshapes(trained):
@@ -141,11 +157,12 @@ def _check_py(*args: str) -> subprocess.CompletedProcess:
 
 def test_check_command_writes_json_and_markdown(tiny_trained_run, tmp_path):
     out = tmp_path / "check"
-    result = _check_py(f"run={tiny_trained_run}", f"out={out}", "sanity_samples=6")
+    result = _check_py(f"run={tiny_trained_run}", f"out={out}", "samples=16", "sanity_samples=6")
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((out / "explain_check.json").read_text())
     assert report["samples"] > 0 and report["default_map"] == f"{gradcam.DEFAULT_LAYER}/{maps.DEFAULT_PART}"
-    assert set(report["localisation"]) == {f"{l}/{p}" for l in gradcam.LAYERS for p in maps.PARTS}
+    assert set(report["localisation"]) == {f"{m}/{p}" for m in checks.flow_maps() for p in maps.PARTS}
+    assert {m.split("/")[0] for m in report["localisation"]} == {*gradcam.LAYERS, checks.INTEGRATED_GRADIENTS}
     for entry in report["localisation"].values():
         for name in ("eye_close_upper_face", "smile_lower_face"):
             assert 0.2 < entry[name]["chance"] < 0.8
@@ -154,12 +171,14 @@ def test_check_command_writes_json_and_markdown(tiny_trained_run, tmp_path):
         assert entry["moved_half"]["n"] <= report["samples"]
     assert report["localisation"][report["default_map"]]["moved_half"]["n"] > 0
     assert 0.0 < report["input_flow"]["moved_half"]["share"] < 1.0 and "*the flow image's brightness*" in result.stdout
-    cascade = report["sanity"]["flow_cascade"]
-    assert [step["randomised"][-1] for step in cascade] == list(checks.CASCADE)
-    assert all(-1.0 <= step["median"] <= 1.0 for step in cascade if step["n"])
+    cascades = report["sanity"]["flow_cascade"]
+    assert set(cascades) == {report["default_map"], f"{checks.INTEGRATED_GRADIENTS}/{maps.DEFAULT_PART}"}
+    for cascade in cascades.values():
+        assert [step["randomised"][-1] for step in cascade] == list(checks.CASCADE)
+        assert all(-1.0 <= step["median"] <= 1.0 for step in cascade if step["n"])
     assert set(report["sanity"]["landmark_head"]) == {"dynamics", "synkinesis"}
     table = (out / "explain_check.md").read_text()
-    assert "| **layer4/absolute** |" in table and "landmark head + fusion" in table
+    assert "| **Grad-CAM layer4, absolute** |" in table and "landmark head + fusion" in table
     assert table.strip() in result.stdout
 
 

@@ -11,7 +11,7 @@ this fills each block from committed JSON and links the JSON it came from:
   crossval-default    docs/data/crossval/trainer_grad_clip.json alone: the default pipeline's cross-validation
   default-run         docs/data/benchmarks/bench_default_run.json: `python train.py`'s validation figures
   holdout             docs/data/holdout/<name>.json, the holdout.json of `python -m facedyn.crossval.evaluate`
-  explain-check       docs/data/explain/explain_check.json of `python -m facedyn.explain.check`
+  explain-check       docs/data/explain/*.json of `python -m facedyn.explain.check`, a section each
   stages              the default pipeline's stages as facedyn/conf/stage/*.yaml set them
 
 Each table keeps the rows and columns its command prints, so rerunning the command shown above a table
@@ -36,7 +36,7 @@ DATA = DOCS / "data"
 BENCHMARKS = DATA / "benchmarks"
 CROSSVAL = DATA / "crossval"
 HOLDOUT = DATA / "holdout"
-EXPLAIN_CHECK = DATA / "explain" / "explain_check.json"
+EXPLAIN_CHECKS = DATA / "explain"
 COMMAND = "python -m facedyn.docs.render"
 # Pages with generated blocks (relative to the repository root).
 PAGES = ("README.md", "docs/benchmarks.md", "docs/results.md", "docs/training.md")
@@ -180,9 +180,9 @@ def _shown_command(command: str, folder_placeholder: str) -> str:
     shown = []
     for word in words:
         key, sep, _ = word.partition("=")
-        if sep and key in ("out", "run"):
-            if key == "run":
-                shown.append(f"run={folder_placeholder}")
+        if sep and key in ("out", "run", "root"):
+            if key != "out":
+                shown.append(f"{key}={folder_placeholder if key == 'run' else '<dataset>'}")
             continue
         shown.append(folder_placeholder if not sep and word.startswith("/") else word)
     return " ".join(shown)
@@ -208,16 +208,23 @@ def holdout_block(page: Path) -> str:
     return "\n".join(holdout_section(path, page) for path in files)
 
 
-def explain_check_block(page: Path) -> str:
-    if not EXPLAIN_CHECK.is_file():
-        return "No result of the explanations' check is committed.\n"
+def explain_check_section(path: Path, page: Path) -> str:
     from facedyn.explain.check import markdown
 
-    report = json.loads(EXPLAIN_CHECK.read_text())
+    report = json.loads(path.read_text())
     where = re.sub(r"/\S+", "<dataset>", re.sub(r" of /\S+", "", report["data"]))  # no local folders on the page
     body = markdown({**report, "run": "<run>", "data": where})
-    return "\n".join([f"```bash\n{_shown_command(report['command'], '<run>')}\n```", "",
-                      f"Data: {link(EXPLAIN_CHECK, page)}.", "", body])
+    title = path.stem.replace("_", " ")
+    return "\n".join([f"### {title[:1].upper()}{title[1:]}", "",
+                      f"```bash\n{_shown_command(report['command'], '<run>')}\n```", "",
+                      f"Data: {link(path, page)}.", "", body])
+
+
+def explain_check_block(page: Path) -> str:
+    files = sorted(EXPLAIN_CHECKS.glob("*.json"), key=lambda path: path.stem != "validation_videos")
+    if not files:
+        return "No result of the explanations' check is committed.\n"
+    return "\n".join(explain_check_section(path, page) for path in files)
 
 
 # ---- the default run ---------------------------------------------------------------------------------------------

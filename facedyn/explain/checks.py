@@ -2,7 +2,7 @@
 
 Sanity (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018): an explanation that still looks
 the same when the model's weights are replaced by random ones explains the input, not the model. The flow
-branch's Grad-CAM is recomputed after re-initialising the ResNet cascading from the top (fc, then layer4,
+branch's maps (Grad-CAM, and integrated gradients for comparison) are recomputed after re-initialising the ResNet cascading from the top (fc, then layer4,
 layer3, … down to the stem), the landmark branch's attributions after re-initialising everything between
 the blendshapes and the grade (the head and the fusion layer); each is compared with the trained model's by
 Spearman's rank correlation per sample. It passes when the median correlation after full randomisation is
@@ -14,19 +14,22 @@ dynamics grade should lie mostly on it; in an eye closure the movement is in the
 the lower. Per sample the share of the map's mass on that half or region, averaged; beside it the share a
 uniform map would have (the region's share of the image). The face's halves are split by its midline and
 its upper and lower parts by the line halfway between the eyes and the mouth corners (in the face's own
-frame, facedyn.measurements.frame).
+frame, facedyn.measurements.frame). The same measures on the flow image's own brightness say how far the
+data let any map localise.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import partial
+from typing import Callable
 
 import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from facedyn.explain import blendshapes, gradcam, maps
+from facedyn.explain import blendshapes, flow_gradients, gradcam, maps
 from facedyn.measurements.anatomy import COMMISSURE
 from facedyn.measurements.frame import face_frame
 from facedyn.model import FaceDynModel
@@ -34,6 +37,7 @@ from facedyn.model.flow_branch import FlowBranch
 
 CASCADE = ("fc", "layer4", "layer3", "layer2", "layer1", "stem")  # Adebayo's cascading order, output first
 DYNAMICS = 0
+INTEGRATED_GRADIENTS = "integrated_gradients"
 MOVED_HALF_MAX_DYNAMICS = 3
 
 
@@ -81,13 +85,27 @@ def _summary(values: np.ndarray) -> dict:
             "n": int(len(finite)), "constant": int(len(values) - len(finite))}
 
 
-def flow_sanity(flow: FlowBranch, images: torch.Tensor, layer: str, part: str, seed: int) -> list[dict]:
+FlowMap = Callable[[FlowBranch, torch.Tensor], np.ndarray]  # (branch, images (N, 3, H, W)) -> signed maps (N, H, W)
+
+
+def flow_maps() -> dict[str, FlowMap]:
+    """The dynamics maps the check measures, by name: Grad-CAM per layer, and integrated gradients."""
+    found: dict[str, FlowMap] = {layer: partial(_gradcam, layer=layer) for layer in gradcam.LAYERS}
+    found[INTEGRATED_GRADIENTS] = lambda flow, images: flow_gradients.integrated_gradients(flow, images, DYNAMICS)
+    return found
+
+
+def _gradcam(flow: FlowBranch, images: torch.Tensor, layer: str) -> np.ndarray:
+    return gradcam.cam(flow, images, DYNAMICS, layer)
+
+
+def flow_sanity(flow: FlowBranch, images: torch.Tensor, flow_map: FlowMap, part: str, seed: int) -> list[dict]:
     """Per cascade step: how the dynamics map of the randomised branch ranks against the trained one's."""
-    trained = maps.part(gradcam.cam(flow, images, DYNAMICS, layer), part)
+    trained = maps.part(flow_map(flow, images), part)
     steps = []
     for depth in range(1, len(CASCADE) + 1):
         random = randomised_flow(flow, CASCADE[:depth], seed)
-        randomised = maps.part(gradcam.cam(random, images, DYNAMICS, layer), part)
+        randomised = maps.part(flow_map(random, images), part)
         steps.append({"randomised": list(CASCADE[:depth]), **_summary(spearman(trained, randomised))})
     return steps
 

@@ -1,4 +1,5 @@
-"""python -m facedyn.data.synthetic --out DIR [--preset default|large] [--seed N] [--videos N] [--workers N]"""
+"""python -m facedyn.data.synthetic --out DIR [--preset default|large|hard|still_camera] [--seed N] [--videos N]
+[--workers N]"""
 
 from __future__ import annotations
 

@@ -64,9 +64,9 @@ def _synthetic_truth(root: Path, folders: np.ndarray) -> tuple[np.ndarray, float
     return np.array(sides), render_size
 
 
-def _dynamics_maps(flow: torch.nn.Module, model, predict: str, samples, rows: np.ndarray, layer: str) -> np.ndarray:
-    parts = [gradcam.cam(flow, model_batch(model, predict, samples, rows[i:i + CHUNK])["flow_image"], checks.DYNAMICS,
-                         layer) for i in range(0, len(rows), CHUNK)]
+def _dynamics_maps(flow_map: checks.FlowMap, model, predict: str, samples, rows: np.ndarray) -> np.ndarray:
+    parts = [flow_map(model.flow, model_batch(model, predict, samples, rows[i:i + CHUNK])["flow_image"])
+             for i in range(0, len(rows), CHUNK)]
     return np.concatenate(parts)
 
 
@@ -92,20 +92,23 @@ def run_check(cfg: CheckConfig, command: str = "") -> dict:
     healthy_right = paralysed[rows] == "left"
     torch.manual_seed(cfg.seed)
     localisation = {}
-    for layer in gradcam.LAYERS:
-        signed = _dynamics_maps(model.flow, model, info.predict, samples, rows, layer)
+    flow_maps = checks.flow_maps()
+    for name, flow_map in flow_maps.items():
+        signed = _dynamics_maps(flow_map, model, info.predict, samples, rows)
         for part in maps.PARTS:
-            localisation[f"{layer}/{part}"] = checks.localisation(maps.part(signed, part), face_parts, expressions,
-                                                                   healthy_right, one_sided)
+            localisation[f"{name}/{part}"] = checks.localisation(maps.part(signed, part), face_parts, expressions,
+                                                                  healthy_right, one_sided)
     # Where the input's own flow lies (HSV brightness = max of RGB): how lateralised the data are at all.
     brightness = samples.flow[rows].max(axis=-1).astype(np.float64)
     input_flow = checks.localisation(maps.part(brightness, "positive"), face_parts, expressions, healthy_right, one_sided)
     sanity_rows = rows[_evenly(len(rows), cfg.sanity_samples)]
     batch = model_batch(model, info.predict, samples, sanity_rows)
-    flow_steps = checks.flow_sanity(model.flow, batch["flow_image"], gradcam.DEFAULT_LAYER, maps.DEFAULT_PART, cfg.seed)
-    landmark = checks.landmark_sanity(model, batch, info.predict, cfg.seed) if info.predict == "fused" else {}
-    full = flow_steps[-1].get("median", float("nan"))
     default = f"{gradcam.DEFAULT_LAYER}/{maps.DEFAULT_PART}"
+    compared = f"{checks.INTEGRATED_GRADIENTS}/{maps.DEFAULT_PART}"
+    flow_steps = {name: checks.flow_sanity(model.flow, batch["flow_image"], flow_maps[name.split("/")[0]],
+                                           maps.DEFAULT_PART, cfg.seed) for name in (default, compared)}
+    landmark = checks.landmark_sanity(model, batch, info.predict, cfg.seed) if info.predict == "fused" else {}
+    full = flow_steps[default][-1].get("median", float("nan"))
     chosen = localisation[default]
     report = {
         "command": command, "run": str(info.run_dir), "checkpoint": str(info.checkpoint), "stage": info.stage, "data": data.source,
@@ -122,6 +125,12 @@ def run_check(cfg: CheckConfig, command: str = "") -> dict:
     atomic_write_json(out / JSON_FILE, report)
     atomic_write_text(out / MARKDOWN_FILE, markdown(report))
     return report
+
+
+def _map_name(key: str) -> str:
+    """'layer4/absolute' -> 'Grad-CAM layer4, absolute'; 'integrated_gradients/positive' -> 'integrated gradients, positive'."""
+    method, part = key.split("/")
+    return f"{'integrated gradients' if method == checks.INTEGRATED_GRADIENTS else 'Grad-CAM ' + method}, {part}"
 
 
 def _share(entry: dict) -> str:
@@ -143,26 +152,30 @@ def markdown(report: dict) -> str:
              f"{report['one_sided_samples']} of them one-sided with dynamics ≤ {checks.MOVED_HALF_MAX_DYNAMICS}.", "",
              "Localisation of the flow branch's dynamics map: mean share of its mass on the region that moved "
              "[a uniform map's share]. Goal ≥ " f"{report['goal']:.0%} for the map the report draws (**bold**).", "",
-             "| map (layer, part) | moved half: one-sided, dynamics ≤ 3 | eye closure: upper face | smile: lower face |",
+             "| map, part | moved half: one-sided, dynamics ≤ 3 | eye closure: upper face | smile: lower face |",
              "|---|---|---|---|"]
     for name, entry in report["localisation"].items():
-        label = f"**{name}**" if name == default else name
+        label = f"**{_map_name(name)}**" if name == default else _map_name(name)
         lines.append(f"| {label} | {_share(entry['moved_half'])} | {_share(entry['eye_close_upper_face'])} | "
                      f"{_share(entry['smile_lower_face'])} |")
     if "input_flow" in report:  # the flow images' own brightness: what a map that follows the input would show
         entry = report["input_flow"]
         lines.append(f"| *the flow image's brightness* | {_share(entry['moved_half'])} | "
                      f"{_share(entry['eye_close_upper_face'])} | {_share(entry['smile_lower_face'])} |")
-    lines += ["", f"Moved half by expression ({default}):", "", "| expression | share on the moved half |", "|---|---|"]
+    lines += ["", f"Moved half by expression ({_map_name(default)}):", "", "| expression | share on the moved half |",
+              "|---|---|"]
     for expression, entry in report["localisation"][default]["moved_half_by_expression"].items():
         lines.append(f"| {expression} | {_share(entry)} |")
     sanity = report["sanity"]
     lines += ["", f"Sanity (model randomisation, {sanity['samples']} samples): Spearman ρ between the trained and the "
-              f"randomised model's explanations, median [quartiles]; passes below {report['threshold']} after full "
-              f"randomisation: **{'passed' if sanity['passed'] else 'failed'}**.", "",
-              "| randomised | flow branch: dynamics map |", "|---|---|"]
-    for step in sanity["flow_cascade"]:
-        lines.append(f"| {' + '.join(step['randomised'])} | {_rho(step)} |")
+              f"randomised model's explanations, median [quartiles]; the map the report draws and the landmark "
+              f"branch's attributions pass below {report['threshold']} after full randomisation: "
+              f"**{'passed' if sanity['passed'] else 'failed'}**.", "",
+              "| randomised | " + " | ".join(f"flow branch: {_map_name(name)}" for name in sanity["flow_cascade"]) + " |",
+              "|---" * (1 + len(sanity["flow_cascade"])) + "|"]
+    for depth, step in enumerate(next(iter(sanity["flow_cascade"].values()))):
+        rhos = " | ".join(_rho(steps[depth]) for steps in sanity["flow_cascade"].values())
+        lines.append(f"| {' + '.join(step['randomised'])} | {rhos} |")
     if sanity["landmark_head"]:  # a stage without the landmark branch has none
         lines += ["", "| randomised | landmark branch: dynamics attributions | synkinesis attributions |", "|---|---|---|",
                   f"| landmark head + fusion | {_rho(sanity['landmark_head']['dynamics'])} | "
