@@ -299,3 +299,20 @@ def test_hard_preset_generates_and_reads(tmp_path, capsys, landmarker_task):
     assert {k: v for k, v in composed.items() if k != "root"} == hard.content()
     result = read_samples(scan(tmp_path / "hard"), ReaderSettings.from_config(DataConfig()))
     assert not result.bad and len(result.samples) == len(hard.expressions) * hard.frames_per_video
+
+
+def test_still_camera_preset_leaves_only_the_faces_movement_in_the_flow(landmarker_task):
+    """Same subject and grades: without head motion, camera noise and lighting change the flow of a one-sided
+    smile is weaker overall and lies more on the half that moved."""
+    mesh = canonical_mesh(landmarker_task)
+    labels = ClipLabels(dynamics=1, synkinesis=0, paralysed_side="left")
+    shares, totals = [], []
+    for cfg in (preset("default", frames_per_video=1), preset("still_camera", frames_per_video=1)):
+        subject, _ = sample_subject(mesh, cfg, 0)
+        sample = _peak(mesh, cfg, subject, "smile", labels)
+        magnitude = np.linalg.norm(decode_flow(sample.flow_image, cfg.max_flow_magnitude), axis=-1)
+        midline = sample.baseline_landmarks[:, 0].mean() * cfg.image_size / cfg.render_size
+        healthy = magnitude[:, : int(midline)]  # the subject's right half lies on the image's left
+        shares.append(healthy.sum() / magnitude.sum())
+        totals.append(magnitude.sum())
+    assert totals[1] < totals[0] and shares[1] > shares[0] > 0.5
