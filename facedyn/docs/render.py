@@ -165,11 +165,19 @@ def crossval_default_block(page: Path) -> str:
     return section.split("\nValidation loss per stage")[0].replace("Common overrides: `(none)`.\n", "")
 
 
+def json_sections(folder: Path, section: Callable[[Path, Path], str], page: Path, none: str, first: str = "") -> str:
+    """One section per committed JSON of `folder` (`first`'s stem leading, the rest by name), or `none`."""
+    files = sorted(folder.glob("*.json"), key=lambda path: (path.stem != first, path.stem))
+    return "\n".join(section(path, page) for path in files) if files else none
+
+
+def _heading(path: Path) -> str:
+    title = path.stem.replace("_", " ").replace("-", " ")
+    return f"### {title[:1].upper()}{title[1:]}"
+
+
 def crossval_block(page: Path) -> str:
-    files = sorted(CROSSVAL.glob("*.json"))
-    if not files:
-        return "No cross-validation results are committed.\n"
-    return "\n".join(crossval_section(path, page) for path in files)
+    return json_sections(CROSSVAL, crossval_section, page, "No cross-validation results are committed.\n")
 
 
 # ---- the ensemble on unseen data, the explanations' check ------------------------------------------------------
@@ -193,8 +201,7 @@ def holdout_section(path: Path, page: Path) -> str:
 
     result = json.loads(path.read_text())
     body = markdown(result).split("\n", 4)[4]  # the command's own tables, without its title and folder line
-    title = path.stem.replace("_", " ").replace("-", " ")
-    return "\n".join([f"### {title[:1].upper()}{title[1:]}", "",
+    return "\n".join([_heading(path), "",
                       f"```bash\n{_shown_command(result['command'], '<cross-validation folder>')}\n```", "",
                       f"{len(result['folds'])} fold models (stage {result['stage']}) on data none of them saw: "
                       f"{result['data']['videos']} videos, {result['data']['videos_x_expressions']} videos × "
@@ -202,10 +209,7 @@ def holdout_section(path: Path, page: Path) -> str:
 
 
 def holdout_block(page: Path) -> str:
-    files = sorted(HOLDOUT.glob("*.json"))
-    if not files:
-        return "No evaluation of an ensemble is committed.\n"
-    return "\n".join(holdout_section(path, page) for path in files)
+    return json_sections(HOLDOUT, holdout_section, page, "No evaluation of an ensemble is committed.\n")
 
 
 def explain_check_section(path: Path, page: Path) -> str:
@@ -214,17 +218,14 @@ def explain_check_section(path: Path, page: Path) -> str:
     report = json.loads(path.read_text())
     where = re.sub(r"/\S+", "<dataset>", re.sub(r" of /\S+", "", report["data"]))  # no local folders on the page
     body = markdown({**report, "run": "<run>", "data": where})
-    title = path.stem.replace("_", " ")
-    return "\n".join([f"### {title[:1].upper()}{title[1:]}", "",
+    return "\n".join([_heading(path), "",
                       f"```bash\n{_shown_command(report['command'], '<run>')}\n```", "",
                       f"Data: {link(path, page)}.", "", body])
 
 
 def explain_check_block(page: Path) -> str:
-    files = sorted(EXPLAIN_CHECKS.glob("*.json"), key=lambda path: path.stem != "validation_videos")
-    if not files:
-        return "No result of the explanations' check is committed.\n"
-    return "\n".join(explain_check_section(path, page) for path in files)
+    return json_sections(EXPLAIN_CHECKS, explain_check_section, page,
+                         "No result of the explanations' check is committed.\n", first="validation_videos")
 
 
 # ---- the default run ---------------------------------------------------------------------------------------------
