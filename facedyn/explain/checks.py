@@ -2,11 +2,11 @@
 
 Sanity (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018): an explanation that still looks
 the same when the model's weights are replaced by random ones explains the input, not the model. The flow
-branch's maps (Grad-CAM, and integrated gradients for comparison) are recomputed after re-initialising the ResNet cascading from the top (fc, then layer4,
-layer3, … down to the stem), the landmark branch's attributions after re-initialising everything between
-the blendshapes and the grade (the head and the fusion layer); each is compared with the trained model's by
-Spearman's rank correlation per sample. It passes when the median correlation after full randomisation is
-below the stated threshold.
+branch's maps (Grad-CAM, and integrated gradients for comparison) are recomputed after re-initialising the
+ResNet cascading from the top (fc, then layer4, layer3, … down to the stem), the landmark branch's
+attributions after re-initialising everything between the blendshapes and the grade (the head and the
+fusion layer); each is compared with the trained model's by Spearman's rank correlation per sample. It
+passes when the median correlation after full randomisation is below the stated threshold.
 
 Localisation (synthetic data, whose labels name the paralysed side): for one-sided movements graded
 dynamics ≤ 3 the healthy half moved clearly more, so a map of where the flow branch looked for the

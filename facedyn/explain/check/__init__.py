@@ -106,7 +106,8 @@ def run_check(cfg: CheckConfig, command: str = "") -> dict:
     default = f"{gradcam.DEFAULT_LAYER}/{maps.DEFAULT_PART}"
     compared = f"{checks.INTEGRATED_GRADIENTS}/{maps.DEFAULT_PART}"
     flow_steps = {name: checks.flow_sanity(model.flow, batch["flow_image"], flow_maps[name.split("/")[0]],
-                                           maps.DEFAULT_PART, cfg.seed) for name in (default, compared)}
+                                           maps.DEFAULT_PART, cfg.seed)
+                  for name in (default, compared)}
     landmark = checks.landmark_sanity(model, batch, info.predict, cfg.seed) if info.predict == "fused" else {}
     full = flow_steps[default][-1].get("median", float("nan"))
     chosen = localisation[default]
@@ -128,7 +129,8 @@ def run_check(cfg: CheckConfig, command: str = "") -> dict:
 
 
 def _map_name(key: str) -> str:
-    """'layer4/absolute' -> 'Grad-CAM layer4, absolute'; 'integrated_gradients/positive' -> 'integrated gradients, positive'."""
+    """'layer4/absolute' -> 'Grad-CAM layer4, absolute'; 'integrated_gradients/positive' -> 'integrated
+    gradients, positive'."""
     method, part = key.split("/")
     return f"{'integrated gradients' if method == checks.INTEGRATED_GRADIENTS else 'Grad-CAM ' + method}, {part}"
 
@@ -171,8 +173,8 @@ def markdown(report: dict) -> str:
               f"randomised model's explanations, median [quartiles]; the map the report draws and the landmark "
               f"branch's attributions pass below {report['threshold']} after full randomisation: "
               f"**{'passed' if sanity['passed'] else 'failed'}**.", "",
-              "| randomised | " + " | ".join(f"flow branch: {_map_name(name)}" for name in sanity["flow_cascade"]) + " |",
-              "|---" * (1 + len(sanity["flow_cascade"])) + "|"]
+              "| randomised | " + " | ".join(f"flow branch: {_map_name(name)}" for name in sanity["flow_cascade"])
+              + " |", "|---" * (1 + len(sanity["flow_cascade"])) + "|"]
     for depth, step in enumerate(next(iter(sanity["flow_cascade"].values()))):
         rhos = " | ".join(_rho(steps[depth]) for steps in sanity["flow_cascade"].values())
         lines.append(f"| {' + '.join(step['randomised'])} | {rhos} |")
