@@ -104,10 +104,10 @@ def run_check(cfg: CheckConfig, command: str = "") -> dict:
     sanity_rows = rows[_evenly(len(rows), cfg.sanity_samples)]
     batch = model_batch(model, info.predict, samples, sanity_rows)
     default = f"{gradcam.DEFAULT_LAYER}/{maps.DEFAULT_PART}"
-    compared = f"{checks.INTEGRATED_GRADIENTS}/{maps.DEFAULT_PART}"
-    flow_steps = {name: checks.flow_sanity(model.flow, batch["flow_image"], flow_maps[name.split("/")[0]],
-                                           maps.DEFAULT_PART, cfg.seed)
-                  for name in (default, compared)}
+    flow_steps = {}  # the report's map and the one it is compared with
+    for method in (gradcam.DEFAULT_LAYER, checks.INTEGRATED_GRADIENTS):
+        flow_steps[f"{method}/{maps.DEFAULT_PART}"] = checks.flow_sanity(model.flow, batch["flow_image"],
+                                                                         flow_maps[method], maps.DEFAULT_PART, cfg.seed)
     landmark = checks.landmark_sanity(model, batch, info.predict, cfg.seed) if info.predict == "fused" else {}
     full = flow_steps[default][-1].get("median", float("nan"))
     chosen = localisation[default]
